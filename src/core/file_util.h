@@ -1,0 +1,48 @@
+// Files written whole or not at all, and small file helpers.
+#ifndef VIGIL_CORE_FILE_UTIL_H_
+#define VIGIL_CORE_FILE_UTIL_H_
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "vigil/status.h"
+
+namespace vigil {
+
+// An AtomicFile writes to a temporary file beside `path` and renames it over `path` on Commit().
+// If it is destroyed without a successful Commit(), the temporary file is removed, so a failed
+// run leaves no partial output behind. Not thread-safe.
+class AtomicFile {
+ public:
+  AtomicFile() = default;
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  ~AtomicFile();
+
+  // Creates the temporary file; fails with a clear message if the folder is not writable.
+  static StatusOr<std::unique_ptr<AtomicFile>> Create(const std::string& path);
+
+  // Buffered writes. Errors are sticky and reported by Commit().
+  void Write(const char* data, size_t n);
+  void Write(const std::string& s) { Write(s.data(), s.size()); }
+  std::FILE* stream() { return file_; }
+
+  // Flushes, fsyncs and renames the temporary file to `path`.
+  Status Commit();
+
+ private:
+  std::string path_;
+  std::string tmp_path_;
+  std::FILE* file_ = nullptr;
+  bool committed_ = false;
+};
+
+// Reads a whole file into a string.
+StatusOr<std::string> ReadFile(const std::string& path);
+// Writes a whole file atomically.
+Status WriteFileAtomically(const std::string& path, const std::string& content);
+
+}  // namespace vigil
+
+#endif  // VIGIL_CORE_FILE_UTIL_H_
