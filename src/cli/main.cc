@@ -1,1 +1,22 @@
-int main() { return 0; }
+// `vigil`: one binary, one subcommand per job.
+#include <CLI/CLI.hpp>
+
+#include "cli/cli_util.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Vigil: real-time fraud detection for payment transactions"};
+  app.set_version_flag("--version", vigil::cli::VersionString());
+  app.require_subcommand(1);
+  app.fallthrough(false);
+  int exit_code = 0;
+  vigil::cli::AddSimulateCommand(app, &exit_code);
+  vigil::cli::AddFeaturesCommand(app, &exit_code);
+  vigil::cli::AddTrainCommand(app, &exit_code);
+  vigil::cli::AddEvaluateCommand(app, &exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return exit_code;
+}

@@ -1,0 +1,63 @@
+#include "cli/cli_util.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace vigil::cli {
+
+int Fail(const std::string& command, const Status& status) {
+  std::fprintf(stderr, "vigil %s: error: %s\n", command.c_str(), status.message().c_str());
+  return 1;
+}
+
+Progress::Progress(std::string label, bool quiet)
+    : label_(std::move(label)),
+      quiet_(quiet),
+      tty_(::isatty(STDERR_FILENO) != 0),
+      start_(std::chrono::steady_clock::now()) {}
+
+Progress::~Progress() {
+  if (!done_ && tty_ && last_step_ >= 0 && !quiet_) std::fputc('\n', stderr);
+}
+
+double Progress::Seconds() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+void Progress::Update(double fraction) {
+  if (quiet_) return;
+  const int percent = static_cast<int>(fraction * 100);
+  const int step = tty_ ? percent : percent / 20 * 20;
+  if (step == last_step_ || percent >= 100) return;
+  last_step_ = step;
+  if (tty_) {
+    std::fprintf(stderr, "\r%s: %3d%%", label_.c_str(), step);
+  } else {
+    std::fprintf(stderr, "%s: %d%%\n", label_.c_str(), step);
+  }
+  std::fflush(stderr);
+}
+
+void Progress::Done() {
+  if (quiet_ || done_) return;
+  done_ = true;
+  std::fprintf(stderr, "%s%s: done in %.1f s\n", tty_ && last_step_ >= 0 ? "\r" : "",
+               label_.c_str(), Seconds());
+}
+
+StatusOr<std::map<std::string, std::string>> ParseParams(const std::vector<std::string>& kvs) {
+  std::map<std::string, std::string> out;
+  for (const auto& kv : kvs) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return InvalidArgument("--param '" + kv + "' is not key=value");
+    }
+    out[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return out;
+}
+
+std::string VersionString() { return std::string(VIGIL_VERSION) + " (" + VIGIL_GIT_VERSION + ")"; }
+
+}  // namespace vigil::cli

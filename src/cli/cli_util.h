@@ -1,0 +1,58 @@
+// Helpers shared by the `vigil` commands: progress on stderr, errors, version.
+#ifndef VIGIL_CLI_CLI_UTIL_H_
+#define VIGIL_CLI_CLI_UTIL_H_
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <vector>
+#include <string>
+
+#include "vigil/status.h"
+
+namespace CLI {
+class App;
+}
+
+namespace vigil::cli {
+
+// Prints "vigil <command>: error: <message>" to stderr and returns the exit code 1.
+int Fail(const std::string& command, const Status& status);
+
+// Progress of one long step on stderr: a live percentage on a terminal, a line every 20%
+// otherwise (logs stay readable). Silent when quiet. Not thread-safe.
+class Progress {
+ public:
+  Progress(std::string label, bool quiet);
+  ~Progress();
+  void Update(double fraction);
+  // Ends the line with the elapsed time: "simulate: 100% (2.1 s)".
+  void Done();
+  std::function<void(double)> Callback() {
+    return [this](double f) { Update(f); };
+  }
+  double Seconds() const;
+
+ private:
+  std::string label_;
+  bool quiet_;
+  bool tty_;
+  bool done_ = false;
+  int last_step_ = -1;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// Each command adds its subcommand and sets `*exit_code` when it runs.
+void AddSimulateCommand(CLI::App& app, int* exit_code);
+void AddFeaturesCommand(CLI::App& app, int* exit_code);
+void AddTrainCommand(CLI::App& app, int* exit_code);
+void AddEvaluateCommand(CLI::App& app, int* exit_code);
+
+std::string VersionString();
+
+// Parses repeated "--param key=value" options.
+StatusOr<std::map<std::string, std::string>> ParseParams(const std::vector<std::string>& kvs);
+
+}  // namespace vigil::cli
+
+#endif  // VIGIL_CLI_CLI_UTIL_H_
