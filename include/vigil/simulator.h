@@ -50,8 +50,9 @@ struct SimulationSummary {
 // Checks the options ("--days must be at least 1", ...) without running anything.
 Status ValidateSimulatorOptions(const SimulatorOptions& options);
 
-// Generates the data set: rows sorted by time (ties in customer order), transaction_id = row
-// index, amounts rounded to cents, labels set (has_labels = true).
+// Generates the data set: rows sorted by time, ties ordered as the book's NumPy sort (pandas'
+// default, unstable sort_values) orders them, so seed 0 gives the book's transaction IDs;
+// transaction_id = row index, amounts rounded to cents, labels set (has_labels = true).
 StatusOr<Dataset> Simulate(const SimulatorOptions& options);
 
 SimulationSummary Summarize(const Dataset& data);

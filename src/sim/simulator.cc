@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "sim/argsort.h"
 #include "sim/profiles.h"
 #include "sim/random.h"
 #include "vigil/time.h"
@@ -241,16 +242,14 @@ StatusOr<Dataset> SimulateImpl(const SimulatorOptions& options, int64_t start) {
     std::vector<RawTransaction>().swap(chunk);
   }
 
-  // Sort by time, ties in customer order: a stable counting sort by day (each customer's rows
-  // are in day order already), then, day by day and in parallel, a sort by (time of day, rank in
-  // the day) that writes the day's rows of the data set.
-  std::vector<size_t> day_start(options.days + 1, 0);
-  for (const RawTransaction& t : raw) ++day_start[t.seconds / kSecondsPerDay + 1];
-  for (size_t d = 1; d < day_start.size(); ++d) day_start[d] += day_start[d - 1];
-  std::vector<size_t> order(total);
+  // Sort by time as the book does: pandas' sort_values('TX_DATETIME'), i.e. NumPy's unstable
+  // argsort, on the customer-order concatenation. The book sorts datetime64[ns] values; the
+  // argsort's permutation depends only on how keys compare, so epoch seconds give the same one.
+  std::vector<int64_t> order;
   {
-    std::vector<size_t> pos(day_start.begin(), day_start.end() - 1);
-    for (size_t i = 0; i < total; ++i) order[pos[raw[i].seconds / kSecondsPerDay]++] = i;
+    std::vector<int64_t> keys(total);
+    for (size_t i = 0; i < total; ++i) keys[i] = start + raw[i].seconds;
+    order = NumpyArgsort(keys);
   }
 
   Dataset data;
@@ -262,30 +261,16 @@ StatusOr<Dataset> SimulateImpl(const SimulatorOptions& options, int64_t start) {
   data.amount.resize(total);
   data.fraud.assign(total, 0);
   data.fraud_scenario.assign(total, 0);
-  RunChunks(options.days, threads, nullptr, 0, [&](int day) {
-    size_t begin = day_start[day];
-    size_t n = day_start[day + 1] - begin;
-    // A day holds far fewer than 2^32 rows (that many would take hundreds of GB), so (time of
-    // day, rank) packs in 64 bits and the keys are distinct: an unstable sort gives the stable
-    // order.
-    std::vector<uint64_t> keys(n);
-    for (size_t k = 0; k < n; ++k) {
-      uint64_t time_of_day = static_cast<uint64_t>(raw[order[begin + k]].seconds % kSecondsPerDay);
-      keys[k] = time_of_day << 32 | k;
-    }
-    std::sort(keys.begin(), keys.end());
-    for (size_t k = 0; k < n; ++k) {
-      size_t r = begin + k;
-      const RawTransaction& t = raw[order[begin + (keys[k] & 0xffffffffu)]];
-      data.transaction_id[r] = static_cast<int64_t>(r);
-      data.timestamp[r] = start + t.seconds;
-      data.customer_id[r] = t.customer;
-      data.terminal_id[r] = t.terminal;
-      data.amount[r] = t.amount;
-    }
-  });
+  for (size_t r = 0; r < total; ++r) {
+    const RawTransaction& t = raw[order[r]];
+    data.transaction_id[r] = static_cast<int64_t>(r);
+    data.timestamp[r] = start + t.seconds;
+    data.customer_id[r] = t.customer;
+    data.terminal_id[r] = t.terminal;
+    data.amount[r] = t.amount;
+  }
   std::vector<RawTransaction>().swap(raw);
-  std::vector<size_t>().swap(order);
+  std::vector<int64_t>().swap(order);
   if (progress) progress(kGenerationShare + (1 - kGenerationShare) / 2);
 
   AddFrauds(options, start, &data);
