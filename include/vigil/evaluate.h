@@ -47,7 +47,7 @@ Scores ScoreSplit(const Dataset& data, const Split& split, const std::vector<dou
 
 struct EvaluateOptions {
   std::vector<Algorithm> algos = {Algorithm::kRandomForest, Algorithm::kGbdt,
-                                  Algorithm::kLogistic};
+                                  Algorithm::kLogistic, Algorithm::kIsolationForest};
   FeatureSet features = FeatureSet::kBook;
   // The first (earliest) fold's training start; later folds start test_days later each.
   SplitOptions split;
@@ -67,7 +67,8 @@ struct EvaluationRow {
 };
 
 // Computes the features once over the whole data set, then runs the prequential folds for each
-// algorithm. Predictions come from XGBoost's own predictor.
+// algorithm. Predictions come from Vigil's scoring engine (Forest); for iforest the score is the
+// anomaly score, trained without labels.
 StatusOr<std::vector<EvaluationRow>> EvaluateHandbook(const Dataset& data,
                                                       const EvaluateOptions& options);
 

@@ -15,14 +15,17 @@
 #include <string_view>
 #include <vector>
 
+#include "vigil/decision.h"
 #include "vigil/features.h"
 #include "vigil/status.h"
 
 namespace vigil {
 
-enum class Algorithm { kRandomForest, kGbdt, kLogistic };
+// rf, gbdt and logistic learn from labels through XGBoost; iforest (an isolation forest) needs no
+// labels and scores how unusual a transaction is.
+enum class Algorithm { kRandomForest, kGbdt, kLogistic, kIsolationForest };
 
-StatusOr<Algorithm> ParseAlgorithm(std::string_view name);  // "rf" | "gbdt" | "logistic"
+StatusOr<Algorithm> ParseAlgorithm(std::string_view name);  // "rf" | "gbdt" | "logistic" | "iforest"
 std::string_view AlgorithmName(Algorithm algo);
 // Parses a comma-separated list ("rf,gbdt").
 StatusOr<std::vector<Algorithm>> ParseAlgorithmList(std::string_view names);
@@ -40,6 +43,7 @@ struct ModelFile {
   Algorithm algo = Algorithm::kGbdt;
   std::string feature_set;                // "book" | "all" | "custom" (imported)
   std::vector<std::string> feature_names;  // model order
+  int label_delay_days = 7;                // the feature engine's delay the model was trained on
   std::map<std::string, std::string> params;  // the XGBoost parameters used
   // Inputs are standardised as (x - mean) / scale before the booster when non-empty.
   std::vector<double> feature_mean;
@@ -49,7 +53,14 @@ struct ModelFile {
   std::string code_version;
   std::string created_at;                 // RFC 3339
   std::map<std::string, double> metrics;  // e.g. "train_auc", "test_ap"
-  std::string xgboost_json;               // XGBoost's model, as XGBoost saved it
+  // The trees in XGBoost's JSON schema: XGBoost's own model for rf/gbdt/logistic, Vigil's
+  // isolation forest (objective "vigil:isolation") for iforest.
+  std::string xgboost_json;
+  // Decision thresholds chosen at training time, when present.
+  bool has_thresholds = false;
+  Thresholds thresholds;
+  // An isolation forest over the same features, for the anomaly score; empty when absent.
+  std::string anomaly_json;
 };
 
 Status SaveModel(const ModelFile& model, const std::string& path);
@@ -75,9 +86,14 @@ StatusOr<ModelFile> TrainModel(std::span<const float> x, std::span<const uint8_t
                                const std::vector<std::string>& names, const TrainOptions& options);
 
 // Fraud probabilities from XGBoost's own predictor (the reference the scoring core is checked
-// against). REQUIRES: x.size() is a multiple of model.feature_names.size().
+// against). Not for iforest models. REQUIRES: x.size() is a multiple of model.feature_names.size().
 StatusOr<std::vector<double>> PredictWithXGBoost(const ModelFile& model, std::span<const float> x,
                                                  int threads = 0);
+
+// XGBoost's own SHAP contributions (`pred_contribs`): per row, one value per feature then the
+// bias; each row's values sum to its margin.
+StatusOr<std::vector<double>> ContributionsWithXGBoost(const ModelFile& model,
+                                                       std::span<const float> x);
 
 }  // namespace vigil
 

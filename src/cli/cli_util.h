@@ -47,6 +47,10 @@ void AddSimulateCommand(CLI::App& app, int* exit_code);
 void AddFeaturesCommand(CLI::App& app, int* exit_code);
 void AddTrainCommand(CLI::App& app, int* exit_code);
 void AddEvaluateCommand(CLI::App& app, int* exit_code);
+void AddScoreCommand(CLI::App& app, int* exit_code);
+void AddImportModelCommand(CLI::App& app, int* exit_code);
+void AddBenchCommand(CLI::App& app, int* exit_code);
+void AddServeCommand(CLI::App& app, int* exit_code);
 
 std::string VersionString();
 

@@ -11,7 +11,7 @@ void AddEvaluateCommand(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand(
       "evaluate", "Evaluate models on a published protocol and print the results table");
   struct Args {
-    std::string data, protocol = "handbook", algos = "rf,gbdt,logistic", features = "book";
+    std::string data, protocol = "handbook", algos = "rf,gbdt,logistic,iforest", features = "book";
     EvaluateOptions eval;
     int threads = 0;
     std::vector<std::string> params;
@@ -22,7 +22,7 @@ void AddEvaluateCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--protocol", args->protocol,
                   "handbook: prequential folds of 7 days train, 7 delay, 7 test")
       ->capture_default_str();
-  cmd->add_option("--algo", args->algos, "Comma-separated algorithms: rf,gbdt,logistic")
+  cmd->add_option("--algo", args->algos, "Comma-separated algorithms: rf,gbdt,logistic,iforest")
       ->capture_default_str();
   cmd->add_option("--features", args->features, "Feature sets, comma-separated: book,all")
       ->capture_default_str();

@@ -2,7 +2,10 @@
 
 #include <chrono>
 #include <cmath>
+#include <thread>
 #include <unordered_set>
+
+#include "vigil/forest.h"
 
 #include "vigil/metrics.h"
 #include "vigil/time.h"
@@ -109,6 +112,9 @@ StatusOr<std::vector<EvaluationRow>> EvaluateHandbook(const Dataset& data,
   fo.label_delay_days = options.split.delay_days;
   const FeatureMatrix m = ComputeFeatures(data, options.features, fo);
 
+  const int threads = options.train.threads > 0
+                          ? options.train.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<EvaluationRow> rows;
   for (Algorithm algo : options.algos) {
     EvaluationRow row;
@@ -125,12 +131,18 @@ StatusOr<std::vector<EvaluationRow>> EvaluateHandbook(const Dataset& data,
       for (size_t r : s.train) ytrain.push_back(data.fraud[r]);
       TrainOptions to = options.train;
       to.algo = algo;
+      if (algo == Algorithm::kIsolationForest) {
+        // Shared --param options are XGBoost's; the isolation forest takes only its own.
+        const auto own = DefaultParams(algo);
+        std::erase_if(to.params, [&](const auto& kv) { return own.count(kv.first) == 0; });
+      }
       auto t0 = std::chrono::steady_clock::now();
       VIGIL_ASSIGN_OR_RETURN(ModelFile model, TrainModel(xtrain, ytrain, m.names, to));
       row.train_seconds += Seconds(t0);
       t0 = std::chrono::steady_clock::now();
-      VIGIL_ASSIGN_OR_RETURN(std::vector<double> p,
-                             PredictWithXGBoost(model, Gather(m, s.test), options.train.threads));
+      VIGIL_ASSIGN_OR_RETURN(std::unique_ptr<Forest> forest, Forest::FromModel(model));
+      std::vector<double> p(s.test.size());
+      forest->PredictBatch(Gather(m, s.test), p, threads);
       row.predict_seconds += Seconds(t0);
       row.folds.push_back(ScoreSplit(data, s, p, options.k));
     }

@@ -14,8 +14,9 @@ StatusOr<Algorithm> ParseAlgorithm(std::string_view name) {
   if (name == "rf") return Algorithm::kRandomForest;
   if (name == "gbdt") return Algorithm::kGbdt;
   if (name == "logistic") return Algorithm::kLogistic;
+  if (name == "iforest") return Algorithm::kIsolationForest;
   return InvalidArgument("unknown algorithm '" + std::string(name) +
-                         "' (expected rf, gbdt or logistic)");
+                         "' (expected rf, gbdt, logistic or iforest)");
 }
 
 std::string_view AlgorithmName(Algorithm algo) {
@@ -23,6 +24,7 @@ std::string_view AlgorithmName(Algorithm algo) {
     case Algorithm::kRandomForest: return "rf";
     case Algorithm::kGbdt: return "gbdt";
     case Algorithm::kLogistic: return "logistic";
+    case Algorithm::kIsolationForest: return "iforest";
   }
   return "unknown";
 }
@@ -49,6 +51,7 @@ Status SaveModel(const ModelFile& m, const std::string& path) {
   j["algorithm"] = AlgorithmName(m.algo);
   j["feature_set"] = m.feature_set;
   j["features"] = m.feature_names;
+  j["label_delay_days"] = m.label_delay_days;
   j["params"] = m.params;
   if (!m.feature_mean.empty()) {
     j["standardize"] = {{"mean", m.feature_mean}, {"scale", m.feature_scale}};
@@ -61,10 +64,19 @@ Status SaveModel(const ModelFile& m, const std::string& path) {
   j["code_version"] = m.code_version;
   j["created_at"] = m.created_at;
   j["metrics"] = m.metrics;
+  if (m.has_thresholds) {
+    j["thresholds"] = {{"review", m.thresholds.review},
+                       {"decline", m.thresholds.decline},
+                       {"targets",
+                        {{"review_rate", m.thresholds.targets.review_rate},
+                         {"decline_precision", m.thresholds.targets.decline_precision}}},
+                       {"validation", m.thresholds.validation}};
+  }
   try {
     j["xgboost"] = nlohmann::ordered_json::parse(m.xgboost_json);
+    if (!m.anomaly_json.empty()) j["anomaly"] = nlohmann::ordered_json::parse(m.anomaly_json);
   } catch (const nlohmann::json::exception& e) {
-    return Internal(std::string("XGBoost model JSON does not parse: ") + e.what());
+    return Internal(std::string("model JSON does not parse: ") + e.what());
   }
   return WriteFileAtomically(path, j.dump(1) + "\n");
 }
@@ -93,6 +105,7 @@ StatusOr<ModelFile> LoadModel(const std::string& path) {
     VIGIL_ASSIGN_OR_RETURN(m.algo, ParseAlgorithm(j.at("algorithm").get<std::string>()));
     m.feature_set = j.at("feature_set").get<std::string>();
     m.feature_names = j.at("features").get<std::vector<std::string>>();
+    m.label_delay_days = j.value("label_delay_days", 7);
     if (m.feature_names.empty()) return bad("the model has no features");
     m.params = j.at("params").get<std::map<std::string, std::string>>();
     if (j.contains("standardize")) {
@@ -111,6 +124,17 @@ StatusOr<ModelFile> LoadModel(const std::string& path) {
     m.created_at = j.at("created_at").get<std::string>();
     m.metrics = j.at("metrics").get<std::map<std::string, double>>();
     m.xgboost_json = j.at("xgboost").dump();
+    if (j.contains("anomaly")) m.anomaly_json = j["anomaly"].dump();
+    if (j.contains("thresholds")) {
+      const auto& t = j["thresholds"];
+      m.has_thresholds = true;
+      m.thresholds.review = t.at("review").get<double>();
+      m.thresholds.decline = t.at("decline").get<double>();
+      m.thresholds.targets.review_rate = t.at("targets").at("review_rate").get<double>();
+      m.thresholds.targets.decline_precision =
+          t.at("targets").at("decline_precision").get<double>();
+      m.thresholds.validation = t.at("validation").get<std::map<std::string, double>>();
+    }
   } catch (const nlohmann::json::exception& e) {
     return bad(std::string("missing or mistyped field: ") + e.what());
   }

@@ -1,6 +1,7 @@
 #include <cmath>
 #include <string>
 
+#include "model/iforest.h"
 #include "model/xgboost_util.h"
 #include "vigil/model.h"
 
@@ -30,6 +31,9 @@ std::map<std::string, std::string> DefaultParams(Algorithm algo) {
               {"updater", "coord_descent"},  {"feature_selector", "cyclic"},
               {"n_estimators", "100"},       {"eta", "1"},
               {"lambda", "1e-5"},            {"alpha", "0"}};
+    case Algorithm::kIsolationForest:
+      // Liu, Ting & Zhou (2008): 100 trees on subsamples of 256.
+      return {{"n_estimators", "100"}, {"sample_size", "256"}};
   }
   return {};
 }
@@ -44,6 +48,43 @@ Status ApplyParams(XgbBooster& booster, const std::map<std::string, std::string>
   return Status::Ok();
 }
 
+// Parses a positive integer parameter.
+StatusOr<int> PositiveInt(const std::map<std::string, std::string>& params, const std::string& key) {
+  try {
+    size_t used = 0;
+    const std::string& v = params.at(key);
+    const int n = std::stoi(v, &used);
+    if (used == v.size() && n > 0) return n;
+  } catch (const std::exception&) {
+  }
+  return InvalidArgument(key + " must be a positive integer, got '" +
+                         (params.count(key) ? params.at(key) : std::string()) + "'");
+}
+
+StatusOr<ModelFile> TrainIsolationModel(std::span<const float> x, size_t rows,
+                                        const std::vector<std::string>& names,
+                                        const TrainOptions& options) {
+  ModelFile model;
+  model.algo = Algorithm::kIsolationForest;
+  model.feature_names = names;
+  model.params = DefaultParams(Algorithm::kIsolationForest);
+  for (const auto& [k, v] : options.params) {
+    if (!model.params.count(k)) {
+      return InvalidArgument("unknown iforest parameter '" + k + "' (n_estimators, sample_size)");
+    }
+    model.params[k] = v;
+  }
+  model.params["seed"] = std::to_string(options.seed);
+  IsolationForestOptions io;
+  VIGIL_ASSIGN_OR_RETURN(io.trees, PositiveInt(model.params, "n_estimators"));
+  VIGIL_ASSIGN_OR_RETURN(io.sample_size, PositiveInt(model.params, "sample_size"));
+  io.seed = options.seed;
+  io.threads = options.threads;
+  VIGIL_ASSIGN_OR_RETURN(Ensemble e, TrainIsolationForest(x, rows, names.size(), io));
+  model.xgboost_json = IsolationForestToJson(e);
+  return model;
+}
+
 }  // namespace
 
 StatusOr<ModelFile> TrainModel(std::span<const float> x, std::span<const uint8_t> labels,
@@ -52,6 +93,7 @@ StatusOr<ModelFile> TrainModel(std::span<const float> x, std::span<const uint8_t
   const size_t cols = names.size();
   if (rows == 0) return InvalidArgument("no training rows");
   if (x.size() != rows * cols) return Internal("feature matrix size does not match labels");
+  if (options.algo == Algorithm::kIsolationForest) return TrainIsolationModel(x, rows, names, options);
   size_t positives = 0;
   for (uint8_t l : labels) positives += l;
   if (positives == 0 || positives == rows) {
@@ -83,20 +125,29 @@ StatusOr<ModelFile> TrainModel(std::span<const float> x, std::span<const uint8_t
   std::vector<float> scaled;
   std::span<const float> input = x;
   if (options.algo == Algorithm::kLogistic) {
-    // Standardise as the handbook's StandardScaler: mean and population std of the training set.
+    // Standardise as the handbook's StandardScaler: mean and population std of the training set,
+    // over the values present (missing values stay missing).
     model.feature_mean.assign(cols, 0.0);
     model.feature_scale.assign(cols, 0.0);
+    std::vector<size_t> present(cols, 0);
     for (size_t r = 0; r < rows; ++r)
-      for (size_t c = 0; c < cols; ++c) model.feature_mean[c] += x[r * cols + c];
-    for (auto& m : model.feature_mean) m /= rows;
+      for (size_t c = 0; c < cols; ++c)
+        if (!std::isnan(x[r * cols + c])) {
+          model.feature_mean[c] += x[r * cols + c];
+          ++present[c];
+        }
+    for (size_t c = 0; c < cols; ++c) model.feature_mean[c] /= std::max<size_t>(present[c], 1);
     for (size_t r = 0; r < rows; ++r)
-      for (size_t c = 0; c < cols; ++c) {
-        const double d = x[r * cols + c] - model.feature_mean[c];
-        model.feature_scale[c] += d * d;
-      }
-    for (auto& s : model.feature_scale) {
-      s = std::sqrt(s / rows);
-      if (s == 0) s = 1;  // a constant feature: leave it centred
+      for (size_t c = 0; c < cols; ++c)
+        if (!std::isnan(x[r * cols + c])) {
+          const double d = x[r * cols + c] - model.feature_mean[c];
+          model.feature_scale[c] += d * d;
+        }
+    for (size_t c = 0; c < cols; ++c) {
+      double& s = model.feature_scale[c];
+      s = std::sqrt(s / std::max<size_t>(present[c], 1));
+      if (!(s > 0) || !std::isfinite(s)) s = 1;  // constant or infinite: leave it centred
+      if (!std::isfinite(model.feature_mean[c])) model.feature_mean[c] = 0;
     }
     scaled.resize(x.size());
     for (size_t r = 0; r < rows; ++r)
@@ -126,8 +177,11 @@ StatusOr<ModelFile> TrainModel(std::span<const float> x, std::span<const uint8_t
   return model;
 }
 
-StatusOr<std::vector<double>> PredictWithXGBoost(const ModelFile& model, std::span<const float> x,
-                                                 int threads) {
+namespace {
+
+// Runs XGBoosterPredict with an option mask (0: probabilities, 4: SHAP contributions).
+StatusOr<std::vector<double>> XGBoostPredict(const ModelFile& model, std::span<const float> x,
+                                             int option_mask, int threads) {
   const size_t cols = model.feature_names.size();
   const size_t rows = x.size() / cols;
   std::vector<double> out;
@@ -142,6 +196,9 @@ StatusOr<std::vector<double>> PredictWithXGBoost(const ModelFile& model, std::sp
                                                   model.feature_scale[c]);
     input = scaled;
   }
+  if (model.algo == Algorithm::kIsolationForest) {
+    return InvalidArgument("XGBoost cannot score an isolation forest; use Vigil's Forest");
+  }
   XgbBooster booster;
   VIGIL_RETURN_IF_ERROR(booster.LoadJson(model.xgboost_json));
   if (threads > 0) VIGIL_RETURN_IF_ERROR(booster.SetParam("nthread", std::to_string(threads)));
@@ -149,10 +206,22 @@ StatusOr<std::vector<double>> PredictWithXGBoost(const ModelFile& model, std::sp
   VIGIL_RETURN_IF_ERROR(dm.FromDense(input, rows, cols));
   bst_ulong len = 0;
   const float* result = nullptr;
-  VIGIL_RETURN_IF_ERROR(
-      XgbCheck(XGBoosterPredict(booster.get(), dm.get(), 0, 0, 0, &len, &result), "predict"));
+  VIGIL_RETURN_IF_ERROR(XgbCheck(
+      XGBoosterPredict(booster.get(), dm.get(), option_mask, 0, 0, &len, &result), "predict"));
   out.assign(result, result + len);
   return out;
+}
+
+}  // namespace
+
+StatusOr<std::vector<double>> PredictWithXGBoost(const ModelFile& model, std::span<const float> x,
+                                                 int threads) {
+  return XGBoostPredict(model, x, 0, threads);
+}
+
+StatusOr<std::vector<double>> ContributionsWithXGBoost(const ModelFile& model,
+                                                       std::span<const float> x) {
+  return XGBoostPredict(model, x, 4, 1);
 }
 
 }  // namespace vigil

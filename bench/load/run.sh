@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Load benchmark of `vigil serve` with wrk: req/s and p50/p99 at 1, 32 and 256 connections, full
+# path (JSON, features, model, reasons, store), for --record sync and async.
+# Usage: bench/load/run.sh [seconds per run] [repeats]   (from the repository root, after setup)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECONDS_PER_RUN="${1:-10}"
+REPEATS="${2:-3}"
+VIGIL=./build/vigil
+MODEL=models/gbdt.model
+[ -f "$MODEL" ] || { echo "run scripts/setup.sh first (needs $MODEL)"; exit 1; }
+PORT=18765
+OUT=bench/load/results
+mkdir -p "$OUT"
+echo "mode,connections,run,rps,p50_ms,p99_ms,errors,non2xx"
+for mode in sync async; do
+  for conns in 1 32 256; do
+    for run in $(seq "$REPEATS"); do
+      data=$(mktemp -d)
+      "$VIGIL" serve --model "$MODEL" --port "$PORT" --address 127.0.0.1 --data-dir "$data" \
+        --record "$mode" >/dev/null 2>"$OUT/serve.log" &
+      server=$!
+      for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+      line=$(wrk -t"$((conns < 2 ? 1 : 2))" -c"$conns" -d"${SECONDS_PER_RUN}s" --latency -s bench/load/score.lua \
+        "http://127.0.0.1:$PORT" | grep '^RESULT')
+      kill -TERM "$server"; wait "$server" || true
+      rm -rf "$data"
+      echo "$mode,$conns,$run,$(sed -E 's/RESULT requests=[0-9]+ duration_s=[0-9.]+ rps=([0-9]+) p50_ms=([0-9.]+) p99_ms=([0-9.]+) errors=([0-9]+) non2xx=([0-9]+)/\1,\2,\3,\4,\5/' <<<"$line")"
+    done
+  done
+done

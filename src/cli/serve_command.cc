@@ -1,0 +1,77 @@
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <pthread.h>
+
+#include "cli/cli_util.h"
+#include "serve/scoring_service.h"
+
+namespace vigil::cli {
+
+void AddServeCommand(CLI::App& app, int* exit_code) {
+  auto* cmd = app.add_subcommand("serve", "Serve real-time scoring over HTTP");
+  struct Args {
+    ServeOptions serve;
+    std::string record = "sync", sync = "normal";
+  };
+  auto args = std::make_shared<Args>();
+  ServeOptions& o = args->serve;
+  cmd->add_option("--model", o.model_path, "Model file")->capture_default_str()->envname("VIGIL_MODEL");
+  cmd->add_option("--port", o.port, "TCP port (0: any free port)")->capture_default_str()->envname("VIGIL_PORT");
+  cmd->add_option("--address", o.address, "Address to listen on")->capture_default_str()->envname("VIGIL_ADDRESS");
+  cmd->add_option("--data-dir", o.data_dir, "Folder of the embedded store (vigil.db)")
+      ->capture_default_str()->envname("VIGIL_DATA_DIR");
+  cmd->add_option("--threads", o.threads, "HTTP I/O threads (0: one per core)")
+      ->capture_default_str()->envname("VIGIL_THREADS");
+  cmd->add_option("--record", args->record,
+                  "sync: reply once the record is committed (nothing answered is lost on a crash); "
+                  "async: reply first, commit in the background")
+      ->capture_default_str()->envname("VIGIL_RECORD")->check(CLI::IsMember({"sync", "async"}));
+  cmd->add_option("--sync", args->sync,
+                  "SQLite synchronous: normal survives a process crash, full also a power loss")
+      ->capture_default_str()->envname("VIGIL_SYNC")->check(CLI::IsMember({"normal", "full"}));
+  cmd->add_option("--max-batch", o.max_batch, "Transactions per /v1/score/batch call")
+      ->capture_default_str()->envname("VIGIL_MAX_BATCH");
+  cmd->add_option("--max-body-bytes", o.max_body_bytes, "Largest request body (413 above)")
+      ->capture_default_str()->envname("VIGIL_MAX_BODY_BYTES");
+  cmd->add_option("--reasons", o.explain_top_k, "Reasons per reply (0: none)")
+      ->capture_default_str()->envname("VIGIL_REASONS");
+  cmd->callback([args, exit_code] {
+    ServeOptions o = args->serve;
+    o.record = args->record == "async" ? RecordMode::kAsync : RecordMode::kSync;
+    o.sync = args->sync == "full" ? SyncMode::kFull : SyncMode::kNormal;
+    if (o.port < 0 || o.port > 65535) {
+      *exit_code = Fail("serve", InvalidArgument("--port must be 0..65535"));
+      return;
+    }
+    // Signals go to one waiting thread, not to whichever thread runs: block them everywhere first.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    auto service = ScoringService::Start(o);
+    if (!service.ok()) {
+      *exit_code = Fail("serve", service.status());
+      return;
+    }
+    std::printf("vigil serve: listening on http://%s:%d (model %s)\n",
+                o.address == "0.0.0.0" ? "127.0.0.1" : o.address.c_str(), (*service)->port(),
+                o.model_path.c_str());
+    std::fflush(stdout);
+    while (true) {
+      int sig = 0;
+      sigwait(&signals, &sig);
+      if (sig == SIGHUP) {
+        (void)(*service)->Reload();
+        continue;
+      }
+      break;
+    }
+    (*service)->Stop();
+    *exit_code = 0;
+  });
+}
+
+}  // namespace vigil::cli

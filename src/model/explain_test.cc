@@ -1,0 +1,107 @@
+#include "model/explain.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "model/tree.h"
+#include "vigil/forest.h"
+#include "vigil/model.h"
+
+namespace vigil {
+namespace {
+
+struct Data {
+  std::vector<float> x;
+  std::vector<uint8_t> y;
+  std::vector<std::string> names;
+};
+
+// Labels depend on a few features with interactions; about 5% of values are missing.
+Data MakeData(size_t rows, size_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g(0, 1);
+  Data d;
+  for (size_t c = 0; c < cols; ++c) d.names.push_back("f" + std::to_string(c));
+  for (size_t r = 0; r < rows; ++r) {
+    float row[32];
+    for (size_t c = 0; c < cols; ++c) row[c] = g(rng);
+    const float z = 1.5f * row[0] - row[1] * row[2] + (row[3] > 0.5f ? 1.0f : -0.5f);
+    d.y.push_back(z + 0.5f * g(rng) > 1.0f ? 1 : 0);
+    for (size_t c = 0; c < cols; ++c) {
+      d.x.push_back(rng() % 20 == 0 ? std::nanf("") : row[c]);
+    }
+  }
+  return d;
+}
+
+class ExplainVsXGBoostTest : public ::testing::TestWithParam<Algorithm> {};
+
+TEST_P(ExplainVsXGBoostTest, ContributionsMatchXGBoostAndSumToTheMargin) {
+  const size_t cols = 16;
+  Data d = MakeData(3000, cols, 42);
+  TrainOptions o;
+  o.algo = GetParam();
+  o.params = {{"n_estimators", GetParam() == Algorithm::kRandomForest ? "20" : "30"}};
+  if (GetParam() == Algorithm::kRandomForest) o.params["max_depth"] = "8";
+  o.threads = 1;
+  auto model = TrainModel(d.x, d.y, d.names, o);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto forest = Forest::FromModel(*model);
+  ASSERT_TRUE(forest.ok()) << forest.status().ToString();
+  Explainer explainer((*forest)->ensemble());
+
+  const size_t rows = 200;
+  std::span<const float> x(d.x.data(), rows * cols);
+  auto want = ContributionsWithXGBoost(*model, x);
+  ASSERT_TRUE(want.ok()) << want.status().ToString();
+  ASSERT_EQ(want->size(), rows * (cols + 1));
+  std::vector<double> phi(cols + 1);
+  for (size_t r = 0; r < rows; ++r) {
+    std::span<const float> row(d.x.data() + r * cols, cols);
+    explainer.Contributions(row, phi);
+    double sum = 0;
+    for (size_t j = 0; j <= cols; ++j) {
+      // XGBoost accumulates in float; Vigil in double.
+      EXPECT_NEAR(phi[j], (*want)[r * (cols + 1) + j], 2e-4) << "row " << r << " feature " << j;
+      sum += phi[j];
+    }
+    EXPECT_NEAR(sum, (*forest)->PredictMargin(row), 1e-4) << "row " << r;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Algorithms, ExplainVsXGBoostTest,
+                         ::testing::Values(Algorithm::kGbdt, Algorithm::kRandomForest,
+                                           Algorithm::kLogistic),
+                         [](const auto& info) { return std::string(AlgorithmName(info.param)); });
+
+TEST(ExplainTest, HandBuiltStumpGivesTheWholeDifferenceToItsFeature) {
+  // One stump on feature 1 at 0.5: left leaf -1 (cover 3), right leaf +2 (cover 1).
+  Ensemble e;
+  e.num_features = 2;
+  Tree t;
+  t.left = {1, -1, -1};
+  t.right = {2, -1, -1};
+  t.feature = {1, 0, 0};
+  t.threshold = {0.5f, 0, 0};
+  t.default_left = {1, 0, 0};
+  t.value = {0, -1, 2};
+  t.cover = {4, 3, 1};
+  e.trees.push_back(t);
+  e.base_margin = 0.25;
+  Explainer explainer(e);
+  std::vector<double> phi(3);
+  const float right[] = {9.0f, 0.7f};
+  explainer.Contributions(right, phi);
+  // Expected value: (3 * -1 + 1 * 2) / 4 = -0.25; the row lands on +2.
+  EXPECT_DOUBLE_EQ(phi[0], 0.0);
+  EXPECT_DOUBLE_EQ(phi[1], 2.25);
+  EXPECT_DOUBLE_EQ(phi[2], 0.25 - 0.25);
+  const float missing[] = {9.0f, std::nanf("")};
+  explainer.Contributions(missing, phi);
+  EXPECT_DOUBLE_EQ(phi[1], -0.75) << "missing goes left by default";
+}
+
+}  // namespace
+}  // namespace vigil

@@ -1,0 +1,549 @@
+#include "serve/scoring_service.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "core/file_util.h"
+#include "monitor/metrics.h"
+#include "serve/http_server.h"
+#include "serve/transaction_json.h"
+#include "vigil/scorer.h"
+#include "vigil/time.h"
+
+namespace vigil {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void AppendJsonString(std::string* out, std::string_view s) {
+  out->push_back('"');
+  for (char c : s) {
+    switch (c) {
+      case '"': *out += "\\\""; break;
+      case '\\': *out += "\\\\"; break;
+      case '\n': *out += "\\n"; break;
+      case '\r': *out += "\\r"; break;
+      case '\t': *out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          *out += buf;
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+void AppendNumber(std::string* out, double v) {
+  if (!std::isfinite(v)) {
+    *out += "null";
+    return;
+  }
+  *out += FormatDouble(v);
+}
+
+// {"error": {"code", "message", "details": [{"field", "problem"}]}} — DESIGN.md §3.
+std::string ErrorBody(std::string_view code, std::string_view message,
+                      const std::vector<FieldProblem>& details = {}) {
+  std::string b = "{\"error\":{\"code\":";
+  AppendJsonString(&b, code);
+  b += ",\"message\":";
+  AppendJsonString(&b, message);
+  b += ",\"details\":[";
+  for (size_t i = 0; i < details.size(); ++i) {
+    if (i > 0) b += ',';
+    b += "{\"field\":";
+    AppendJsonString(&b, details[i].field);
+    b += ",\"problem\":";
+    AppendJsonString(&b, details[i].problem);
+    b += '}';
+  }
+  return b + "]}}";
+}
+
+HttpResponse ErrorResponse(const Status& s, const std::vector<FieldProblem>& details = {}) {
+  HttpResponse r;
+  r.status = HttpStatusFor(s.code());
+  r.body = ErrorBody(StatusCodeName(s.code()), s.message(), details);
+  return r;
+}
+
+HttpResponse JsonResponse(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+std::string Stem(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  size_t dot = base.find_last_of('.');
+  return dot == std::string::npos || dot == 0 ? base : base.substr(0, dot);
+}
+
+std::string ContentVersion(const std::string& bytes) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return std::string(buf, 12);
+}
+
+}  // namespace
+
+void LogJson(const char* level, const std::string& msg, const std::string& fields_json) {
+  static std::mutex mu;
+  std::string line = "{\"ts\":\"" + FormatRfc3339(static_cast<int64_t>(std::time(nullptr))) +
+                     "\",\"level\":\"" + level + "\",\"msg\":";
+  AppendJsonString(&line, msg);
+  if (!fields_json.empty()) line += "," + fields_json;
+  line += "}\n";
+  std::lock_guard<std::mutex> lock(mu);
+  std::fputs(line.c_str(), stderr);
+}
+
+// A model compiled for serving, with the name and version replies carry.
+struct LoadedModel {
+  std::unique_ptr<Scorer> scorer;
+  std::string path, name, version;
+};
+
+struct ScoringService::Impl {
+  ServeOptions options;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<HttpServer> server;
+
+  std::mutex model_mu;
+  std::shared_ptr<const LoadedModel> model;  // GUARDED_BY(model_mu)
+  std::mutex reload_mu;                      // one reload at a time
+
+  // The online feature state: one engine, updated under its lock (about a microsecond).
+  std::mutex features_mu;
+  std::unique_ptr<FeatureEngine> engine;  // GUARDED_BY(features_mu)
+
+  // Idempotency: the first reply per transaction id (and Idempotency-Key), and the requests
+  // waiting on a first one still in flight.
+  using Waiter = std::function<void(int, const std::string&)>;
+  std::mutex idem_mu;
+  std::unordered_map<std::string, std::string> replies;             // GUARDED_BY(idem_mu)
+  std::unordered_map<std::string, std::vector<Waiter>> in_flight;   // GUARDED_BY(idem_mu)
+
+  MetricsRegistry metrics;
+  Histogram* score_hist = nullptr;
+  std::atomic<bool> stopping{false};
+
+  std::shared_ptr<const LoadedModel> CurrentModel() {
+    std::lock_guard<std::mutex> lock(model_mu);
+    return model;
+  }
+
+  static StatusOr<std::shared_ptr<const LoadedModel>> LoadModelFile(const std::string& path) {
+    VIGIL_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+    auto m = std::make_shared<LoadedModel>();
+    VIGIL_ASSIGN_OR_RETURN(m->scorer, Scorer::Load(path));
+    m->path = path;
+    m->name = Stem(path);
+    m->version = ContentVersion(bytes);
+    return std::shared_ptr<const LoadedModel>(std::move(m));
+  }
+
+  void Count(const std::string& route, int status, Clock::time_point start) {
+    metrics
+        .GetCounter("vigil_http_requests_total", "HTTP requests by route and status",
+                    {{"route", route}, {"status", std::to_string(status)}})
+        .Add();
+    metrics
+        .GetHistogram("vigil_http_request_duration_seconds", "HTTP request latency by route",
+                      {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1},
+                      {{"route", route}})
+        .Observe(std::chrono::duration<double>(Clock::now() - start).count());
+  }
+
+  // Scores one parsed transaction and calls `done(status, body)` once its reply may be sent:
+  // at once for a replayed id, after the commit in sync mode.
+  void ScoreOne(ParsedTransaction tx, std::string key, Clock::time_point start, Waiter done) {
+    {
+      std::lock_guard<std::mutex> lock(idem_mu);
+      for (const std::string* k : {&key, &tx.transaction_id}) {
+        auto it = replies.find(*k);
+        if (it != replies.end()) {
+          std::string body = it->second;
+          done(200, body);
+          return;
+        }
+      }
+      auto pending = in_flight.find(key);
+      if (pending != in_flight.end()) {
+        pending->second.push_back(std::move(done));
+        return;
+      }
+      in_flight[key].push_back(std::move(done));
+    }
+    const std::shared_ptr<const LoadedModel> m = CurrentModel();
+    thread_local std::vector<float> row;
+    row.resize(Features(FeatureSet::kAll).size());
+    {
+      std::lock_guard<std::mutex> lock(features_mu);
+      engine->Update({0, tx.timestamp, tx.customer_key, tx.terminal_key, tx.amount}, row);
+    }
+    const ScoreResult r = m->scorer->Score(row, options.explain_top_k);
+    const int64_t latency_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+
+    std::string body = "{\"transaction_id\":";
+    AppendJsonString(&body, tx.transaction_id);
+    body += ",\"score\":";
+    AppendNumber(&body, r.score);
+    body += ",\"decision\":\"";
+    body += DecisionName(r.decision);
+    body += "\",\"reasons\":[";
+    for (size_t i = 0; i < r.reasons.size(); ++i) {
+      if (i > 0) body += ',';
+      body += "{\"code\":";
+      AppendJsonString(&body, r.reasons[i].code);
+      body += ",\"text\":";
+      AppendJsonString(&body, r.reasons[i].text);
+      body += ",\"feature\":";
+      AppendJsonString(&body, r.reasons[i].feature);
+      body += ",\"value\":";
+      AppendNumber(&body, r.reasons[i].value);
+      body += ",\"contribution\":";
+      AppendNumber(&body, r.reasons[i].contribution);
+      body += '}';
+    }
+    body += "],\"anomaly_score\":";
+    AppendNumber(&body, r.anomaly_score);
+    body += ",\"model\":{\"name\":";
+    AppendJsonString(&body, m->name);
+    body += ",\"version\":";
+    AppendJsonString(&body, m->version);
+    body += ",\"algorithm\":\"";
+    body += AlgorithmName(m->scorer->model().algo);
+    body += "\"},\"latency_us\":" + std::to_string(latency_us) + "}";
+
+    score_hist->Observe(r.score);
+    metrics
+        .GetCounter("vigil_predictions_total", "Predictions by model and decision",
+                    {{"model", m->name}, {"decision", std::string(DecisionName(r.decision))}})
+        .Add();
+
+    TransactionRecord rec;
+    rec.transaction_id = tx.transaction_id;
+    rec.customer_id = tx.customer_id;
+    rec.terminal_id = tx.terminal_id;
+    rec.amount = tx.amount;
+    rec.timestamp = tx.timestamp;
+    rec.transaction_json = std::move(tx.json);
+    rec.score = r.score;
+    rec.decision = DecisionName(r.decision);
+    rec.anomaly_score = r.anomaly_score;
+    rec.model_name = m->name;
+    rec.model_version = m->version;
+    rec.reply_json = body;
+    rec.latency_us = latency_us;
+    rec.recorded_at_us = NowMicros();
+    const std::string tx_id = rec.transaction_id;
+    if (options.record == RecordMode::kAsync) {
+      Finish(key, tx_id, 200, body, true);
+      store->Append(std::move(rec), [tx_id](const Status& s) {
+        if (!s.ok()) LogJson("error", "record lost: " + s.message(), "\"transaction_id\":\"" + tx_id + "\"");
+      });
+      return;
+    }
+    store->Append(std::move(rec), [this, key, tx_id, body = std::move(body)](const Status& s) {
+      if (s.ok() || s.code() == StatusCode::kAlreadyExists) {
+        Finish(key, tx_id, 200, body, true);
+      } else {
+        LogJson("error", "store commit failed: " + s.message());
+        Finish(key, tx_id, 503, ErrorBody("unavailable", "the transaction could not be recorded: " + s.message()), false);
+      }
+    });
+  }
+
+  void Finish(const std::string& key, const std::string& tx_id, int status, const std::string& body,
+              bool remember) {
+    std::vector<Waiter> waiters;
+    {
+      std::lock_guard<std::mutex> lock(idem_mu);
+      if (remember) {
+        replies[key] = body;
+        replies[tx_id] = body;
+      }
+      auto it = in_flight.find(key);
+      if (it != in_flight.end()) {
+        waiters = std::move(it->second);
+        in_flight.erase(it);
+      }
+    }
+    for (auto& w : waiters) w(status, body);
+  }
+
+  static bool IsJson(const HttpRequest& req) {
+    std::string_view ct = req.Header("content-type");
+    return ct.substr(0, 16) == "application/json";
+  }
+
+  void Handle(HttpRequest&& req, std::function<void(HttpResponse&&)> respond) {
+    const Clock::time_point start = Clock::now();
+    auto reply = [this, start, respond](const std::string& route, HttpResponse&& r) {
+      Count(route, r.status, start);
+      respond(std::move(r));
+    };
+    const std::string& p = req.path;
+    std::string route;
+    const char* allowed = nullptr;
+    if (p == "/v1/score") route = p, allowed = "POST";
+    else if (p == "/v1/score/batch") route = p, allowed = "POST";
+    else if (p.rfind("/v1/transactions/", 0) == 0 && p.size() > 17) route = "/v1/transactions/{id}", allowed = "GET";
+    else if (p == "/healthz" || p == "/readyz" || p == "/metrics") route = p, allowed = "GET";
+    else if (p == "/v1/admin/reload") route = p, allowed = "POST";
+    if (allowed == nullptr) {
+      return reply("unknown", ErrorResponse(NotFound("no route for " + p)));
+    }
+    if (req.method != allowed) {
+      HttpResponse r;
+      r.status = 405;
+      r.body = ErrorBody("method_not_allowed", req.method + " is not allowed on " + p + " (use " + allowed + ")");
+      r.headers.emplace_back("Allow", allowed);
+      return reply(route, std::move(r));
+    }
+    if (std::string_view(allowed) == "POST" && route != "/v1/admin/reload" && !IsJson(req)) {
+      HttpResponse r;
+      r.status = 415;
+      r.body = ErrorBody("unsupported_media_type", "Content-Type must be application/json, got '" +
+                                                     std::string(req.Header("content-type")) + "'");
+      return reply(route, std::move(r));
+    }
+    if (route == "/v1/score") return HandleScore(std::move(req), start, reply);
+    if (route == "/v1/score/batch") return HandleBatch(std::move(req), start, reply);
+    if (route == "/v1/transactions/{id}") {
+      auto rec = store->Get(p.substr(17));
+      if (!rec.ok()) return reply(route, ErrorResponse(rec.status()));
+      if (!rec->has_value()) {
+        return reply(route, ErrorResponse(NotFound("no transaction '" + p.substr(17) + "'")));
+      }
+      const TransactionRecord& t = **rec;
+      std::string body = "{\"transaction\":" + t.transaction_json + ",\"prediction\":" + t.reply_json +
+                         ",\"recorded_at\":\"" + FormatRfc3339(t.recorded_at_us / 1000000) + "\"}";
+      return reply(route, JsonResponse(200, std::move(body)));
+    }
+    if (route == "/healthz") return reply(route, JsonResponse(200, "{\"status\":\"ok\"}"));
+    if (route == "/readyz") {
+      Status writable = store->CheckWritable();
+      if (stopping.load()) writable = Unavailable("stopping");
+      if (!writable.ok()) return reply(route, ErrorResponse(Unavailable("not ready: " + writable.message())));
+      auto m = CurrentModel();
+      std::string body = "{\"status\":\"ready\",\"model\":{\"name\":";
+      AppendJsonString(&body, m->name);
+      body += ",\"version\":";
+      AppendJsonString(&body, m->version);
+      body += "}}";
+      return reply(route, JsonResponse(200, std::move(body)));
+    }
+    if (route == "/metrics") {
+      HttpResponse r;
+      r.content_type = "text/plain; version=0.0.4";
+      r.body = metrics.Render();
+      return reply(route, std::move(r));
+    }
+    // /v1/admin/reload: {"model": "path"}, or no body for the current path.
+    std::string path;
+    if (!req.body.empty()) {
+      auto j = nlohmann::json::parse(req.body, nullptr, false);
+      if (!j.is_object() || (j.contains("model") && !j["model"].is_string())) {
+        return reply(route, ErrorResponse(InvalidArgument(
+                                "body must be a JSON object like {\"model\": \"models/new.model\"}"),
+                            {{"model", "must be a string path"}}));
+      }
+      path = j.value("model", "");
+    }
+    Status s = owner->Reload(path);
+    if (!s.ok()) return reply(route, ErrorResponse(s));
+    auto m = CurrentModel();
+    return reply(route, JsonResponse(200, "{\"status\":\"reloaded\",\"model\":{\"name\":\"" + m->name +
+                                              "\",\"version\":\"" + m->version + "\"}}"));
+  }
+
+  template <typename Reply>
+  void HandleScore(HttpRequest&& req, Clock::time_point start, Reply reply) {
+    thread_local TransactionParser parser;
+    ParsedTransaction tx;
+    std::vector<FieldProblem> problems;
+    Status s = parser.Parse(req.body, &tx, &problems);
+    if (!s.ok()) return reply("/v1/score", ErrorResponse(s, problems));
+    std::string key(req.Header("idempotency-key"));
+    if (key.empty()) key = tx.transaction_id;
+    ScoreOne(std::move(tx), std::move(key), start, [reply](int status, const std::string& body) {
+      reply("/v1/score", JsonResponse(status, body));
+    });
+  }
+
+  template <typename Reply>
+  void HandleBatch(HttpRequest&& req, Clock::time_point start, Reply reply) {
+    thread_local TransactionParser parser;
+    std::vector<ParsedTransaction> txs;
+    std::vector<FieldProblem> problems;
+    Status s = parser.ParseBatch(req.body, options.max_batch, &txs, &problems);
+    if (!s.ok()) return reply("/v1/score/batch", ErrorResponse(s, problems));
+    struct BatchState {
+      std::mutex mu;
+      std::vector<std::string> bodies;
+      int worst = 200;
+      size_t remaining;
+    };
+    auto state = std::make_shared<BatchState>();
+    state->bodies.resize(txs.size());
+    state->remaining = txs.size();
+    if (txs.empty()) return reply("/v1/score/batch", JsonResponse(200, "{\"results\":[]}"));
+    for (size_t i = 0; i < txs.size(); ++i) {
+      std::string key = txs[i].transaction_id;
+      ScoreOne(std::move(txs[i]), std::move(key), start,
+               [state, i, reply](int status, const std::string& body) {
+                 bool last;
+                 {
+                   std::lock_guard<std::mutex> lock(state->mu);
+                   state->bodies[i] = body;
+                   if (status != 200) state->worst = status;
+                   last = --state->remaining == 0;
+                 }
+                 if (!last) return;
+                 if (state->worst != 200) {
+                   return reply("/v1/score/batch",
+                                JsonResponse(state->worst, ErrorBody("unavailable",
+                                                                     "some transactions could not be recorded")));
+                 }
+                 std::string out = "{\"results\":[";
+                 for (size_t k = 0; k < state->bodies.size(); ++k) {
+                   if (k > 0) out += ',';
+                   out += state->bodies[k];
+                 }
+                 reply("/v1/score/batch", JsonResponse(200, out + "]}"));
+               });
+    }
+  }
+
+  ScoringService* owner = nullptr;
+};
+
+ScoringService::ScoringService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
+  impl_->owner = this;
+}
+
+ScoringService::~ScoringService() { Stop(); }
+
+StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  VIGIL_ASSIGN_OR_RETURN(impl->model, Impl::LoadModelFile(options.model_path));
+  StoreOptions so;
+  so.path = options.data_dir + "/vigil.db";
+  so.sync = options.sync;
+  VIGIL_ASSIGN_OR_RETURN(impl->store, Store::Open(so));
+  impl->engine = std::make_unique<FeatureEngine>(FeatureSet::kAll,
+                                                 impl->model->scorer->engine_options());
+
+  // Rebuild the online state and the idempotency replies from what the store holds.
+  TransactionParser parser;
+  std::vector<float> row(impl->engine->num_features());
+  int64_t replayed = 0;
+  VIGIL_RETURN_IF_ERROR(impl->store->Scan([&](const TransactionRecord& rec) {
+    ParsedTransaction tx;
+    std::vector<FieldProblem> problems;
+    if (parser.Parse(rec.transaction_json, &tx, &problems).ok()) {
+      impl->engine->Update({0, tx.timestamp, tx.customer_key, tx.terminal_key, tx.amount}, row);
+    }
+    impl->replies[rec.transaction_id] = rec.reply_json;
+    ++replayed;
+  }));
+
+  Impl* raw = impl.get();
+  impl->score_hist = &impl->metrics.GetHistogram(
+      "vigil_score", "Fraud scores returned",
+      {0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99});
+  impl->metrics.AddGauge("vigil_store_backlog", "Records queued for the store writer, not yet committed",
+                         [raw] { return static_cast<double>(raw->store->backlog()); });
+  impl->metrics.AddGauge("vigil_store_committed_records", "Records committed since start",
+                         [raw] { return static_cast<double>(raw->store->committed()); });
+
+  auto service = std::unique_ptr<ScoringService>(new ScoringService(std::move(impl)));
+  HttpServerOptions ho;
+  ho.address = options.address;
+  ho.port = options.port;
+  ho.threads = options.threads;
+  ho.max_body_bytes = options.max_body_bytes;
+  VIGIL_ASSIGN_OR_RETURN(service->impl_->server,
+                         HttpServer::Start(ho, [raw](HttpRequest&& req,
+                                                     std::function<void(HttpResponse&&)> respond) {
+                           raw->Handle(std::move(req), std::move(respond));
+                         }));
+  LogJson("info", "listening",
+          "\"port\":" + std::to_string(service->port()) + ",\"model\":\"" + raw->model->name +
+              "\",\"version\":\"" + raw->model->version + "\",\"replayed\":" +
+              std::to_string(replayed) + ",\"record\":\"" +
+              (options.record == RecordMode::kSync ? "sync" : "async") + "\"");
+  return service;
+}
+
+int ScoringService::port() const { return impl_->server->port(); }
+
+Status ScoringService::Reload(const std::string& path) {
+  std::lock_guard<std::mutex> reload_lock(impl_->reload_mu);
+  const std::string p = path.empty() ? impl_->CurrentModel()->path : path;
+  auto loaded = Impl::LoadModelFile(p);
+  auto& counter = [&]() -> Counter& {
+    return impl_->metrics.GetCounter("vigil_model_reloads_total", "Model reloads by result",
+                                     {{"result", loaded.ok() ? "ok" : "failed"}});
+  }();
+  counter.Add();
+  if (!loaded.ok()) {
+    LogJson("error", "reload failed: " + loaded.status().message());
+    return loaded.status();
+  }
+  if ((*loaded)->scorer->engine_options().label_delay_days !=
+      impl_->CurrentModel()->scorer->engine_options().label_delay_days) {
+    return InvalidArgument("the new model's label_delay_days differs from the serving feature state's");
+  }
+  {
+    std::lock_guard<std::mutex> lock(impl_->model_mu);
+    impl_->model = std::move(*loaded);
+  }
+  LogJson("info", "model reloaded",
+          "\"model\":\"" + impl_->CurrentModel()->name + "\",\"version\":\"" +
+              impl_->CurrentModel()->version + "\"");
+  return Status::Ok();
+}
+
+void ScoringService::Stop() {
+  if (!impl_ || impl_->stopping.exchange(true)) return;
+  LogJson("info", "stopping: draining in-flight requests");
+  if (impl_->server) impl_->server->Stop(std::chrono::seconds(10));
+  if (impl_->store) {
+    Status s = impl_->store->Flush();
+    if (!s.ok()) LogJson("error", "store flush failed: " + s.message());
+  }
+  LogJson("info", "stopped");
+}
+
+}  // namespace vigil

@@ -1,0 +1,109 @@
+// Transaction JSON for the scoring API: parsing and validation of the contract in DESIGN.md §3.
+//
+// The request path parses with simdjson On-Demand and validates every byte it is given (On-Demand
+// is lazy: values the code does not ask for would otherwise go unchecked), so a body that passes is
+// well-formed JSON that nlohmann::json also accepts, and the `json` text kept for the store can be
+// read back by any JSON library. When the JSON is malformed, a cold path re-reads the body with
+// nlohmann::json to say where (line, column) and why; simdjson reports no position.
+//
+// Rules (one FieldProblem each; `problem` is a sentence that names the field):
+//   transaction_id  required; a non-empty string or an integer, at most 128 characters
+//   customer_id     required; same rule
+//   terminal_id     required; same rule. `vendor_id` (the reference design's name) is accepted
+//                   instead; when both are sent they must be equal
+//   amount          required; a JSON number (a string such as "12.5" is a type problem), finite,
+//                   0 <= amount <= 1e9
+//   timestamp       required; an RFC 3339 string with a zone ('Z' or +HH:MM), e.g.
+//                   "2024-05-01T12:00:00Z"
+//   currency        optional; 3 upper-case letters (ISO 4217 style), e.g. "EUR"
+//   status          optional; "submitted", "accepted" or "rejected"
+//   metadata        optional; an object, anything inside
+//   anything else   kept in `json`, never a problem
+// A JSON null for an optional field means absent; for a required one it is a type problem.
+// Duplicate keys: the last occurrence wins, as with nlohmann::json and JavaScript's JSON.parse
+// (the `json` text keeps both).
+// A UTF-8 byte order mark before the body is ignored (RFC 8259 §8.1 allows it).
+// Nesting deeper than kMaxJsonDepth levels is refused (a problem on the body), which bounds the
+// work and stack of the validator whatever arrives.
+#ifndef VIGIL_SERVE_TRANSACTION_JSON_H_
+#define VIGIL_SERVE_TRANSACTION_JSON_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vigil/status.h"
+
+namespace vigil {
+
+inline constexpr size_t kMaxIdLength = 128;      // characters (UTF-8 code points)
+inline constexpr double kMaxAmount = 1e9;
+inline constexpr int kMaxJsonDepth = 64;         // the body object is depth 1
+inline constexpr size_t kMaxFieldProblems = 100;  // a batch lists at most this many, then a count
+
+// One reason a request was refused, as it goes into the error reply's `details`.
+struct FieldProblem {
+  std::string field;    // "amount", "transactions[3].timestamp", or "" for the body as a whole
+  std::string problem;  // "amount must be at most 1000000000"
+};
+
+struct ParsedTransaction {
+  // Ids may arrive as JSON strings or integers; kept as their text (an integer as its decimal
+  // digits, exactly as sent).
+  std::string transaction_id, customer_id, terminal_id;
+  // Keys for the feature engine, from IdKey() of customer_id and terminal_id.
+  int64_t customer_key = 0, terminal_key = 0;
+  double amount = 0;
+  int64_t timestamp = 0;  // epoch seconds, UTC
+  std::string currency;   // "" when absent
+  std::string status;     // "" when absent
+  // The object's own JSON text, byte for byte as sent (unknown fields kept), for the store.
+  std::string json;
+};
+
+// The feature engine's integer key for an id's text. The canonical decimal form of a non-negative
+// 64-bit integer ("0", "42", "9223372036854775807": no sign, no leading zero) maps to that integer,
+// whether the id arrived as a JSON integer or a string, so 42 and "42" are one customer. Any other
+// text maps to its 64-bit FNV-1a hash with the top bit cleared (non-negative). A hash can collide
+// with another id's key: with n distinct ids the chance of any collision is about n^2 / 2^64
+// (1e-7 for a million customers), and a collision only merges two customers' feature windows.
+// "007" hashes rather than mapping to 7, because "007" and "7" are different ids.
+int64_t IdKey(std::string_view id_text);
+
+// A TransactionParser parses and validates transaction bodies. It owns the padded copy of the
+// input that simdjson needs and its parser state, both reused across calls, so a warm parser does
+// not allocate for bodies no bigger than those it has seen (beyond the strings of `out` growing).
+// Not thread-safe: hold one per thread (thread_local).
+class TransactionParser {
+ public:
+  TransactionParser();
+  ~TransactionParser();
+  TransactionParser(const TransactionParser&) = delete;
+  TransactionParser& operator=(const TransactionParser&) = delete;
+
+  // Parses one transaction object. OK: *out is filled and *problems is empty. InvalidArgument:
+  // *problems lists every problem found (malformed JSON is a single problem on field "" whose
+  // text gives line and column), the message summarises them, and *out is unspecified.
+  // REQUIRES: out != nullptr, problems != nullptr
+  Status Parse(std::string_view body, ParsedTransaction* out, std::vector<FieldProblem>* problems);
+
+  // Parses {"transactions": [obj, ...]} (other top-level keys ignored) or a bare array [obj, ...]:
+  // one to max_items transactions. Problems of item i are on fields "transactions[i].<field>";
+  // more than max_items items is one problem on "transactions" (items past the limit are checked
+  // only for well-formed JSON). At most kMaxFieldProblems problems are listed, then one more on
+  // field "" counts the rest. OK: *out holds the transactions in order.
+  // REQUIRES: out != nullptr, problems != nullptr
+  Status ParseBatch(std::string_view body, size_t max_items, std::vector<ParsedTransaction>* out,
+                    std::vector<FieldProblem>* problems);
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vigil
+
+#endif  // VIGIL_SERVE_TRANSACTION_JSON_H_

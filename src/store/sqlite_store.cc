@@ -1,0 +1,573 @@
+#include "store/sqlite_store.h"
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <list>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace vigil {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+// Scan reads this many rows per read transaction, then calls `fn` with no lock held.
+constexpr int kScanPageRows = 1024;
+
+// The columns of `transactions`, in the order BindRecord and ReadRecord use.
+constexpr const char* kColumns =
+    "transaction_id, sequence, customer_id, terminal_id, amount, timestamp, transaction_json, "
+    "score, decision, anomaly_score, model_name, model_version, reply_json, latency_us, "
+    "recorded_at_us";
+
+constexpr const char* kCreateSchema = R"sql(
+CREATE TABLE transactions (
+  transaction_id   TEXT PRIMARY KEY,
+  sequence         INTEGER NOT NULL UNIQUE,
+  customer_id      TEXT NOT NULL,
+  terminal_id      TEXT NOT NULL,
+  amount           REAL,
+  timestamp        INTEGER NOT NULL,
+  transaction_json TEXT NOT NULL,
+  score            REAL,
+  decision         TEXT NOT NULL,
+  anomaly_score    REAL,
+  model_name       TEXT NOT NULL,
+  model_version    TEXT NOT NULL,
+  reply_json       TEXT NOT NULL,
+  latency_us       INTEGER NOT NULL,
+  recorded_at_us   INTEGER NOT NULL
+);
+CREATE TABLE store_probe (id INTEGER PRIMARY KEY, checked_at_us INTEGER NOT NULL);
+INSERT INTO schema_version (version) VALUES (1);
+)sql";
+
+struct DbCloser {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
+
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
+};
+using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+
+// Resets a statement when leaving a scope, which also ends the read transaction it holds.
+class ResetOnExit {
+ public:
+  explicit ResetOnExit(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  ResetOnExit(const ResetOnExit&) = delete;
+  ResetOnExit& operator=(const ResetOnExit&) = delete;
+  ~ResetOnExit() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+
+ private:
+  sqlite3_stmt* stmt_;
+};
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// "store 'data/vigil.db': <what>: <SQLite's message>".
+Status SqliteError(sqlite3* db, const std::string& path, std::string_view what) {
+  std::string m = "store '" + path + "': ";
+  m += what;
+  m += ": ";
+  m += db != nullptr ? sqlite3_errmsg(db) : "out of memory";
+  return Unavailable(std::move(m));
+}
+
+Status Exec(sqlite3* db, const std::string& path, const char* sql) {
+  char* error = nullptr;
+  int rc = sqlite3_exec(db, sql, nullptr, nullptr, &error);
+  if (rc == SQLITE_OK) return Status::Ok();
+  std::string m = "store '" + path + "': " + (error != nullptr ? error : sqlite3_errstr(rc));
+  sqlite3_free(error);
+  return Unavailable(std::move(m));
+}
+
+StatusOr<StmtPtr> Prepare(sqlite3* db, const std::string& path, const std::string& sql) {
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+  if (rc != SQLITE_OK) return SqliteError(db, path, "preparing '" + sql + "'");
+  return StmtPtr(stmt);
+}
+
+StatusOr<DbPtr> OpenConnection(const std::string& path, int flags, int busy_timeout_ms) {
+  sqlite3* raw = nullptr;
+  // NOMUTEX: each connection is used by one thread at a time (the writer thread, or a caller
+  // holding the connection's mutex), so SQLite's own per-connection mutex is not needed.
+  int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  DbPtr db(raw);
+  if (rc != SQLITE_OK) return SqliteError(db.get(), path, "cannot open");
+  sqlite3_extended_result_codes(db.get(), 1);
+  sqlite3_busy_timeout(db.get(), busy_timeout_ms);
+  return db;
+}
+
+// Fails with a message naming the path when the database file cannot be created or written
+// there; SQLite itself would only say "unable to open database file".
+Status CheckLocation(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (path.empty()) return InvalidArgument("store: the database path is empty");
+  fs::path file(path);
+  fs::path folder = file.parent_path();
+  if (folder.empty()) folder = ".";
+  std::error_code ec;
+  fs::file_status st = fs::status(folder, ec);
+  if (!fs::exists(st)) {
+    return InvalidArgument("store '" + path + "': folder '" + folder.string() + "' does not exist");
+  }
+  if (!fs::is_directory(st)) {
+    return InvalidArgument("store '" + path + "': '" + folder.string() + "' is not a folder");
+  }
+  // The folder must be writable even when the file exists: WAL mode creates -wal and -shm
+  // files beside it.
+  if (::access(folder.c_str(), W_OK | X_OK) != 0) {
+    return PermissionDenied("store '" + path + "': folder '" + folder.string() +
+                            "' is not writable");
+  }
+  if (fs::is_directory(fs::status(file, ec))) {
+    return InvalidArgument("store '" + path + "' is a folder, not a database file");
+  }
+  return Status::Ok();
+}
+
+void BindText(sqlite3_stmt* stmt, int index, const std::string& s) {
+  // SQLITE_STATIC: the record outlives the statement's step.
+  sqlite3_bind_text(stmt, index, s.data(), static_cast<int>(s.size()), SQLITE_STATIC);
+}
+
+// NaN is bound as NULL explicitly (SQLite would do the same silently).
+void BindDouble(sqlite3_stmt* stmt, int index, double v) {
+  if (std::isnan(v)) {
+    sqlite3_bind_null(stmt, index);
+  } else {
+    sqlite3_bind_double(stmt, index, v);
+  }
+}
+
+// Binds every column of kColumns except `sequence` (parameter 2 is computed in SQL).
+void BindRecord(sqlite3_stmt* stmt, const TransactionRecord& r) {
+  BindText(stmt, 1, r.transaction_id);
+  BindText(stmt, 2, r.customer_id);
+  BindText(stmt, 3, r.terminal_id);
+  BindDouble(stmt, 4, r.amount);
+  sqlite3_bind_int64(stmt, 5, r.timestamp);
+  BindText(stmt, 6, r.transaction_json);
+  BindDouble(stmt, 7, r.score);
+  BindText(stmt, 8, r.decision);
+  BindDouble(stmt, 9, r.anomaly_score);
+  BindText(stmt, 10, r.model_name);
+  BindText(stmt, 11, r.model_version);
+  BindText(stmt, 12, r.reply_json);
+  sqlite3_bind_int64(stmt, 13, r.latency_us);
+  sqlite3_bind_int64(stmt, 14, r.recorded_at_us);
+}
+
+std::string ColumnText(sqlite3_stmt* stmt, int col) {
+  const unsigned char* text = sqlite3_column_text(stmt, col);
+  if (text == nullptr) return {};
+  return std::string(reinterpret_cast<const char*>(text), sqlite3_column_bytes(stmt, col));
+}
+
+double ColumnDouble(sqlite3_stmt* stmt, int col) {
+  if (sqlite3_column_type(stmt, col) == SQLITE_NULL) {
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+  return sqlite3_column_double(stmt, col);
+}
+
+// Reads a row selected as kColumns.
+TransactionRecord ReadRecord(sqlite3_stmt* stmt) {
+  TransactionRecord r;
+  r.transaction_id = ColumnText(stmt, 0);
+  r.sequence = sqlite3_column_int64(stmt, 1);
+  r.customer_id = ColumnText(stmt, 2);
+  r.terminal_id = ColumnText(stmt, 3);
+  r.amount = ColumnDouble(stmt, 4);
+  r.timestamp = sqlite3_column_int64(stmt, 5);
+  r.transaction_json = ColumnText(stmt, 6);
+  r.score = ColumnDouble(stmt, 7);
+  r.decision = ColumnText(stmt, 8);
+  r.anomaly_score = ColumnDouble(stmt, 9);
+  r.model_name = ColumnText(stmt, 10);
+  r.model_version = ColumnText(stmt, 11);
+  r.reply_json = ColumnText(stmt, 12);
+  r.latency_us = sqlite3_column_int64(stmt, 13);
+  r.recorded_at_us = sqlite3_column_int64(stmt, 14);
+  return r;
+}
+
+// Sets WAL mode and the sync level, and creates or checks the schema.
+Status SetUpDatabase(sqlite3* db, const StoreOptions& options) {
+  const std::string& path = options.path;
+  // journal_mode answers with the mode in force: anything but "wal" (e.g. a file system without
+  // shared memory, or ":memory:") would silently lose WAL's concurrent reads.
+  {
+    VIGIL_ASSIGN_OR_RETURN(StmtPtr wal, Prepare(db, path, "PRAGMA journal_mode=WAL"));
+    int rc = sqlite3_step(wal.get());
+    if (rc != SQLITE_ROW) return SqliteError(db, path, "cannot set WAL mode");
+    std::string mode = ColumnText(wal.get(), 0);
+    if (mode != "wal") {
+      return Unavailable("store '" + path + "': WAL mode is not available (journal_mode is '" +
+                         mode + "')");
+    }
+  }
+  VIGIL_RETURN_IF_ERROR(Exec(
+      db, path,
+      options.sync == SyncMode::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
+
+  VIGIL_RETURN_IF_ERROR(Exec(db, path, "BEGIN IMMEDIATE"));
+  Status s = [&]() -> Status {
+    VIGIL_RETURN_IF_ERROR(Exec(db, path,
+                               "CREATE TABLE IF NOT EXISTS schema_version "
+                               "(version INTEGER NOT NULL)"));
+    VIGIL_ASSIGN_OR_RETURN(StmtPtr version,
+                           Prepare(db, path, "SELECT MAX(version), COUNT(*) FROM schema_version"));
+    if (sqlite3_step(version.get()) != SQLITE_ROW) {
+      return SqliteError(db, path, "cannot read the schema version");
+    }
+    if (sqlite3_column_int64(version.get(), 1) == 0) return Exec(db, path, kCreateSchema);
+    int64_t found = sqlite3_column_int64(version.get(), 0);
+    if (found != kSchemaVersion) {
+      return InvalidArgument("store '" + path + "' has schema version " + std::to_string(found) +
+                             "; this build of Vigil reads version " +
+                             std::to_string(kSchemaVersion));
+    }
+    return Status::Ok();
+  }();
+  if (!s.ok()) {
+    if (sqlite3_get_autocommit(db) == 0) (void)Exec(db, path, "ROLLBACK");
+    return s;
+  }
+  return Exec(db, path, "COMMIT");
+}
+
+// A record waiting for the writer.
+struct Pending {
+  TransactionRecord record;
+  std::function<void(const Status&)> done;
+};
+
+// A caller of Flush, waiting for the writer to complete tickets up to `target`.
+struct FlushWaiter {
+  uint64_t start = 0;   // tickets <= start were complete when Flush was called
+  uint64_t target = 0;  // the last ticket queued when Flush was called
+  Status status;        // the first failure of a batch holding a ticket in (start, target]
+  bool finished = false;
+};
+
+// The SQLite Store. See sqlite_store.h for the schema and connections.
+// Thread-safe (the Store contract): the queue and counters are guarded by mu_, the reader
+// connection by read_mu_, the probe connection by probe_mu_; the writer connection is touched
+// only by the writer thread once it runs.
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(const StoreOptions& options) : options_(options) {}
+  ~SqliteStore() override;
+
+  // Opens the connections, sets up the schema, prepares statements, starts the writer.
+  Status Init();
+
+  void Append(TransactionRecord record, std::function<void(const Status&)> done) override;
+  StatusOr<std::optional<TransactionRecord>> Get(std::string_view transaction_id) override;
+  Status Scan(const std::function<void(const TransactionRecord&)>& fn) override;
+  size_t backlog() const override { return backlog_.load(std::memory_order_relaxed); }
+  Status Flush() override;
+  Status CheckWritable() override;
+  int64_t committed() const override { return committed_.load(std::memory_order_relaxed); }
+
+ private:
+  void WriterLoop();
+  // Writes `batch` in one transaction; fills `results` (one per record). Returns the failure
+  // that rolled the whole batch back, or Ok.
+  Status CommitBatch(std::vector<Pending>& batch, std::vector<Status>* results);
+  // Runs a statement that returns no rows (BEGIN, COMMIT, ...).
+  Status StepDone(sqlite3* db, sqlite3_stmt* stmt, std::string_view what);
+
+  const StoreOptions options_;
+
+  // Writer connection and its statements: writer thread only (Init before it starts).
+  DbPtr write_db_;
+  StmtPtr begin_;
+  StmtPtr insert_;
+  StmtPtr commit_;
+  StmtPtr rollback_;
+
+  std::mutex read_mu_;
+  DbPtr read_db_;      // GUARDED_BY(read_mu_)
+  StmtPtr get_;        // GUARDED_BY(read_mu_)
+  StmtPtr scan_page_;  // GUARDED_BY(read_mu_)
+
+  std::mutex probe_mu_;
+  DbPtr probe_db_;          // GUARDED_BY(probe_mu_)
+  StmtPtr probe_begin_;     // GUARDED_BY(probe_mu_)
+  StmtPtr probe_write_;     // GUARDED_BY(probe_mu_)
+  StmtPtr probe_commit_;    // GUARDED_BY(probe_mu_)
+  StmtPtr probe_rollback_;  // GUARDED_BY(probe_mu_)
+
+  std::mutex mu_;
+  std::condition_variable work_cv_;  // the writer waits: queue_ not empty, or stopping_
+  std::condition_variable done_cv_;  // Flush waits: its FlushWaiter finished
+  std::deque<Pending> queue_;        // GUARDED_BY(mu_)
+  bool stopping_ = false;            // GUARDED_BY(mu_)
+  // Every appended record gets a ticket 1, 2, ...; tickets <= completed_ have had `done` called.
+  uint64_t enqueued_ = 0;                  // GUARDED_BY(mu_)
+  uint64_t completed_ = 0;                 // GUARDED_BY(mu_)
+  std::list<FlushWaiter*> flush_waiters_;  // GUARDED_BY(mu_)
+
+  std::atomic<size_t> backlog_{0};
+  std::atomic<int64_t> committed_{0};
+
+  std::thread writer_;  // set by Init, joined by the destructor
+};
+
+SqliteStore::~SqliteStore() {
+  if (writer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    work_cv_.notify_all();
+    writer_.join();  // the writer drains the queue before it returns
+  }
+  // Statements are finalized before their connections close (members are destroyed in reverse
+  // order of declaration).
+}
+
+Status SqliteStore::Init() {
+  const std::string& path = options_.path;
+  VIGIL_ASSIGN_OR_RETURN(write_db_, OpenConnection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                                   options_.busy_timeout_ms));
+  // SQLite falls back to read-only when the file is not writable; say so now rather than at the
+  // first commit.
+  if (sqlite3_db_readonly(write_db_.get(), "main") == 1) {
+    return PermissionDenied("store '" + path + "': the file is not writable");
+  }
+  VIGIL_RETURN_IF_ERROR(SetUpDatabase(write_db_.get(), options_));
+  sqlite3* w = write_db_.get();
+  VIGIL_ASSIGN_OR_RETURN(begin_, Prepare(w, path, "BEGIN IMMEDIATE"));
+  // ON CONFLICT(transaction_id) DO NOTHING rather than INSERT OR IGNORE: only a repeated id is
+  // skipped (changes() == 0); any other failure is an error that rolls the batch back.
+  VIGIL_ASSIGN_OR_RETURN(
+      insert_,
+      Prepare(w, path,
+              std::string("INSERT INTO transactions (") + kColumns +
+                  ") VALUES (?1, (SELECT COALESCE(MAX(sequence), 0) + 1 FROM transactions), "
+                  "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+                  "ON CONFLICT (transaction_id) DO NOTHING"));
+  VIGIL_ASSIGN_OR_RETURN(commit_, Prepare(w, path, "COMMIT"));
+  VIGIL_ASSIGN_OR_RETURN(rollback_, Prepare(w, path, "ROLLBACK"));
+
+  VIGIL_ASSIGN_OR_RETURN(read_db_,
+                         OpenConnection(path, SQLITE_OPEN_READONLY, options_.busy_timeout_ms));
+  VIGIL_ASSIGN_OR_RETURN(get_, Prepare(read_db_.get(), path,
+                                       std::string("SELECT ") + kColumns +
+                                           " FROM transactions WHERE transaction_id = ?1"));
+  VIGIL_ASSIGN_OR_RETURN(
+      scan_page_, Prepare(read_db_.get(), path,
+                          std::string("SELECT ") + kColumns +
+                              " FROM transactions WHERE sequence > ?1 ORDER BY sequence LIMIT ?2"));
+
+  VIGIL_ASSIGN_OR_RETURN(probe_db_,
+                         OpenConnection(path, SQLITE_OPEN_READWRITE, options_.busy_timeout_ms));
+  sqlite3* p = probe_db_.get();
+  VIGIL_RETURN_IF_ERROR(Exec(
+      p, path,
+      options_.sync == SyncMode::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
+  VIGIL_ASSIGN_OR_RETURN(probe_begin_, Prepare(p, path, "BEGIN IMMEDIATE"));
+  VIGIL_ASSIGN_OR_RETURN(
+      probe_write_,
+      Prepare(p, path, "INSERT OR REPLACE INTO store_probe (id, checked_at_us) VALUES (1, ?1)"));
+  VIGIL_ASSIGN_OR_RETURN(probe_commit_, Prepare(p, path, "COMMIT"));
+  VIGIL_ASSIGN_OR_RETURN(probe_rollback_, Prepare(p, path, "ROLLBACK"));
+
+  writer_ = std::thread([this] { WriterLoop(); });
+  return Status::Ok();
+}
+
+void SqliteStore::Append(TransactionRecord record, std::function<void(const Status&)> done) {
+  if (record.recorded_at_us == 0) record.recorded_at_us = NowMicros();
+  backlog_.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(Pending{std::move(record), std::move(done)});
+    ++enqueued_;
+  }
+  work_cv_.notify_one();
+}
+
+void SqliteStore::WriterLoop() {
+  std::vector<Pending> batch;
+  std::vector<Status> results;
+  for (;;) {
+    uint64_t first_ticket = 0;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and everything queued is done
+      first_ticket = completed_ + 1;
+      size_t n = std::min(queue_.size(), options_.max_batch);
+      for (size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    Status batch_status = CommitBatch(batch, &results);
+    int64_t ok =
+        std::count_if(results.begin(), results.end(), [](const Status& s) { return s.ok(); });
+    committed_.fetch_add(ok, std::memory_order_relaxed);
+    backlog_.fetch_sub(batch.size(), std::memory_order_relaxed);
+    // Outside the lock: a callback may take its time, or call Append or Get.
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i].done) batch[i].done(results[i]);
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      completed_ += batch.size();
+      for (auto it = flush_waiters_.begin(); it != flush_waiters_.end();) {
+        FlushWaiter* w = *it;
+        bool overlaps = first_ticket <= w->target && completed_ > w->start;
+        if (!batch_status.ok() && overlaps && w->status.ok()) w->status = batch_status;
+        if (completed_ >= w->target) {
+          w->finished = true;
+          it = flush_waiters_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    done_cv_.notify_all();
+    batch.clear();
+    results.clear();
+  }
+}
+
+Status SqliteStore::StepDone(sqlite3* db, sqlite3_stmt* stmt, std::string_view what) {
+  int rc = sqlite3_step(stmt);
+  Status s = rc == SQLITE_DONE ? Status::Ok() : SqliteError(db, options_.path, what);
+  sqlite3_reset(stmt);
+  return s;
+}
+
+Status SqliteStore::CommitBatch(std::vector<Pending>& batch, std::vector<Status>* results) {
+  sqlite3* db = write_db_.get();
+  results->assign(batch.size(), Status::Ok());
+  Status failure = StepDone(db, begin_.get(), "cannot begin a write transaction");
+  for (size_t i = 0; failure.ok() && i < batch.size(); ++i) {
+    const TransactionRecord& r = batch[i].record;
+    if (r.transaction_id.empty()) {
+      (*results)[i] = InvalidArgument("transaction_id is empty");
+      continue;
+    }
+    BindRecord(insert_.get(), r);
+    failure = StepDone(db, insert_.get(), "cannot record transaction '" + r.transaction_id + "'");
+    sqlite3_clear_bindings(insert_.get());
+    if (failure.ok() && sqlite3_changes(db) == 0) {
+      (*results)[i] = AlreadyExists("transaction '" + r.transaction_id + "' is already recorded");
+    }
+  }
+  if (failure.ok()) failure = StepDone(db, commit_.get(), "cannot commit");
+  if (failure.ok()) return Status::Ok();
+  // SQLite may have rolled back already (e.g. on SQLITE_FULL); otherwise undo the whole batch.
+  if (sqlite3_get_autocommit(db) == 0) (void)StepDone(db, rollback_.get(), "cannot roll back");
+  results->assign(batch.size(), failure);
+  return failure;
+}
+
+StatusOr<std::optional<TransactionRecord>> SqliteStore::Get(std::string_view transaction_id) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  sqlite3_stmt* stmt = get_.get();
+  ResetOnExit reset(stmt);
+  sqlite3_bind_text(stmt, 1, transaction_id.data(), static_cast<int>(transaction_id.size()),
+                    SQLITE_STATIC);
+  int rc = sqlite3_step(stmt);
+  if (rc == SQLITE_ROW) return std::optional<TransactionRecord>(ReadRecord(stmt));
+  if (rc == SQLITE_DONE) return std::optional<TransactionRecord>();
+  return SqliteError(read_db_.get(), options_.path,
+                     "cannot read transaction '" + std::string(transaction_id) + "'");
+}
+
+Status SqliteStore::Scan(const std::function<void(const TransactionRecord&)>& fn) {
+  std::vector<TransactionRecord> page;
+  int64_t after = 0;
+  for (;;) {
+    page.clear();
+    {
+      std::lock_guard<std::mutex> lock(read_mu_);
+      sqlite3_stmt* stmt = scan_page_.get();
+      ResetOnExit reset(stmt);
+      sqlite3_bind_int64(stmt, 1, after);
+      sqlite3_bind_int(stmt, 2, kScanPageRows);
+      int rc;
+      while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) page.push_back(ReadRecord(stmt));
+      if (rc != SQLITE_DONE) return SqliteError(read_db_.get(), options_.path, "cannot scan");
+    }
+    // Sequences are assigned in commit order, so paging by sequence misses nothing.
+    for (const TransactionRecord& r : page) fn(r);
+    if (page.size() < static_cast<size_t>(kScanPageRows)) return Status::Ok();
+    after = page.back().sequence;
+  }
+}
+
+Status SqliteStore::Flush() {
+  if (std::this_thread::get_id() == writer_.get_id()) {
+    return Internal("Store::Flush called from a done callback would wait for itself");
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  if (completed_ >= enqueued_) return Status::Ok();
+  FlushWaiter waiter;
+  waiter.start = completed_;
+  waiter.target = enqueued_;
+  flush_waiters_.push_back(&waiter);
+  done_cv_.wait(lock, [&waiter] { return waiter.finished; });
+  return waiter.status;
+}
+
+Status SqliteStore::CheckWritable() {
+  std::lock_guard<std::mutex> lock(probe_mu_);
+  sqlite3* db = probe_db_.get();
+  Status s = StepDone(db, probe_begin_.get(), "not writable");
+  if (s.ok()) {
+    sqlite3_bind_int64(probe_write_.get(), 1, NowMicros());
+    s = StepDone(db, probe_write_.get(), "not writable");
+  }
+  if (s.ok()) s = StepDone(db, probe_commit_.get(), "not writable");
+  if (!s.ok() && sqlite3_get_autocommit(db) == 0) {
+    (void)StepDone(db, probe_rollback_.get(), "cannot roll back");
+  }
+  return s;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const StoreOptions& options) {
+  if (options.max_batch < 1) return InvalidArgument("store: max_batch must be at least 1");
+  if (options.busy_timeout_ms < 0) return InvalidArgument("store: busy_timeout_ms is negative");
+  VIGIL_RETURN_IF_ERROR(CheckLocation(options.path));
+  auto store = std::make_unique<SqliteStore>(options);
+  VIGIL_RETURN_IF_ERROR(store->Init());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace vigil

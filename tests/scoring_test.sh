@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# End-to-end: the scoring core through the `vigil` binary — batch scoring, decisions, reasons,
+# anomaly scores, models trained elsewhere, benchmarks, and bad models.
+# Usage: scoring_test.sh path/to/vigil
+set -uo pipefail
+VIGIL="$1"
+PY=/usr/bin/python3
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+failures=0
+passes=0
+pass() { passes=$((passes + 1)); }
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+check() {
+  local what="$1"; shift
+  if "$@"; then pass; else fail "$what"; fi
+}
+expect_error() {
+  local what="$1" fragment="$2"; shift 2
+  local err
+  if err="$("$@" 2>&1 >/dev/null)"; then
+    fail "$what: exit 0"
+  elif ! grep -qF -- "$fragment" <<<"$err"; then
+    fail "$what: stderr lacks '$fragment': $err"
+  else
+    pass
+  fi
+}
+
+"$VIGIL" simulate --customers 400 --terminals 800 --days 75 --radius 10 --quiet \
+  --out "$WORK/tx.csv" >/dev/null || fail "simulate"
+START=$(sed -n 2p "$WORK/tx.csv" | cut -d, -f2 | cut -c1-10)
+TRAIN_START=$(date -u -d "$START + 40 days" +%F)
+rows=$(($(wc -l <"$WORK/tx.csv") - 1))
+
+# --- train: thresholds and the anomaly forest travel in the model --------------------------
+"$VIGIL" train --data "$WORK/tx.csv" --algo gbdt --train-start "$TRAIN_START" --quiet \
+  --review-rate 0.05 --out "$WORK/gbdt.model" >"$WORK/train.txt" || fail "train gbdt"
+check "train prints the thresholds" grep -q "review  >= " "$WORK/train.txt"
+check "model has thresholds" jq -e '.thresholds.review <= .thresholds.decline and
+  .thresholds.targets.review_rate == 0.05 and .thresholds.validation.rows > 0' "$WORK/gbdt.model" >/dev/null
+check "model has an anomaly forest" jq -e '.anomaly.learner.objective.name == "vigil:isolation"' \
+  "$WORK/gbdt.model" >/dev/null
+
+# --- score ------------------------------------------------------------------------------------
+"$VIGIL" score --model "$WORK/gbdt.model" --in "$WORK/tx.csv" --out "$WORK/p1.csv" --threads 1 \
+  --quiet >/dev/null || fail "score --threads 1"
+"$VIGIL" score --model "$WORK/gbdt.model" --in "$WORK/tx.csv" --out "$WORK/p2.csv" --threads 3 \
+  --quiet >/dev/null || fail "score --threads 3"
+check "same output whatever the thread count" cmp -s "$WORK/p1.csv" "$WORK/p2.csv"
+check "score header" test "$(head -1 "$WORK/p1.csv")" = "transaction_id,score,decision,anomaly_score"
+check "a prediction per transaction" test "$(($(wc -l <"$WORK/p1.csv") - 1))" -eq "$rows"
+check "decisions and ranges" awk -F, 'NR>1 && !($2>=0 && $2<=1 && ($3=="approve"||$3=="review"||$3=="decline") && $4>0 && $4<=1) {bad=1} END {exit bad}' "$WORK/p1.csv"
+check "some transactions are flagged" bash -c "awk -F, 'NR>1 && \$3!=\"approve\"' '$WORK/p1.csv' | grep -q ."
+"$VIGIL" score --model "$WORK/gbdt.model" --in "$WORK/tx.csv" --out "$WORK/p3.csv" --explain \
+  --quiet >/dev/null || fail "score --explain"
+check "explain adds reasons with codes and contributions" bash -c \
+  "awk -F, 'NR>1 && \$3==\"decline\"' '$WORK/p3.csv' | head -1 | grep -qE '\"[A-Z_0-9]+ \(\+[0-9.]+\): '"
+check "explained scores equal plain scores" bash -c \
+  "diff <(cut -d, -f1-4 '$WORK/p3.csv' | tail -n +2) <(tail -n +2 '$WORK/p1.csv')"
+expect_error "score with a missing model" "cannot open" \
+  "$VIGIL" score --model "$WORK/none.model" --in "$WORK/tx.csv" --out "$WORK/x.csv"
+check "no output after a failed score" test ! -e "$WORK/x.csv"
+
+# --- bad model files -------------------------------------------------------------------------
+head -c 2000 "$WORK/gbdt.model" >"$WORK/truncated.model"
+expect_error "truncated model" "not valid JSON" \
+  "$VIGIL" score --model "$WORK/truncated.model" --in "$WORK/tx.csv" --out "$WORK/x.csv"
+jq '.format_version = 99' "$WORK/gbdt.model" >"$WORK/v99.model"
+expect_error "unknown format version" "format version 99 is not supported" \
+  "$VIGIL" score --model "$WORK/v99.model" --in "$WORK/tx.csv" --out "$WORK/x.csv"
+jq '.features[0] = "shoe_size"' "$WORK/gbdt.model" >"$WORK/feat.model"
+expect_error "features Vigil does not compute" "model feature 'shoe_size' is not a feature Vigil computes" \
+  "$VIGIL" score --model "$WORK/feat.model" --in "$WORK/tx.csv" --out "$WORK/x.csv"
+jq '.features = .features[0:5]' "$WORK/gbdt.model" >"$WORK/narrow.model"
+expect_error "trees need more features than the model lists" "feature" \
+  "$VIGIL" score --model "$WORK/narrow.model" --in "$WORK/tx.csv" --out "$WORK/x.csv"
+echo '{"format": "something-else"}' >"$WORK/other.model"
+expect_error "not a Vigil model" "not a Vigil model" \
+  "$VIGIL" score --model "$WORK/other.model" --in "$WORK/tx.csv" --out "$WORK/x.csv"
+check "no output after bad models" test ! -e "$WORK/x.csv"
+
+# --- isolation forest --------------------------------------------------------------------------
+"$VIGIL" train --data "$WORK/tx.csv" --algo iforest --train-start "$TRAIN_START" --quiet \
+  --out "$WORK/iforest.model" >/dev/null || fail "train iforest"
+check "iforest model" jq -e '.algorithm == "iforest" and .xgboost.learner.objective.name == "vigil:isolation"' \
+  "$WORK/iforest.model" >/dev/null
+"$VIGIL" score --model "$WORK/iforest.model" --in "$WORK/tx.csv" --out "$WORK/pi.csv" --quiet \
+  >/dev/null || fail "score with iforest"
+check "iforest score is its anomaly score" awk -F, 'NR>1 && $2!=$4 {bad=1} END {exit bad}' "$WORK/pi.csv"
+"$VIGIL" evaluate --data "$WORK/tx.csv" --start "$TRAIN_START" --folds 1 --algo gbdt,iforest \
+  --json --quiet >"$WORK/eval.json" || fail "evaluate with iforest"
+check "evaluate reports iforest beside gbdt" jq -e \
+  'length == 2 and .[1].algo == "iforest" and .[1].auc > 0.5' "$WORK/eval.json" >/dev/null
+
+# --- a model trained elsewhere on the exported matrix scores the same inside Vigil -----------
+"$VIGIL" features --data "$WORK/tx.csv" --out "$WORK/features.csv" --set all --quiet >/dev/null
+cat >"$WORK/train.py" <<'PY'
+import sys, numpy as np, xgboost as xgb
+data = np.genfromtxt(sys.argv[1], delimiter=",", names=True, dtype=np.float64)
+names = [n for n in data.dtype.names if n not in ("transaction_id", "fraud")]
+x = np.column_stack([data[n] for n in names]).astype(np.float32)
+y = data["fraud"]
+model = xgb.XGBClassifier(n_estimators=30, max_depth=4, tree_method="hist", random_state=0)
+model.fit(x, y)
+model.get_booster().save_model(sys.argv[2])
+np.savetxt(sys.argv[3], model.predict_proba(x)[:, 1], fmt="%.9g")
+print(",".join(names))
+PY
+if names=$("$PY" "$WORK/train.py" "$WORK/features.csv" "$WORK/elsewhere.json" "$WORK/py_pred.txt"); then
+  "$VIGIL" import-model --xgboost "$WORK/elsewhere.json" --features "$names" \
+    --out "$WORK/imported.model" >/dev/null || fail "import-model"
+  "$VIGIL" score --model "$WORK/imported.model" --in "$WORK/tx.csv" --out "$WORK/pp.csv" --quiet \
+    >/dev/null || fail "score imported"
+  check "imported model scores as XGBoost's Python package did (1e-6)" bash -c \
+    "paste -d, <(tail -n +2 '$WORK/pp.csv' | cut -d, -f2) '$WORK/py_pred.txt' |
+     awk -F, '{d=\$1-\$2; if (d<0) d=-d; if (d>1e-6) {print NR, \$0; bad=1}} END {exit bad}'"
+else
+  fail "python xgboost training"
+fi
+expect_error "import with a wrong feature count" "feature" \
+  "$VIGIL" import-model --xgboost "$WORK/elsewhere.json" --features amount,weekend --out "$WORK/bad.model"
+echo '{"learner": 1}' >"$WORK/junk.json"
+expect_error "import a JSON that is not a model" "junk.json" \
+  "$VIGIL" import-model --xgboost "$WORK/junk.json" --features amount --out "$WORK/bad.model"
+check "no model after failed imports" test ! -e "$WORK/bad.model"
+
+# --- bench -------------------------------------------------------------------------------------
+"$VIGIL" bench --model "$WORK/gbdt.model" --data "$WORK/tx.csv" --rows 2000 --single-calls 2000 \
+  --json --quiet >"$WORK/bench.json" || fail "bench"
+check "bench --json fields" jq -e 'has("vigil_single_us") and has("xgboost_single_us") and
+  has("single_speedup") and has("vigil_batch_rows_per_s") and has("xgboost_batch_rows_per_s") and
+  has("batch_speedup") and .max_abs_diff < 1e-6' "$WORK/bench.json" >/dev/null
+
+echo "$passes passed, $failures failed"
+[ "$failures" -eq 0 ]
