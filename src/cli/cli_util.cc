@@ -1,5 +1,7 @@
 #include "cli/cli_util.h"
 
+#include "core/version.h"
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -58,6 +60,6 @@ StatusOr<std::map<std::string, std::string>> ParseParams(const std::vector<std::
   return out;
 }
 
-std::string VersionString() { return std::string(VIGIL_VERSION) + " (" + VIGIL_GIT_VERSION + ")"; }
+std::string VersionString() { return std::string(kVersion) + " (" + kGitVersion + ")"; }
 
 }  // namespace vigil::cli

@@ -244,7 +244,7 @@ StatusOr<Ensemble> ParseLearner(const Json& root, size_t num_features) {
       return InvalidArgument("dart: " + std::to_string(weights.size()) + " weights for " +
                              std::to_string(trees->size()) + " trees");
     }
-    if (const Json* info = Find(*model, "tree_info")) {
+    if (Find(*model, "tree_info") != nullptr) {
       std::vector<int32_t> groups;
       VIGIL_RETURN_IF_ERROR(ReadArray(*model, "tree_info", "gbtree.model", &groups));
       for (int32_t g : groups) {

@@ -110,7 +110,8 @@ const char* ScanString(const char* p, const char* limit, std::string* out, bool*
       uint64_t w;
       std::memcpy(&w, p, 8);
       const uint64_t special = has_zero_byte(w ^ (kOnes * '"')) |
-                               has_zero_byte(w ^ (kOnes * '\\')) | ((w - kOnes * 0x20) & ~w & kHighs);
+                               has_zero_byte(w ^ (kOnes * '\\')) |
+                               ((w - kOnes * 0x20) & ~w & kHighs);
       if (special != 0) {
         p += std::countr_zero(special) / 8;  // the lowest flagged byte is a true one
         break;
@@ -133,14 +134,30 @@ const char* ScanString(const char* p, const char* limit, std::string* out, bool*
     if (++p >= limit) return nullptr;
     char decoded;
     switch (*p++) {
-      case '"': decoded = '"'; break;
-      case '\\': decoded = '\\'; break;
-      case '/': decoded = '/'; break;
-      case 'b': decoded = '\b'; break;
-      case 'f': decoded = '\f'; break;
-      case 'n': decoded = '\n'; break;
-      case 'r': decoded = '\r'; break;
-      case 't': decoded = '\t'; break;
+      case '"':
+        decoded = '"';
+        break;
+      case '\\':
+        decoded = '\\';
+        break;
+      case '/':
+        decoded = '/';
+        break;
+      case 'b':
+        decoded = '\b';
+        break;
+      case 'f':
+        decoded = '\f';
+        break;
+      case 'n':
+        decoded = '\n';
+        break;
+      case 'r':
+        decoded = '\r';
+        break;
+      case 't':
+        decoded = '\t';
+        break;
       case 'u': {
         uint32_t cp;
         if (!ReadHex4(p, limit, &cp)) return nullptr;
@@ -159,7 +176,8 @@ const char* ScanString(const char* p, const char* limit, std::string* out, bool*
         run = p;
         continue;
       }
-      default: return nullptr;
+      default:
+        return nullptr;
     }
     if (out != nullptr) out->push_back(decoded);
     run = p;
@@ -270,12 +288,18 @@ size_t CodePoints(std::string_view s) {
 
 std::string_view TypeName(od::json_type t) {
   switch (t) {
-    case od::json_type::array: return "an array";
-    case od::json_type::object: return "an object";
-    case od::json_type::number: return "a number";
-    case od::json_type::string: return "a string";
-    case od::json_type::boolean: return "a boolean";
-    case od::json_type::null: return "null";
+    case od::json_type::array:
+      return "an array";
+    case od::json_type::object:
+      return "an object";
+    case od::json_type::number:
+      return "a number";
+    case od::json_type::string:
+      return "a string";
+    case od::json_type::boolean:
+      return "a boolean";
+    case od::json_type::null:
+      return "null";
   }
   return "a value";
 }
@@ -291,7 +315,11 @@ std::string SanitizeUtf8(std::string_view s, size_t max_bytes) {
       break;
     }
     const auto c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xE  ? 3
+                 : (c >> 3) == 0x1E ? 4
+                                    : 0;
     bool valid = len > 0 && i + len <= s.size();
     for (size_t k = 1; valid && k < len; ++k) {
       valid = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
@@ -329,7 +357,8 @@ class FirstErrorSax {
   bool end_object() { return true; }
   bool start_array(std::size_t) { return true; }
   bool end_array() { return true; }
-  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& ex) {
+  bool parse_error(std::size_t position, const std::string&,
+                   const nlohmann::detail::exception& ex) {
     failed = true;
     offset = position;
     what = ex.what();
@@ -360,7 +389,8 @@ std::string MalformedMessage(std::string_view body, const FirstErrorSax& sax) {
   // "[json.exception.out_of_range.406] <why>".
   std::string_view why = sax.what;
   if (size_t at = why.find("column "); at != std::string_view::npos) {
-    if (size_t colon = why.find(": ", at); colon != std::string_view::npos) why.remove_prefix(colon + 2);
+    if (size_t colon = why.find(": ", at); colon != std::string_view::npos)
+      why.remove_prefix(colon + 2);
   } else if (size_t bracket = why.find("] "); bracket != std::string_view::npos) {
     why.remove_prefix(bracket + 2);
   }
@@ -382,19 +412,24 @@ enum Slot : int {
   kUnknown = kNumSlots,
 };
 
-constexpr std::string_view kSlotName[kNumSlots] = {
-    "transaction_id", "customer_id", "terminal_id", "vendor_id", "amount",
-    "timestamp",      "currency",    "status",      "metadata"};
+constexpr std::string_view kSlotName[kNumSlots] = {"transaction_id", "customer_id", "terminal_id",
+                                                   "vendor_id",      "amount",      "timestamp",
+                                                   "currency",       "status",      "metadata"};
 
 Slot FindSlot(std::string_view key) {
   switch (key.size()) {
-    case 14: return key == "transaction_id" ? kTransactionId : kUnknown;
+    case 14:
+      return key == "transaction_id" ? kTransactionId : kUnknown;
     case 11:
       return key == "customer_id" ? kCustomerId : key == "terminal_id" ? kTerminalId : kUnknown;
-    case 9: return key == "vendor_id" ? kVendorId : key == "timestamp" ? kTimestamp : kUnknown;
-    case 6: return key == "amount" ? kAmount : key == "status" ? kStatus : kUnknown;
-    case 8: return key == "currency" ? kCurrency : key == "metadata" ? kMetadata : kUnknown;
-    default: return kUnknown;
+    case 9:
+      return key == "vendor_id" ? kVendorId : key == "timestamp" ? kTimestamp : kUnknown;
+    case 6:
+      return key == "amount" ? kAmount : key == "status" ? kStatus : kUnknown;
+    case 8:
+      return key == "currency" ? kCurrency : key == "metadata" ? kMetadata : kUnknown;
+    default:
+      return kUnknown;
   }
 }
 
@@ -434,7 +469,8 @@ class TransactionParser::Impl {
   simdjson::padded_string_view Load(std::string_view text);
 
   error_code ParseRootObject(od::document& doc, ParsedTransaction* out);
-  error_code ParseBatchRoot(od::document& doc, size_t max_items, std::vector<ParsedTransaction>* out);
+  error_code ParseBatchRoot(od::document& doc, size_t max_items,
+                            std::vector<ParsedTransaction>* out);
   error_code ParseItems(od::array& items, int depth, size_t max_items,
                         std::vector<ParsedTransaction>* out);
   // Parses one transaction object whose fields are at `depth`; its problems go to problems_,
@@ -446,7 +482,8 @@ class TransactionParser::Impl {
   error_code ParseEnumString(od::value& v, int depth, Slot slot, std::string* text);
   error_code ParseMetadata(od::value& v, int depth);
   // Sets the slot's problem "<name> must be <what>, not <type>" and checks the value anyway.
-  error_code WrongType(od::value& v, int depth, od::json_type type, Slot slot, std::string_view what);
+  error_code WrongType(od::value& v, int depth, od::json_type type, Slot slot,
+                       std::string_view what);
 
   // Checks that a value, at nesting depth `depth`, is well-formed JSON, all the way down.
   error_code Validate(od::value& v, int depth);
@@ -472,6 +509,7 @@ class TransactionParser::Impl {
 
   // Per transaction object.
   bool seen_[kNumSlots] = {};
+  bool amount_overflow_ = false;  // some "amount" did not fit a double
   std::string slot_problem_[kNumSlots];
   std::string vendor_id_;
   std::string key_scratch_;
@@ -553,7 +591,8 @@ FieldProblem TransactionParser::Impl::JsonProblem(std::string_view body, error_c
                     " levels deep, which is not accepted"};
   }
   if (e == kWrongRoot) {
-    return {"", "body must be " + std::string(expected) + ", not " + std::string(TypeName(root_type_))};
+    return {"",
+            "body must be " + std::string(expected) + ", not " + std::string(TypeName(root_type_))};
   }
   // Only if simdjson refuses a body nlohmann::json accepts (the fuzz target checks for it).
   return {"", std::string("malformed JSON: ") + simdjson::error_message(e)};
@@ -594,7 +633,8 @@ error_code TransactionParser::Impl::Validate(od::value& v, int depth) {
       }
       return simdjson::SUCCESS;
     }
-    case od::json_type::string: return ReadString(v, nullptr);
+    case od::json_type::string:
+      return ReadString(v, nullptr);
     case od::json_type::number: {
       bool integer;
       return CheckNumberToken(TrimRight(v.raw_json_token()), &integer);
@@ -625,8 +665,8 @@ error_code TransactionParser::Impl::CheckEnd(od::document& doc) {
   return location.error() == simdjson::OUT_OF_BOUNDS ? simdjson::SUCCESS : kTrailing;
 }
 
-error_code TransactionParser::Impl::WrongType(od::value& v, int depth, od::json_type type, Slot slot,
-                                             std::string_view what) {
+error_code TransactionParser::Impl::WrongType(od::value& v, int depth, od::json_type type,
+                                              Slot slot, std::string_view what) {
   slot_problem_[slot] = std::string(kSlotName[slot]) + " must be " + std::string(what) + ", not " +
                         std::string(TypeName(type));
   return Validate(v, depth);
@@ -673,8 +713,11 @@ error_code TransactionParser::Impl::ParseAmount(od::value& v, int depth, ParsedT
   bool negative = token[0] == '-';
   if (ec == std::errc::result_out_of_range) {
     // Too small for a double reads as zero. Too large is out of our range: nlohmann::json would
-    // refuse the whole body, but "amount must be at most" says more to the client.
-    amount = IsOverflow(token) ? (negative ? -1 : 2) * kMaxAmount : 0.0;
+    // refuse the whole body, but "amount must be at most" says more to the client (and should a
+    // later duplicate "amount" win, ParseTransaction refuses the body as JSON after all).
+    const bool overflow = IsOverflow(token);
+    amount_overflow_ |= overflow;
+    amount = overflow ? (negative ? -1 : 2) * kMaxAmount : 0.0;
   } else if (ec != std::errc() || ptr != token.data() + token.size()) {
     return kBadNumber;
   }
@@ -688,7 +731,8 @@ error_code TransactionParser::Impl::ParseAmount(od::value& v, int depth, ParsedT
   return simdjson::SUCCESS;
 }
 
-error_code TransactionParser::Impl::ParseTimestamp(od::value& v, int depth, ParsedTransaction* out) {
+error_code TransactionParser::Impl::ParseTimestamp(od::value& v, int depth,
+                                                   ParsedTransaction* out) {
   od::json_type type;
   if (auto e = v.type().get(type)) return e;
   if (type != od::json_type::string) {
@@ -769,6 +813,7 @@ error_code TransactionParser::Impl::ParseTransaction(od::object& obj, int depth,
     seen_[s] = false;
     slot_problem_[s].clear();
   }
+  amount_overflow_ = false;
   out->transaction_id.clear();
   out->customer_id.clear();
   out->terminal_id.clear();
@@ -795,20 +840,42 @@ error_code TransactionParser::Impl::ParseTransaction(od::object& obj, int depth,
     slot_problem_[slot].clear();
     error_code e = simdjson::SUCCESS;
     switch (slot) {
-      case kTransactionId: e = ParseId(v, depth, slot, &out->transaction_id); break;
-      case kCustomerId: e = ParseId(v, depth, slot, &out->customer_id); break;
-      case kTerminalId: e = ParseId(v, depth, slot, &out->terminal_id); break;
-      case kVendorId: e = ParseId(v, depth, slot, &vendor_id_); break;
-      case kAmount: e = ParseAmount(v, depth, out); break;
-      case kTimestamp: e = ParseTimestamp(v, depth, out); break;
-      case kCurrency: e = ParseEnumString(v, depth, slot, &out->currency); break;
-      case kStatus: e = ParseEnumString(v, depth, slot, &out->status); break;
-      case kMetadata: e = ParseMetadata(v, depth); break;
-      default: break;
+      case kTransactionId:
+        e = ParseId(v, depth, slot, &out->transaction_id);
+        break;
+      case kCustomerId:
+        e = ParseId(v, depth, slot, &out->customer_id);
+        break;
+      case kTerminalId:
+        e = ParseId(v, depth, slot, &out->terminal_id);
+        break;
+      case kVendorId:
+        e = ParseId(v, depth, slot, &vendor_id_);
+        break;
+      case kAmount:
+        e = ParseAmount(v, depth, out);
+        break;
+      case kTimestamp:
+        e = ParseTimestamp(v, depth, out);
+        break;
+      case kCurrency:
+        e = ParseEnumString(v, depth, slot, &out->currency);
+        break;
+      case kStatus:
+        e = ParseEnumString(v, depth, slot, &out->status);
+        break;
+      case kMetadata:
+        e = ParseMetadata(v, depth);
+        break;
+      default:
+        break;
     }
     if (e) return e;
   }
 
+  // An overflowing amount that a later duplicate replaced: nlohmann::json, hence the store's
+  // readers, would refuse the text, so it is malformed JSON here too.
+  if (amount_overflow_ && slot_problem_[kAmount].empty()) return kNumberOverflow;
   for (Slot s : {kTransactionId, kCustomerId, kAmount, kTimestamp}) {
     if (!seen_[s]) slot_problem_[s] = std::string(kSlotName[s]) + " is required";
   }
@@ -825,8 +892,8 @@ error_code TransactionParser::Impl::ParseTransaction(od::object& obj, int depth,
   for (int s = 0; s < kNumSlots; ++s) {
     if (slot_problem_[s].empty()) continue;
     ok = false;
-    std::string field = index == kNoIndex ? std::string()
-                                          : "transactions[" + std::to_string(index) + "].";
+    std::string field =
+        index == kNoIndex ? std::string() : "transactions[" + std::to_string(index) + "].";
     field += kSlotName[s];
     AddProblem(std::move(field), std::move(slot_problem_[s]));
   }
@@ -908,10 +975,10 @@ error_code TransactionParser::Impl::ParseItems(od::array& items, int depth, size
   if (n == 0) {
     AddProblem("transactions", "transactions must hold at least one transaction");
   } else if (n > max_items) {
-    problems_->insert(problems_->begin(),
-                      {"transactions", "transactions holds " + std::to_string(n) +
-                                           " transactions; at most " + std::to_string(max_items) +
-                                           " are accepted in one batch"});
+    problems_->insert(
+        problems_->begin(),
+        {"transactions", "transactions holds " + std::to_string(n) + " transactions; at most " +
+                             std::to_string(max_items) + " are accepted in one batch"});
   }
   return simdjson::SUCCESS;
 }
@@ -947,7 +1014,8 @@ error_code TransactionParser::Impl::ParseBatchRoot(od::document& doc, size_t max
     if (auto e = v.type().get(type)) return e;
     if (type != od::json_type::array) {
       out->clear();
-      AddProblem("transactions", "transactions must be an array, not " + std::string(TypeName(type)));
+      AddProblem("transactions",
+                 "transactions must be an array, not " + std::string(TypeName(type)));
       if (auto e = Validate(v, 2)) return e;
       continue;
     }
@@ -981,7 +1049,8 @@ Status TransactionParser::Impl::ParseBatch(std::string_view body, size_t max_ite
     out->clear();
     problems->clear();
     omitted_ = 0;
-    problems->push_back(JsonProblem(body, e, "a JSON object {\"transactions\": [...]} or an array"));
+    problems->push_back(
+        JsonProblem(body, e, "a JSON object {\"transactions\": [...]} or an array"));
   }
   return Summarise("batch");
 }

@@ -23,6 +23,8 @@
 // Duplicate keys: the last occurrence wins, as with nlohmann::json and JavaScript's JSON.parse
 // (the `json` text keeps both).
 // A UTF-8 byte order mark before the body is ignored (RFC 8259 §8.1 allows it).
+// Numbers beyond a double's range (1e400) are refused as malformed JSON wherever they are, as
+// nlohmann::json refuses them; in `amount` the problem says "amount must be at most 1000000000".
 // Nesting deeper than kMaxJsonDepth levels is refused (a problem on the body), which bounds the
 // work and stack of the validator whatever arrives.
 #ifndef VIGIL_SERVE_TRANSACTION_JSON_H_
@@ -39,9 +41,9 @@
 
 namespace vigil {
 
-inline constexpr size_t kMaxIdLength = 128;      // characters (UTF-8 code points)
+inline constexpr size_t kMaxIdLength = 128;  // characters (UTF-8 code points)
 inline constexpr double kMaxAmount = 1e9;
-inline constexpr int kMaxJsonDepth = 64;         // the body object is depth 1
+inline constexpr int kMaxJsonDepth = 64;          // the body object is depth 1
 inline constexpr size_t kMaxFieldProblems = 100;  // a batch lists at most this many, then a count
 
 // One reason a request was refused, as it goes into the error reply's `details`.
@@ -91,7 +93,8 @@ class TransactionParser {
   Status Parse(std::string_view body, ParsedTransaction* out, std::vector<FieldProblem>* problems);
 
   // Parses {"transactions": [obj, ...]} (other top-level keys ignored) or a bare array [obj, ...]:
-  // one to max_items transactions. Problems of item i are on fields "transactions[i].<field>";
+  // one to max_items transactions. Problems of item i are on fields "transactions[i].<field>"
+  // (or "transactions[i]" when the item is not an object);
   // more than max_items items is one problem on "transactions" (items past the limit are checked
   // only for well-formed JSON). At most kMaxFieldProblems problems are listed, then one more on
   // field "" counts the rest. OK: *out holds the transactions in order.

@@ -3,7 +3,9 @@
 //   - OK exactly when there are no problems, and every problem names a field or the body;
 //   - a body Vigil accepts is JSON nlohmann::json accepts, and so is every stored `json` text;
 //   - "malformed JSON" only for bodies nlohmann::json refuses (or that hold a NUL byte);
-//   - accepted values keep the rules (amount in [0, 1e9], ids non-empty, ...);
+//   - accepted values keep the rules (amount in [0, 1e9], ids non-empty, ...), and the stored
+//     `json` text parses again to the same transaction;
+//   - the same body gives the same result, whatever the reused parser saw before;
 //   - problem texts are valid UTF-8 (they go into a JSON reply).
 //
 // Build (tests/fuzz_test.sh does this):
@@ -80,14 +82,31 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);
   // The reference: nlohmann::json, except that it takes a NUL byte for the end of input and so
   // accepts "{}\0junk"; a raw NUL is never valid JSON.
-  const bool accepted =
-      body.find('\0') == std::string_view::npos && nlohmann::json::accept(body);
+  const bool accepted = body.find('\0') == std::string_view::npos && nlohmann::json::accept(body);
 
   vigil::ParsedTransaction tx;
   std::vector<vigil::FieldProblem> problems;
   vigil::Status s = parser.Parse(body, &tx, &problems);
   CheckProblems(s, problems, accepted);
-  if (s.ok()) CheckTransaction(tx);
+  if (s.ok()) {
+    CheckTransaction(tx);
+    // The stored text parses again to the same transaction.
+    vigil::ParsedTransaction again;
+    std::vector<vigil::FieldProblem> again_problems;
+    Check(parser.Parse(tx.json, &again, &again_problems).ok(), "stored json parses again", tx.json);
+    Check(again.transaction_id == tx.transaction_id && again.customer_id == tx.customer_id &&
+              again.terminal_id == tx.terminal_id && again.amount == tx.amount &&
+              again.timestamp == tx.timestamp && again.currency == tx.currency &&
+              again.status == tx.status && again.json == tx.json,
+          "stored json gives the same transaction", tx.json);
+  }
+  // Parsing is a function of the body alone, whatever came before (buffers are reused).
+  vigil::ParsedTransaction second;
+  std::vector<vigil::FieldProblem> second_problems;
+  vigil::Status s2 = parser.Parse(body, &second, &second_problems);
+  Check(
+      s2.ok() == s.ok() && s2.message() == s.message() && second_problems.size() == problems.size(),
+      "same body, same result", s2.message());
 
   std::vector<vigil::ParsedTransaction> batch;
   constexpr size_t kMaxItems = 4;

@@ -1,0 +1,13 @@
+// The version of this build: the release and the git commit it was built from.
+#ifndef VIGIL_CORE_VERSION_H_
+#define VIGIL_CORE_VERSION_H_
+
+namespace vigil {
+
+// Defined in the build folder's generated version.cc, so a new commit recompiles one file.
+extern const char* const kVersion;     // "0.1.0"
+extern const char* const kGitVersion;  // `git describe --always --dirty`, or "unknown"
+
+}  // namespace vigil
+
+#endif  // VIGIL_CORE_VERSION_H_
