@@ -5,27 +5,7 @@ set -uo pipefail
 VIGIL="$1"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-failures=0
-passes=0
-
-pass() { passes=$((passes + 1)); }
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-check() {  # check "description" command...
-  local what="$1"; shift
-  if "$@"; then pass; else fail "$what"; fi
-}
-# expect_error "description" "message fragment" command... : non-zero exit, message on stderr.
-expect_error() {
-  local what="$1" fragment="$2"; shift 2
-  local err
-  if err="$("$@" 2>&1 >/dev/null)"; then
-    fail "$what: exit 0"
-  elif ! grep -qF -- "$fragment" <<<"$err"; then
-    fail "$what: stderr lacks '$fragment': $err"
-  else
-    pass
-  fi
-}
+source "$(dirname "$0")/lib.sh"
 
 SIM=(--customers 300 --terminals 600 --days 70 --radius 10 --quiet)
 
@@ -129,5 +109,4 @@ for c in simulate features train evaluate; do
   check "vigil $c --help" bash -c "'$VIGIL' $c --help | grep -q -- '--'"
 done
 
-echo "$passes passed, $failures failed"
-[ "$failures" -eq 0 ]
+finish

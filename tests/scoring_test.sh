@@ -7,25 +7,7 @@ VIGIL="$1"
 PY=/usr/bin/python3
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-failures=0
-passes=0
-pass() { passes=$((passes + 1)); }
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-check() {
-  local what="$1"; shift
-  if "$@"; then pass; else fail "$what"; fi
-}
-expect_error() {
-  local what="$1" fragment="$2"; shift 2
-  local err
-  if err="$("$@" 2>&1 >/dev/null)"; then
-    fail "$what: exit 0"
-  elif ! grep -qF -- "$fragment" <<<"$err"; then
-    fail "$what: stderr lacks '$fragment': $err"
-  else
-    pass
-  fi
-}
+source "$(dirname "$0")/lib.sh"
 
 "$VIGIL" simulate --customers 400 --terminals 800 --days 75 --radius 10 --quiet \
   --out "$WORK/tx.csv" >/dev/null || fail "simulate"
@@ -132,5 +114,4 @@ check "bench --json fields" jq -e 'has("vigil_single_us") and has("xgboost_singl
   has("single_speedup") and has("vigil_batch_rows_per_s") and has("xgboost_batch_rows_per_s") and
   has("batch_speedup") and .max_abs_diff < 1e-6' "$WORK/bench.json" >/dev/null
 
-echo "$passes passed, $failures failed"
-[ "$failures" -eq 0 ]
+finish

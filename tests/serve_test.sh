@@ -8,14 +8,7 @@ WORK="$(mktemp -d)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-failures=0
-passes=0
-pass() { passes=$((passes + 1)); }
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-check() {
-  local what="$1"; shift
-  if "$@"; then pass; else fail "$what"; fi
-}
+source "$(dirname "$0")/lib.sh"
 
 "$VIGIL" simulate --customers 300 --terminals 600 --days 60 --radius 10 --quiet --out "$WORK/tx.csv" >/dev/null
 START=$(sed -n 2p "$WORK/tx.csv" | cut -d, -f2 | cut -c1-10)
@@ -209,5 +202,4 @@ check "async records are flushed on a graceful stop" test \
   fail "serve with a missing model exits 0"
 check "missing model is a clear error" grep -q "none.model" "$WORK/err"
 
-echo "$passes passed, $failures failed"
-[ "$failures" -eq 0 ]
+finish
