@@ -185,21 +185,6 @@ const char* ScanString(const char* p, const char* limit, std::string* out, bool*
   return nullptr;
 }
 
-// Checks a string value, decodes it into *out when out != nullptr (*out is not cleared first),
-// and consumes it. Consuming matters: On-Demand skips an unconsumed string followed by ':' as if
-// it were a key, and then the rest of its container unchecked, so [1,"b":"c"} would pass.
-error_code ReadString(od::value& v, std::string* out) {
-  const std::string_view token = v.raw_json_token();
-  if (token.empty() || token.front() != '"') return kBadString;
-  bool escaped = false;
-  const char* limit = token.data() + token.size();
-  const char* end = ScanString(token.data() + 1, limit, out, &escaped);
-  if (end == nullptr) return kBadString;
-  if (!TrimRight(std::string_view(end, static_cast<size_t>(limit - end))).empty()) return kBadToken;
-  od::raw_json_string raw;
-  return v.get_raw_json_string().get(raw);
-}
-
 // True when `s` is exactly a JSON number (RFC 8259 §6); *integer: it has no fraction or exponent.
 bool IsJsonNumber(std::string_view s, bool* integer) {
   size_t i = 0;
@@ -488,6 +473,10 @@ class TransactionParser::Impl {
   // Checks that a value, at nesting depth `depth`, is well-formed JSON, all the way down.
   error_code Validate(od::value& v, int depth);
   error_code ValidateObject(od::object& obj, int depth);
+  // Checks a string value, decodes it into *out when out != nullptr (*out is not cleared
+  // first), and consumes it. Consuming matters: On-Demand skips an unconsumed string followed by
+  // ':' as if it were a key, and then the rest of its container unchecked: [1,"b":"c"} passed.
+  error_code ReadString(od::value& v, std::string* out);
   // Checks a key (raw: just past its opening quote) and returns it decoded.
   error_code ReadKey(const char* raw, std::string_view* key);
   // The document must end after the root value.
@@ -502,6 +491,10 @@ class TransactionParser::Impl {
   std::unique_ptr<char[]> buffer_;
   size_t capacity_ = 0;
   const char* input_end_ = nullptr;
+  // Whether the input holds a backslash. Without one no string has an escape to check or
+  // decode, and simdjson's first pass has already refused raw control characters and bad UTF-8,
+  // so every string is valid and is its bytes between the quotes: the common case, made fast.
+  bool has_backslash_ = true;
   od::json_type root_type_ = od::json_type::object;
 
   std::vector<FieldProblem>* problems_ = nullptr;
@@ -539,6 +532,7 @@ simdjson::padded_string_view TransactionParser::Impl::Load(std::string_view text
   if (!text.empty()) std::memcpy(buffer_.get(), text.data(), text.size());
   std::memset(buffer_.get() + text.size(), 0, simdjson::SIMDJSON_PADDING);
   input_end_ = buffer_.get() + text.size();
+  has_backslash_ = std::memchr(buffer_.get(), '\\', text.size()) != nullptr;
   return simdjson::padded_string_view(buffer_.get(), text.size(), capacity_);
 }
 
@@ -598,7 +592,36 @@ FieldProblem TransactionParser::Impl::JsonProblem(std::string_view body, error_c
   return {"", std::string("malformed JSON: ") + simdjson::error_message(e)};
 }
 
+error_code TransactionParser::Impl::ReadString(od::value& v, std::string* out) {
+  const std::string_view token = v.raw_json_token();
+  if (token.empty() || token.front() != '"') return kBadString;
+  if (!has_backslash_) {
+    // The token is the string and the spaces after it: its last byte is the closing quote.
+    const std::string_view quoted = TrimRight(token);
+    if (quoted.size() < 2 || quoted.back() != '"') return kBadString;
+    const std::string_view text = quoted.substr(1, quoted.size() - 2);
+    if (std::memchr(text.data(), '"', text.size()) != nullptr) return kBadToken;
+    if (out != nullptr) out->append(text);
+  } else {
+    bool escaped = false;
+    const char* limit = token.data() + token.size();
+    const char* end = ScanString(token.data() + 1, limit, out, &escaped);
+    if (end == nullptr) return kBadString;
+    if (!TrimRight(std::string_view(end, static_cast<size_t>(limit - end))).empty()) {
+      return kBadToken;
+    }
+  }
+  od::raw_json_string raw;
+  return v.get_raw_json_string().get(raw);
+}
+
 error_code TransactionParser::Impl::ReadKey(const char* raw, std::string_view* key) {
+  if (!has_backslash_) {
+    const void* quote = std::memchr(raw, '"', static_cast<size_t>(input_end_ - raw));
+    if (quote == nullptr) return kBadString;
+    *key = std::string_view(raw, static_cast<size_t>(static_cast<const char*>(quote) - raw));
+    return simdjson::SUCCESS;
+  }
   bool escaped = false;
   const char* end = ScanString(raw, input_end_, nullptr, &escaped);
   if (end == nullptr) return kBadString;
