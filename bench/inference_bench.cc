@@ -1,6 +1,7 @@
 // Vigil's tree inference (Forest) against XGBoost's C API on the same models and rows.
 //
-// Setup trains two models through TrainModel on synthetic data (16 features, 200,000 rows):
+// Setup trains three models through TrainModel on synthetic data (16 features, 200,000 rows):
+//   gbdt_d3: 50 rounds, max_depth 3, eta 0.3, hist (`vigil train`'s gbdt defaults but hist)
 //   gbdt: 200 rounds, max_depth 6, eta 0.1, hist
 //   rf:   num_parallel_tree 100, max_depth 12, subsample 0.63, colsample_bynode 0.8, eta 1, hist
 // and times inference on 100,000 other rows:
@@ -8,7 +9,8 @@
 //               reused proxy DMatrix, the array-interface string built per call);
 //   batch:      Forest::PredictBatch(threads=1) vs XGBoosterPredictFromDense on all rows
 //               (nthread=1), reported as items_per_second (rows/s);
-// for every kernel this CPU has. After Google Benchmark's runs, a latency report times 20,000
+// for every kernel this CPU has; and explanations (TreeSHAP contributions of one row, what the
+// service's reasons cost) from the Explainer's precomputed tables and from its recursive algorithm. After Google Benchmark's runs, a latency report times 20,000
 // single-row calls one by one (steady_clock around each call) for the median and p99, which
 // Google Benchmark does not give, measures batch throughput per CPU-second of the calling
 // thread (robust to other processes on a shared machine) and per wall-second, and prints the
@@ -36,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "model/explain.h"
 #include "model/tree.h"
 #include "model/xgboost_util.h"
 #include "vigil/forest.h"
@@ -58,6 +61,8 @@ struct Bench {
     std::unique_ptr<XgbBooster> booster;
     DMatrixHandle proxy = nullptr;
     std::vector<std::pair<Kernel, std::unique_ptr<Forest>>> forests;
+    // TreeSHAP for the reasons: precomputed tables (what serving uses) and the recursive algorithm.
+    std::unique_ptr<Explainer> tables, recursive;
   };
   std::vector<Model> models;
 };
@@ -144,6 +149,9 @@ void Setup() {
     std::map<std::string, std::string> params;
   };
   const Spec specs[] = {
+      {"gbdt_d3",  // `vigil train --algo gbdt`'s defaults: what the quick start serves
+       Algorithm::kGbdt,
+       {{"n_estimators", "50"}, {"max_depth", "3"}, {"eta", "0.3"}, {"tree_method", "hist"}}},
       {"gbdt",
        Algorithm::kGbdt,
        {{"n_estimators", "200"}, {"max_depth", "6"}, {"eta", "0.1"}, {"tree_method", "hist"}}},
@@ -196,6 +204,12 @@ void Setup() {
       std::printf("  kernel %-6s max |vigil - xgboost| over %zu rows: %.3g\n",
                   std::string(KernelName(k)).c_str(), kTimedRows, max_diff);
     }
+    const Ensemble& e = m.forests.front().second->ensemble();
+    m.tables = std::make_unique<Explainer>(e);
+    m.recursive = std::make_unique<Explainer>(e, 0);
+    std::printf("  explainer: %zu of %zu trees tabulated, %.1f MiB of tables\n",
+                m.tables->tabulated_trees(), e.trees.size(),
+                static_cast<double>(m.tables->table_bytes()) / (1 << 20));
     b.models.push_back(std::move(m));
   }
   std::fflush(stdout);
@@ -241,6 +255,18 @@ void BM_XGBoostBatch(benchmark::State& state, const Bench::Model* m) {
   state.SetItemsProcessed(state.iterations() * kTimedRows);
 }
 
+void BM_Explain(benchmark::State& state, const Explainer* explainer) {
+  const std::vector<float>& rows = g_bench->rows;
+  std::vector<double> phi(kFeatures + 1);
+  size_t i = 0;
+  for (auto _ : state) {
+    explainer->Contributions(std::span<const float>(&rows[i * kFeatures], kFeatures), phi);
+    benchmark::DoNotOptimize(phi.data());
+    if (++i == kTimedRows) i = 0;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 void Register() {
   for (const Bench::Model& m : g_bench->models) {
     for (const auto& [k, forest] : m.forests) {
@@ -266,6 +292,12 @@ void Register() {
     benchmark::RegisterBenchmark(("batch/" + m.name + "/xgboost").c_str(), BM_XGBoostBatch, &m)
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
+    if (m.tables->tabulated_trees() > 0) {
+      benchmark::RegisterBenchmark(("explain/" + m.name + "/tables").c_str(), BM_Explain,
+                                   m.tables.get());
+    }
+    benchmark::RegisterBenchmark(("explain/" + m.name + "/recursive").c_str(), BM_Explain,
+                                 m.recursive.get());
   }
 }
 

@@ -160,6 +160,11 @@ check "stop is logged" grep -q '"msg":"stopped"' "$WORK/serve.err"
 start_server || exit 1
 post /v1/score "$(tx t1 alice 5)" >/dev/null
 check "after a restart a repeated id still returns the first reply" cmp -s "$WORK/resp" "$WORK/first"
+records_after_restart=$(records)
+post /v1/score "$(tx t2-after-restart bob 10)" -H 'Idempotency-Key: k-1' >/dev/null
+check "after a restart a repeated Idempotency-Key returns the first reply (from the store)" \
+  cmp -s "$WORK/resp" "$WORK/k1"
+check "replays after the restart recorded nothing" test "$(records)" = "$records_after_restart"
 check "replayed records are logged" grep -q '"replayed":[1-9]' "$WORK/serve.err"
 
 # --- kill -9: nothing answered is lost --------------------------------------------------------

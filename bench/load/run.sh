@@ -12,7 +12,9 @@ MODEL=models/gbdt.model
 PORT=18765
 OUT=bench/load/results
 mkdir -p "$OUT"
-echo "mode,connections,run,rps,p50_ms,p99_ms,errors,non2xx"
+TICKS=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime of a process
+echo "mode,connections,run,rps,p50_ms,p99_ms,errors,non2xx,server_cpu_us_per_request"
 for mode in sync async; do
   for conns in 1 32 256; do
     for run in $(seq "$REPEATS"); do
@@ -21,11 +23,17 @@ for mode in sync async; do
         --record "$mode" >/dev/null 2>"$OUT/serve.log" &
       server=$!
       for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+      cpu0=$(cpu_ticks "$server")
       line=$(wrk -t"$((conns < 2 ? 1 : 2))" -c"$conns" -d"${SECONDS_PER_RUN}s" --latency -s bench/load/score.lua \
         "http://127.0.0.1:$PORT" | grep '^RESULT')
+      cpu1=$(cpu_ticks "$server")
       kill -TERM "$server"; wait "$server" || true
       rm -rf "$data"
-      echo "$mode,$conns,$run,$(sed -E 's/RESULT requests=[0-9]+ duration_s=[0-9.]+ rps=([0-9]+) p50_ms=([0-9.]+) p99_ms=([0-9.]+) errors=([0-9]+) non2xx=([0-9]+)/\1,\2,\3,\4,\5/' <<<"$line")"
+      requests=$(sed -E 's/RESULT requests=([0-9]+) .*/\1/' <<<"$line")
+      # The server's CPU time (user + system, all threads) per request: steadier than req/s on a
+      # shared machine, and what a change to the request path moves.
+      cpu_us=$(( (cpu1 - cpu0) * 1000000 / TICKS / (requests > 0 ? requests : 1) ))
+      echo "$mode,$conns,$run,$(sed -E 's/RESULT requests=[0-9]+ duration_s=[0-9.]+ rps=([0-9]+) p50_ms=([0-9.]+) p99_ms=([0-9.]+) errors=([0-9]+) non2xx=([0-9]+)/\1,\2,\3,\4,\5/' <<<"$line"),$cpu_us"
     done
   done
 done

@@ -10,6 +10,7 @@
 #define VIGIL_STORE_H_
 
 #include <cstddef>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -40,6 +41,8 @@ struct TransactionRecord {
                                // it when left at 0
   int64_t sequence = 0;        // assigned by the store on commit: order of arrival 1, 2, ...
                                // (ignored by Append; set by Get and Scan)
+  std::string idempotency_key;  // the client's Idempotency-Key when it sent one, else empty;
+                                // unique among records like transaction_id
 };
 
 // PRAGMA synchronous. In WAL mode, kNormal survives a process crash (kill -9) but a power loss
@@ -52,6 +55,10 @@ struct StoreOptions {
   SyncMode sync = SyncMode::kNormal;
   // At most this many queued records are committed in one transaction. REQUIRES: >= 1.
   size_t max_batch = 4096;
+  // Once a record is queued, how long the writer waits for more before it commits them together
+  // (0: commit at once). Fewer, larger commits cost much less per record; worth it when no reply
+  // waits for the commit (the service's --record async). Flush and shutdown wait for it too.
+  std::chrono::microseconds commit_delay{0};
   // How long a write waits for a lock held by another connection (e.g. another process)
   // before failing with Unavailable.
   int busy_timeout_ms = 5000;
@@ -76,9 +83,10 @@ class Store {
   // Queues a record. The writer commits everything queued (up to max_batch) in one transaction,
   // then calls `done` for each record, on the writer thread, in the order of arrival:
   //   Ok             — committed: it survives a crash (and with SyncMode::kFull a power loss);
-  //   AlreadyExists  — a record with this transaction_id was committed before (or earlier in
-  //                    the same batch); the first one is kept, this one is not written, and
-  //                    Get already returns the first (whose reply_json is the one to replay);
+  //   AlreadyExists  — a record with this transaction_id (or this non-empty idempotency_key)
+  //                    was committed before (or earlier in the same batch); the first one is
+  //                    kept, this one is not written, and FindReply already returns the first's
+  //                    reply_json (the one to replay);
   //   InvalidArgument — the transaction_id is empty;
   //   Unavailable    — the batch's commit failed (disk full, I/O error, lock timeout): nothing
   //                    of that batch was written; the message is SQLite's.
@@ -88,6 +96,12 @@ class Store {
 
   // The committed record with this id, or nullopt. Reads run beside the writer.
   virtual StatusOr<std::optional<TransactionRecord>> Get(std::string_view transaction_id) = 0;
+
+  // The reply_json of the committed record with this transaction_id, else of the one with this
+  // idempotency key (skipped when empty), else nullopt: how the service finds the first reply to
+  // a replayed request once it has left its memory. Reads run beside the writer.
+  virtual StatusOr<std::optional<std::string>> FindReply(std::string_view transaction_id,
+                                                         std::string_view idempotency_key) = 0;
 
   // Calls `fn` for every committed record in arrival order (sequence 1, 2, ...), to rebuild
   // online state at start-up. Records committed while the scan runs may be included. `fn` is

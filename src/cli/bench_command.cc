@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli_util.h"
+#include "model/tree.h"
 #include "model/xgboost_predictor.h"
 #include "vigil/scorer.h"
 
@@ -78,12 +79,7 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
     }
     // XGBoost reads standardised inputs for logistic models; Vigil standardises itself.
     std::vector<float> xs = x;
-    if (!model.feature_mean.empty()) {
-      for (size_t i = 0; i < n; ++i)
-        for (size_t j = 0; j < cols; ++j)
-          xs[i * cols + j] = static_cast<float>((x[i * cols + j] - model.feature_mean[j]) /
-                                                model.feature_scale[j]);
-    }
+    if (!model.feature_mean.empty()) Standardize(x, model.feature_mean, model.feature_scale, xs);
 
     nlohmann::ordered_json out;
     out["model"] = args->model;

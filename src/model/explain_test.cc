@@ -103,5 +103,79 @@ TEST(ExplainTest, HandBuiltStumpGivesTheWholeDifferenceToItsFeature) {
   EXPECT_DOUBLE_EQ(phi[1], -0.75) << "missing goes left by default";
 }
 
+// The precomputed tables (Fast TreeSHAP v2) and the recursive algorithm are the same sum: they
+// agree to rounding on every feature, with missing values, repeated split features on a path, and
+// a budget that tabulates only some trees.
+TEST(ExplainTest, TablesAgreeWithTheRecursiveAlgorithm) {
+  const size_t cols = 16;
+  Data d = MakeData(3000, cols, 7);
+  struct Case {
+    Algorithm algo;
+    const char* trees;
+    const char* depth;
+  };
+  for (const Case& c : {Case{Algorithm::kGbdt, "40", "3"}, Case{Algorithm::kGbdt, "20", "6"},
+                        Case{Algorithm::kRandomForest, "10", "8"}}) {
+    SCOPED_TRACE(std::string(AlgorithmName(c.algo)) + " depth " + c.depth);
+    TrainOptions o;
+    o.algo = c.algo;
+    o.params = {{"n_estimators", c.trees}, {"max_depth", c.depth}};
+    o.threads = 1;
+    auto model = TrainModel(d.x, d.y, d.names, o);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    auto forest = Forest::FromModel(*model);
+    ASSERT_TRUE(forest.ok()) << forest.status().ToString();
+    const Ensemble& e = (*forest)->ensemble();
+    const Explainer tables(e);
+    const Explainer recursive(e, /*table_budget_bytes=*/0);
+    const Explainer some(e, tables.table_bytes() / 2);
+    EXPECT_EQ(tables.tabulated_trees(), e.trees.size());
+    EXPECT_EQ(recursive.tabulated_trees(), 0u);
+    EXPECT_GT(some.tabulated_trees(), 0u);
+    EXPECT_LT(some.tabulated_trees(), e.trees.size());
+    std::vector<double> a(cols + 1), b(cols + 1), m(cols + 1);
+    for (size_t r = 0; r < 300; ++r) {
+      std::span<const float> row(d.x.data() + r * cols, cols);
+      tables.Contributions(row, a);
+      recursive.Contributions(row, b);
+      some.Contributions(row, m);
+      for (size_t j = 0; j <= cols; ++j) {
+        EXPECT_NEAR(a[j], b[j], 1e-9) << "row " << r << " feature " << j;
+        EXPECT_NEAR(m[j], b[j], 1e-9) << "row " << r << " feature " << j;
+      }
+    }
+  }
+}
+
+// A leaf on whose path a feature splits twice: the table keeps one slot for it, met only when the
+// row meets both conditions.
+TEST(ExplainTest, RepeatedFeatureOnAPathIsOneSlot) {
+  // Root splits f0 < 0.5; its left child splits f0 < 0.2 again; leaves -1 (f0 < 0.2), 1, 3.
+  Ensemble e;
+  e.num_features = 1;
+  Tree t;
+  t.left = {1, 3, -1, -1, -1};
+  t.right = {2, 4, -1, -1, -1};
+  t.feature = {0, 0, 0, 0, 0};
+  t.threshold = {0.5f, 0.2f, 0, 0, 0};
+  t.default_left = {1, 1, 0, 0, 0};
+  t.value = {0, 0, 3, -1, 1};
+  t.cover = {10, 6, 4, 2, 4};
+  e.trees.push_back(t);
+  const Explainer tables(e);
+  const Explainer recursive(e, 0);
+  ASSERT_EQ(tables.tabulated_trees(), 1u);
+  // Expected value: (2 * -1 + 4 * 1 + 4 * 3) / 10 = 1.4; one feature takes the whole difference.
+  for (float x : {0.1f, 0.3f, 0.9f, std::nanf("")}) {
+    std::vector<double> a(2), b(2);
+    tables.Contributions(std::span<const float>(&x, 1), a);
+    recursive.Contributions(std::span<const float>(&x, 1), b);
+    const double leaf = std::isnan(x) || x < 0.2f ? -1 : x < 0.5f ? 1 : 3;
+    EXPECT_NEAR(a[1], 1.4, 1e-12) << x;
+    EXPECT_NEAR(a[0], leaf - 1.4, 1e-12) << x;
+    EXPECT_NEAR(a[0], b[0], 1e-12) << x;
+  }
+}
+
 }  // namespace
 }  // namespace vigil

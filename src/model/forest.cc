@@ -311,13 +311,8 @@ struct Forest::Impl {
   }
 
   void Standardize(const float* x, size_t n, float* out) const {
-    const size_t nf = ensemble.num_features;
-    for (size_t i = 0; i < n; ++i) {
-      for (size_t c = 0; c < nf; ++c) {
-        out[i * nf + c] =
-            static_cast<float>((x[i * nf + c] - ensemble.mean[c]) / ensemble.scale[c]);
-      }
-    }
+    const size_t len = n * ensemble.num_features;
+    vigil::Standardize({x, len}, ensemble.mean, ensemble.scale, {out, len});
   }
 
   // Outputs (or margins) of rows [0, n).

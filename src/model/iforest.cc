@@ -338,9 +338,7 @@ double IsolationScoreReference(const Ensemble& e, std::span<const float> row) {
   std::vector<float> standardised;
   if (!e.mean.empty()) {
     standardised.resize(row.size());
-    for (size_t i = 0; i < row.size(); ++i) {
-      standardised[i] = static_cast<float>((row[i] - e.mean[i]) / e.scale[i]);
-    }
+    Standardize(row, e.mean, e.scale, standardised);
     row = standardised;
   }
   double sum = 0;

@@ -2,6 +2,7 @@
 #include <string>
 
 #include "model/iforest.h"
+#include "model/tree.h"
 #include "model/xgboost_util.h"
 #include "vigil/model.h"
 
@@ -150,10 +151,7 @@ StatusOr<ModelFile> TrainModel(std::span<const float> x, std::span<const uint8_t
       if (!std::isfinite(model.feature_mean[c])) model.feature_mean[c] = 0;
     }
     scaled.resize(x.size());
-    for (size_t r = 0; r < rows; ++r)
-      for (size_t c = 0; c < cols; ++c)
-        scaled[r * cols + c] = static_cast<float>((x[r * cols + c] - model.feature_mean[c]) /
-                                                  model.feature_scale[c]);
+    Standardize(x, model.feature_mean, model.feature_scale, scaled);
     input = scaled;
   }
 
@@ -190,10 +188,7 @@ StatusOr<std::vector<double>> XGBoostPredict(const ModelFile& model, std::span<c
   std::span<const float> input = x;
   if (!model.feature_mean.empty()) {
     scaled.resize(x.size());
-    for (size_t r = 0; r < rows; ++r)
-      for (size_t c = 0; c < cols; ++c)
-        scaled[r * cols + c] = static_cast<float>((x[r * cols + c] - model.feature_mean[c]) /
-                                                  model.feature_scale[c]);
+    Standardize(x, model.feature_mean, model.feature_scale, scaled);
     input = scaled;
   }
   if (model.algo == Algorithm::kIsolationForest) {

@@ -360,4 +360,14 @@ Status ValidateEnsemble(const Ensemble& e) {
   return Status::Ok();
 }
 
+void Standardize(std::span<const float> x, std::span<const double> mean,
+                 std::span<const double> scale, std::span<float> out) {
+  const size_t cols = mean.size();
+  for (size_t i = 0; i < x.size(); i += cols) {
+    for (size_t c = 0; c < cols; ++c) {
+      out[i + c] = static_cast<float>((x[i + c] - mean[c]) / scale[c]);
+    }
+  }
+}
+
 }  // namespace vigil

@@ -5,6 +5,7 @@
 #define VIGIL_MODEL_TREE_H_
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -61,6 +62,13 @@ StatusOr<Ensemble> ParseXGBoostJson(std::string_view json, size_t num_features);
 // weights and standardisation (when present) have one entry per feature. Messages name the tree
 // and node ("tree 3: split on feature 17 but rows have 15 features").
 Status ValidateEnsemble(const Ensemble& ensemble);
+
+// The one standardisation of model inputs, for rows of mean.size() features laid end to end:
+// out[i] = float((x[i] - mean[c]) / scale[c]) with c the column of i. The same rounding wherever
+// it is done (training, inference, explanations, benchmarks), so every path sees the same floats.
+// REQUIRES: mean.size() == scale.size() > 0, out.size() == x.size(), a whole number of rows.
+void Standardize(std::span<const float> x, std::span<const double> mean,
+                 std::span<const double> scale, std::span<float> out);
 
 }  // namespace vigil
 

@@ -2,16 +2,19 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <deque>
 #include <mutex>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
+#include "core/bloom_filter.h"
 #include "core/file_util.h"
 #include "monitor/metrics.h"
 #include "serve/http_server.h"
@@ -23,6 +26,15 @@ namespace vigil {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// --record async: how long the store writer gathers records before a commit.
+constexpr std::chrono::microseconds kAsyncCommitDelay{2000};
+// Replies kept in memory for replays (two entries per reply with an Idempotency-Key); older
+// ones are read from the store. About 1 KB each.
+constexpr size_t kRecentReplies = 50000;
+// The filter of ids seen: 32 MiB, 1% false positives (store lookups for nothing) at 28 million
+// transactions; more past that, never a wrong answer.
+constexpr size_t kSeenFilterBits = size_t{1} << 28;
 
 int64_t NowMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -128,6 +140,30 @@ void LogJson(const char* level, const std::string& msg, const std::string& field
 struct LoadedModel {
   std::unique_ptr<Scorer> scorer;
   std::string path, name, version;
+  std::array<Counter*, 3> predictions{};  // vigil_predictions_total{model, decision}, by Decision
+};
+
+// The routes; each has its metric series resolved once (RouteMetrics).
+enum Route : size_t {
+  kScoreRoute,
+  kBatchRoute,
+  kTransactionRoute,
+  kHealthRoute,
+  kReadyRoute,
+  kMetricsRoute,
+  kReloadRoute,
+  kUnknownRoute,
+  kNumRoutes
+};
+constexpr std::array<const char*, kNumRoutes> kRouteLabels = {
+    "/v1/score", "/v1/score/batch", "/v1/transactions/{id}", "/healthz", "/readyz",
+    "/metrics",  "/v1/admin/reload", "unknown"};
+
+// A route's series: its latency histogram, and its request counter per status, found in the
+// registry on first use and then read without a lock.
+struct RouteMetrics {
+  Histogram* latency = nullptr;
+  std::array<std::atomic<Counter*>, 600> by_status{};
 };
 
 struct ScoringService::Impl {
@@ -143,15 +179,31 @@ struct ScoringService::Impl {
   std::mutex features_mu;
   std::unique_ptr<FeatureEngine> engine;  // GUARDED_BY(features_mu)
 
-  // Idempotency: the first reply per transaction id (and Idempotency-Key), and the requests
-  // waiting on a first one still in flight.
+  // Idempotency: a replayed transaction id (or Idempotency-Key) gets the first reply. It is
+  // looked for among the recent replies in memory, then among the requests still being scored
+  // (the replay waits for the first's reply), then in the store: memory stays bounded however
+  // long the service runs. `recent_*` keep the last kRecentReplies replies, and every one whose
+  // record is not committed yet (--record async), which the store could not find. `seen` holds
+  // every id and key ever accepted, so that a new one (nearly every request) skips the store.
   using Waiter = std::function<void(int, const std::string&)>;
+  struct Remembered {
+    std::shared_ptr<const std::string> body;
+    bool committed = false;
+  };
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using ReplyMap = std::unordered_map<std::string, Remembered, StringHash, std::equal_to<>>;
   std::mutex idem_mu;
-  std::unordered_map<std::string, std::string> replies;             // GUARDED_BY(idem_mu)
-  std::unordered_map<std::string, std::vector<Waiter>> in_flight;   // GUARDED_BY(idem_mu)
+  ReplyMap recent_ids, recent_keys;                                // GUARDED_BY(idem_mu)
+  std::deque<std::pair<ReplyMap*, std::string>> recent_order;     // GUARDED_BY(idem_mu)
+  std::unordered_map<std::string, std::vector<Waiter>> in_flight;  // GUARDED_BY(idem_mu)
+  BloomFilter seen{kSeenFilterBits};                               // GUARDED_BY(idem_mu)
 
   MetricsRegistry metrics;
   Histogram* score_hist = nullptr;
+  std::array<RouteMetrics, kNumRoutes> route_metrics;
   std::atomic<bool> stopping{false};
 
   std::shared_ptr<const LoadedModel> CurrentModel() {
@@ -159,48 +211,109 @@ struct ScoringService::Impl {
     return model;
   }
 
-  static StatusOr<std::shared_ptr<const LoadedModel>> LoadModelFile(const std::string& path) {
+  StatusOr<std::shared_ptr<const LoadedModel>> LoadModelFile(const std::string& path) {
     VIGIL_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
     auto m = std::make_shared<LoadedModel>();
     VIGIL_ASSIGN_OR_RETURN(m->scorer, Scorer::Load(path));
     m->path = path;
     m->name = Stem(path);
     m->version = ContentVersion(bytes);
+    for (Decision d : {Decision::kApprove, Decision::kReview, Decision::kDecline}) {
+      m->predictions[static_cast<size_t>(d)] =
+          &metrics.GetCounter("vigil_predictions_total", "Predictions by model and decision",
+                              {{"model", m->name}, {"decision", std::string(DecisionName(d))}});
+    }
     return std::shared_ptr<const LoadedModel>(std::move(m));
   }
 
-  void Count(const std::string& route, int status, Clock::time_point start) {
-    metrics
-        .GetCounter("vigil_http_requests_total", "HTTP requests by route and status",
-                    {{"route", route}, {"status", std::to_string(status)}})
-        .Add();
-    metrics
-        .GetHistogram("vigil_http_request_duration_seconds", "HTTP request latency by route",
-                      {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1},
-                      {{"route", route}})
-        .Observe(std::chrono::duration<double>(Clock::now() - start).count());
+  void Count(Route route, int status, Clock::time_point start) {
+    RouteMetrics& rm = route_metrics[route];
+    rm.latency->Observe(std::chrono::duration<double>(Clock::now() - start).count());
+    const size_t slot = status >= 100 && status < 600 ? static_cast<size_t>(status) : 0;
+    Counter* c = rm.by_status[slot].load(std::memory_order_acquire);
+    if (c == nullptr) {
+      // Two threads may both look it up: the registry returns the same series to both.
+      c = &metrics.GetCounter("vigil_http_requests_total", "HTTP requests by route and status",
+                              {{"route", kRouteLabels[route]}, {"status", std::to_string(status)}});
+      rm.by_status[slot].store(c, std::memory_order_release);
+    }
+    c->Add();
+  }
+
+  // The ids a request is known by. `flight` keys in_flight: the idempotency key when the
+  // client sent one, else the transaction id.
+  struct RequestIds {
+    std::string transaction_id;
+    std::string idempotency_key;  // empty when none was sent
+    const std::string& flight() const {
+      return idempotency_key.empty() ? transaction_id : idempotency_key;
+    }
+  };
+
+  // The remembered reply to `ids`, or null. REQUIRES: idem_mu held.
+  const Remembered* FindRecent(const RequestIds& ids) const {
+    auto it = recent_ids.find(std::string_view(ids.transaction_id));
+    if (it != recent_ids.end()) return &it->second;
+    if (ids.idempotency_key.empty()) return nullptr;
+    it = recent_keys.find(std::string_view(ids.idempotency_key));
+    return it == recent_keys.end() ? nullptr : &it->second;
+  }
+
+  // Remembers a reply; then forgets the oldest committed ones beyond kRecentReplies.
+  // REQUIRES: idem_mu held.
+  void Remember(const RequestIds& ids, const std::shared_ptr<const std::string>& body,
+                bool committed) {
+    for (auto [map, key] : {std::pair{&recent_ids, &ids.transaction_id},
+                            std::pair{&recent_keys, &ids.idempotency_key}}) {
+      if (key->empty()) continue;
+      if (map->try_emplace(*key, Remembered{body, committed}).second) {
+        recent_order.emplace_back(map, *key);
+      }
+    }
+    while (recent_order.size() > kRecentReplies) {
+      auto& [map, key] = recent_order.front();
+      auto it = map->find(std::string_view(key));
+      if (it != map->end() && !it->second.committed) break;  // the store cannot find it yet
+      if (it != map->end()) map->erase(it);
+      recent_order.pop_front();
+    }
   }
 
   // Scores one parsed transaction and calls `done(status, body)` once its reply may be sent:
   // at once for a replayed id, after the commit in sync mode.
-  void ScoreOne(ParsedTransaction tx, std::string key, Clock::time_point start, Waiter done) {
+  void ScoreOne(ParsedTransaction tx, RequestIds ids, Clock::time_point start, Waiter done) {
+    bool maybe_seen;
     {
       std::lock_guard<std::mutex> lock(idem_mu);
-      for (const std::string* k : {&key, &tx.transaction_id}) {
-        auto it = replies.find(*k);
-        if (it != replies.end()) {
-          std::string body = it->second;
-          done(200, body);
-          return;
-        }
+      if (const Remembered* r = FindRecent(ids)) {
+        std::shared_ptr<const std::string> body = r->body;
+        done(200, *body);
+        return;
       }
-      auto pending = in_flight.find(key);
+      auto pending = in_flight.find(ids.flight());
       if (pending != in_flight.end()) {
         pending->second.push_back(std::move(done));
         return;
       }
-      in_flight[key].push_back(std::move(done));
+      in_flight[ids.flight()].push_back(std::move(done));
+      maybe_seen = seen.MayContain(ids.transaction_id) ||
+                   (!ids.idempotency_key.empty() && seen.MayContain(ids.idempotency_key));
+      seen.Add(ids.transaction_id);
+      if (!ids.idempotency_key.empty()) seen.Add(ids.idempotency_key);
     }
+    // Not in memory, but perhaps a replay of something older: the store has every committed
+    // reply. (A false positive of `seen` costs one lookup that finds nothing.)
+    if (maybe_seen) {
+      auto stored = store->FindReply(ids.transaction_id, ids.idempotency_key);
+      if (!stored.ok()) {
+        LogJson("error", "idempotency lookup failed: " + stored.status().message());
+        return Finish(ids, 503,
+                      ErrorBody("unavailable", "the store could not be read: " + stored.status().message()),
+                      /*remember=*/false, false);
+      }
+      if (stored->has_value()) return Finish(ids, 200, std::move(**stored), true, true);
+    }
+
     const std::shared_ptr<const LoadedModel> m = CurrentModel();
     thread_local std::vector<float> row;
     row.resize(Features(FeatureSet::kAll).size());
@@ -244,10 +357,7 @@ struct ScoringService::Impl {
     body += "\"},\"latency_us\":" + std::to_string(latency_us) + "}";
 
     score_hist->Observe(r.score);
-    metrics
-        .GetCounter("vigil_predictions_total", "Predictions by model and decision",
-                    {{"model", m->name}, {"decision", std::string(DecisionName(r.decision))}})
-        .Add();
+    m->predictions[static_cast<size_t>(r.decision)]->Add();
 
     TransactionRecord rec;
     rec.transaction_id = tx.transaction_id;
@@ -264,40 +374,56 @@ struct ScoringService::Impl {
     rec.reply_json = body;
     rec.latency_us = latency_us;
     rec.recorded_at_us = NowMicros();
-    const std::string tx_id = rec.transaction_id;
+    rec.idempotency_key = ids.idempotency_key;
     if (options.record == RecordMode::kAsync) {
-      Finish(key, tx_id, 200, body, true);
-      store->Append(std::move(rec), [tx_id](const Status& s) {
-        if (!s.ok()) LogJson("error", "record lost: " + s.message(), "\"transaction_id\":\"" + tx_id + "\"");
+      Finish(ids, 200, std::move(body), true, /*committed=*/false);
+      store->Append(std::move(rec), [this, ids](const Status& s) {
+        if (!s.ok() && s.code() != StatusCode::kAlreadyExists) {
+          LogJson("error", "record lost: " + s.message(), "\"transaction_id\":\"" + ids.transaction_id + "\"");
+        }
+        MarkCommitted(ids);
       });
       return;
     }
-    store->Append(std::move(rec), [this, key, tx_id, body = std::move(body)](const Status& s) {
-      if (s.ok() || s.code() == StatusCode::kAlreadyExists) {
-        Finish(key, tx_id, 200, body, true);
-      } else {
-        LogJson("error", "store commit failed: " + s.message());
-        Finish(key, tx_id, 503, ErrorBody("unavailable", "the transaction could not be recorded: " + s.message()), false);
+    store->Append(std::move(rec), [this, ids, body = std::move(body)](const Status& s) mutable {
+      if (s.ok()) return Finish(ids, 200, std::move(body), true, true);
+      if (s.code() == StatusCode::kAlreadyExists) {
+        // A replay under another key raced the first past the checks above: reply the first's.
+        auto first = store->FindReply(ids.transaction_id, ids.idempotency_key);
+        if (first.ok() && first->has_value()) return Finish(ids, 200, std::move(**first), true, true);
       }
+      LogJson("error", "store commit failed: " + s.message());
+      Finish(ids, 503, ErrorBody("unavailable", "the transaction could not be recorded: " + s.message()), false,
+             false);
     });
   }
 
-  void Finish(const std::string& key, const std::string& tx_id, int status, const std::string& body,
-              bool remember) {
+  // Sends `body` to the request and to every replay waiting on it; with `remember`, keeps it for
+  // later replays.
+  void Finish(const RequestIds& ids, int status, std::string body, bool remember, bool committed) {
+    auto shared = std::make_shared<const std::string>(std::move(body));
     std::vector<Waiter> waiters;
     {
       std::lock_guard<std::mutex> lock(idem_mu);
-      if (remember) {
-        replies[key] = body;
-        replies[tx_id] = body;
-      }
-      auto it = in_flight.find(key);
+      if (remember) Remember(ids, shared, committed);
+      auto it = in_flight.find(ids.flight());
       if (it != in_flight.end()) {
         waiters = std::move(it->second);
         in_flight.erase(it);
       }
     }
-    for (auto& w : waiters) w(status, body);
+    for (auto& w : waiters) w(status, *shared);
+  }
+
+  // --record async: the record of a reply already sent is committed (or failed), so the store
+  // answers for it now and memory may forget it.
+  void MarkCommitted(const RequestIds& ids) {
+    std::lock_guard<std::mutex> lock(idem_mu);
+    for (auto [map, key] : {std::pair{&recent_ids, &ids.transaction_id},
+                            std::pair{&recent_keys, &ids.idempotency_key}}) {
+      auto it = map->find(std::string_view(*key));
+      if (it != map->end()) it->second.committed = true;
+    }
   }
 
   static bool IsJson(const HttpRequest& req) {
@@ -307,20 +433,22 @@ struct ScoringService::Impl {
 
   void Handle(HttpRequest&& req, std::function<void(HttpResponse&&)> respond) {
     const Clock::time_point start = Clock::now();
-    auto reply = [this, start, respond](const std::string& route, HttpResponse&& r) {
+    auto reply = [this, start, respond](Route route, HttpResponse&& r) {
       Count(route, r.status, start);
       respond(std::move(r));
     };
     const std::string& p = req.path;
-    std::string route;
+    Route route = kUnknownRoute;
     const char* allowed = nullptr;
-    if (p == "/v1/score") route = p, allowed = "POST";
-    else if (p == "/v1/score/batch") route = p, allowed = "POST";
-    else if (p.rfind("/v1/transactions/", 0) == 0 && p.size() > 17) route = "/v1/transactions/{id}", allowed = "GET";
-    else if (p == "/healthz" || p == "/readyz" || p == "/metrics") route = p, allowed = "GET";
-    else if (p == "/v1/admin/reload") route = p, allowed = "POST";
+    if (p == "/v1/score") route = kScoreRoute, allowed = "POST";
+    else if (p == "/v1/score/batch") route = kBatchRoute, allowed = "POST";
+    else if (p.rfind("/v1/transactions/", 0) == 0 && p.size() > 17) route = kTransactionRoute, allowed = "GET";
+    else if (p == "/healthz") route = kHealthRoute, allowed = "GET";
+    else if (p == "/readyz") route = kReadyRoute, allowed = "GET";
+    else if (p == "/metrics") route = kMetricsRoute, allowed = "GET";
+    else if (p == "/v1/admin/reload") route = kReloadRoute, allowed = "POST";
     if (allowed == nullptr) {
-      return reply("unknown", ErrorResponse(NotFound("no route for " + p)));
+      return reply(route, ErrorResponse(NotFound("no route for " + p)));
     }
     if (req.method != allowed) {
       HttpResponse r;
@@ -329,16 +457,16 @@ struct ScoringService::Impl {
       r.headers.emplace_back("Allow", allowed);
       return reply(route, std::move(r));
     }
-    if (std::string_view(allowed) == "POST" && route != "/v1/admin/reload" && !IsJson(req)) {
+    if (std::string_view(allowed) == "POST" && route != kReloadRoute && !IsJson(req)) {
       HttpResponse r;
       r.status = 415;
       r.body = ErrorBody("unsupported_media_type", "Content-Type must be application/json, got '" +
                                                      std::string(req.Header("content-type")) + "'");
       return reply(route, std::move(r));
     }
-    if (route == "/v1/score") return HandleScore(std::move(req), start, reply);
-    if (route == "/v1/score/batch") return HandleBatch(std::move(req), start, reply);
-    if (route == "/v1/transactions/{id}") {
+    if (route == kScoreRoute) return HandleScore(std::move(req), start, reply);
+    if (route == kBatchRoute) return HandleBatch(std::move(req), start, reply);
+    if (route == kTransactionRoute) {
       auto rec = store->Get(p.substr(17));
       if (!rec.ok()) return reply(route, ErrorResponse(rec.status()));
       if (!rec->has_value()) {
@@ -349,8 +477,8 @@ struct ScoringService::Impl {
                          ",\"recorded_at\":\"" + FormatRfc3339(t.recorded_at_us / 1000000) + "\"}";
       return reply(route, JsonResponse(200, std::move(body)));
     }
-    if (route == "/healthz") return reply(route, JsonResponse(200, "{\"status\":\"ok\"}"));
-    if (route == "/readyz") {
+    if (route == kHealthRoute) return reply(route, JsonResponse(200, "{\"status\":\"ok\"}"));
+    if (route == kReadyRoute) {
       Status writable = store->CheckWritable();
       if (stopping.load()) writable = Unavailable("stopping");
       if (!writable.ok()) return reply(route, ErrorResponse(Unavailable("not ready: " + writable.message())));
@@ -362,7 +490,7 @@ struct ScoringService::Impl {
       body += "}}";
       return reply(route, JsonResponse(200, std::move(body)));
     }
-    if (route == "/metrics") {
+    if (route == kMetricsRoute) {
       HttpResponse r;
       r.content_type = "text/plain; version=0.0.4";
       r.body = metrics.Render();
@@ -392,11 +520,10 @@ struct ScoringService::Impl {
     ParsedTransaction tx;
     std::vector<FieldProblem> problems;
     Status s = parser.Parse(req.body, &tx, &problems);
-    if (!s.ok()) return reply("/v1/score", ErrorResponse(s, problems));
-    std::string key(req.Header("idempotency-key"));
-    if (key.empty()) key = tx.transaction_id;
-    ScoreOne(std::move(tx), std::move(key), start, [reply](int status, const std::string& body) {
-      reply("/v1/score", JsonResponse(status, body));
+    if (!s.ok()) return reply(kScoreRoute, ErrorResponse(s, problems));
+    RequestIds ids{tx.transaction_id, std::string(req.Header("idempotency-key"))};
+    ScoreOne(std::move(tx), std::move(ids), start, [reply](int status, const std::string& body) {
+      reply(kScoreRoute, JsonResponse(status, body));
     });
   }
 
@@ -406,7 +533,7 @@ struct ScoringService::Impl {
     std::vector<ParsedTransaction> txs;
     std::vector<FieldProblem> problems;
     Status s = parser.ParseBatch(req.body, options.max_batch, &txs, &problems);
-    if (!s.ok()) return reply("/v1/score/batch", ErrorResponse(s, problems));
+    if (!s.ok()) return reply(kBatchRoute, ErrorResponse(s, problems));
     struct BatchState {
       std::mutex mu;
       std::vector<std::string> bodies;
@@ -416,10 +543,10 @@ struct ScoringService::Impl {
     auto state = std::make_shared<BatchState>();
     state->bodies.resize(txs.size());
     state->remaining = txs.size();
-    if (txs.empty()) return reply("/v1/score/batch", JsonResponse(200, "{\"results\":[]}"));
+    if (txs.empty()) return reply(kBatchRoute, JsonResponse(200, "{\"results\":[]}"));
     for (size_t i = 0; i < txs.size(); ++i) {
-      std::string key = txs[i].transaction_id;
-      ScoreOne(std::move(txs[i]), std::move(key), start,
+      RequestIds ids{txs[i].transaction_id, {}};
+      ScoreOne(std::move(txs[i]), std::move(ids), start,
                [state, i, reply](int status, const std::string& body) {
                  bool last;
                  {
@@ -430,7 +557,7 @@ struct ScoringService::Impl {
                  }
                  if (!last) return;
                  if (state->worst != 200) {
-                   return reply("/v1/score/batch",
+                   return reply(kBatchRoute,
                                 JsonResponse(state->worst, ErrorBody("unavailable",
                                                                      "some transactions could not be recorded")));
                  }
@@ -439,7 +566,7 @@ struct ScoringService::Impl {
                    if (k > 0) out += ',';
                    out += state->bodies[k];
                  }
-                 reply("/v1/score/batch", JsonResponse(200, out + "]}"));
+                 reply(kBatchRoute, JsonResponse(200, out + "]}"));
                });
     }
   }
@@ -456,15 +583,23 @@ ScoringService::~ScoringService() { Stop(); }
 StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  VIGIL_ASSIGN_OR_RETURN(impl->model, Impl::LoadModelFile(options.model_path));
+  for (size_t r = 0; r < kNumRoutes; ++r) {
+    impl->route_metrics[r].latency = &impl->metrics.GetHistogram(
+        "vigil_http_request_duration_seconds", "HTTP request latency by route",
+        {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1},
+        {{"route", kRouteLabels[r]}});
+  }
+  VIGIL_ASSIGN_OR_RETURN(impl->model, impl->LoadModelFile(options.model_path));
   StoreOptions so;
   so.path = options.data_dir + "/vigil.db";
   so.sync = options.sync;
+  // No reply waits for an async commit: let the writer gather a few milliseconds of records.
+  if (options.record == RecordMode::kAsync) so.commit_delay = kAsyncCommitDelay;
   VIGIL_ASSIGN_OR_RETURN(impl->store, Store::Open(so));
   impl->engine = std::make_unique<FeatureEngine>(FeatureSet::kAll,
                                                  impl->model->scorer->engine_options());
 
-  // Rebuild the online state and the idempotency replies from what the store holds.
+  // Rebuild the online state from what the store holds (replays find their replies there).
   TransactionParser parser;
   std::vector<float> row(impl->engine->num_features());
   int64_t replayed = 0;
@@ -474,7 +609,8 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
     if (parser.Parse(rec.transaction_json, &tx, &problems).ok()) {
       impl->engine->Update({0, tx.timestamp, tx.customer_key, tx.terminal_key, tx.amount}, row);
     }
-    impl->replies[rec.transaction_id] = rec.reply_json;
+    impl->seen.Add(rec.transaction_id);
+    if (!rec.idempotency_key.empty()) impl->seen.Add(rec.idempotency_key);
     ++replayed;
   }));
 
@@ -511,7 +647,7 @@ int ScoringService::port() const { return impl_->server->port(); }
 Status ScoringService::Reload(const std::string& path) {
   std::lock_guard<std::mutex> reload_lock(impl_->reload_mu);
   const std::string p = path.empty() ? impl_->CurrentModel()->path : path;
-  auto loaded = Impl::LoadModelFile(p);
+  auto loaded = impl_->LoadModelFile(p);
   auto& counter = [&]() -> Counter& {
     return impl_->metrics.GetCounter("vigil_model_reloads_total", "Model reloads by result",
                                      {{"result", loaded.ok() ? "ok" : "failed"}});

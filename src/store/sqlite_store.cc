@@ -23,7 +23,7 @@
 namespace vigil {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 // Scan reads this many rows per read transaction, then calls `fn` with no lock held.
 constexpr int kScanPageRows = 1024;
 
@@ -31,12 +31,15 @@ constexpr int kScanPageRows = 1024;
 constexpr const char* kColumns =
     "transaction_id, sequence, customer_id, terminal_id, amount, timestamp, transaction_json, "
     "score, decision, anomaly_score, model_name, model_version, reply_json, latency_us, "
-    "recorded_at_us";
+    "recorded_at_us, idempotency_key";
 
-constexpr const char* kCreateSchema = R"sql(
+// Version 2: `sequence` is the rowid (one B-tree fewer per insert than a UNIQUE column, and the
+// next value needs no lookup), and the Idempotency-Key a client sent is kept, so that a replay is
+// found in the store however long ago the first request came.
+constexpr const char* kTransactionsTable = R"sql(
 CREATE TABLE transactions (
-  transaction_id   TEXT PRIMARY KEY,
-  sequence         INTEGER NOT NULL UNIQUE,
+  sequence         INTEGER PRIMARY KEY,
+  transaction_id   TEXT NOT NULL UNIQUE,
   customer_id      TEXT NOT NULL,
   terminal_id      TEXT NOT NULL,
   amount           REAL,
@@ -49,10 +52,32 @@ CREATE TABLE transactions (
   model_version    TEXT NOT NULL,
   reply_json       TEXT NOT NULL,
   latency_us       INTEGER NOT NULL,
-  recorded_at_us   INTEGER NOT NULL
+  recorded_at_us   INTEGER NOT NULL,
+  idempotency_key  TEXT
 );
+CREATE UNIQUE INDEX transactions_idempotency_key ON transactions (idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
+)sql";
+
+constexpr const char* kCreateSchemaRest = R"sql(
 CREATE TABLE store_probe (id INTEGER PRIMARY KEY, checked_at_us INTEGER NOT NULL);
-INSERT INTO schema_version (version) VALUES (1);
+INSERT INTO schema_version (version) VALUES (2);
+)sql";
+
+// Version 1 -> 2, in the set-up transaction: the same records, in the same sequence.
+constexpr const char* kMigrateFrom1 = R"sql(
+ALTER TABLE transactions RENAME TO transactions_v1;
+)sql";
+constexpr const char* kMigrateFrom1Copy = R"sql(
+INSERT INTO transactions (sequence, transaction_id, customer_id, terminal_id, amount, timestamp,
+    transaction_json, score, decision, anomaly_score, model_name, model_version, reply_json,
+    latency_us, recorded_at_us)
+  SELECT sequence, transaction_id, customer_id, terminal_id, amount, timestamp, transaction_json,
+    score, decision, anomaly_score, model_name, model_version, reply_json, latency_us,
+    recorded_at_us
+  FROM transactions_v1 ORDER BY sequence;
+DROP TABLE transactions_v1;
+UPDATE schema_version SET version = 2;
 )sql";
 
 struct DbCloser {
@@ -166,7 +191,7 @@ void BindDouble(sqlite3_stmt* stmt, int index, double v) {
   }
 }
 
-// Binds every column of kColumns except `sequence` (parameter 2 is computed in SQL).
+// Binds every column of kColumns except `sequence` (the store assigns it).
 void BindRecord(sqlite3_stmt* stmt, const TransactionRecord& r) {
   BindText(stmt, 1, r.transaction_id);
   BindText(stmt, 2, r.customer_id);
@@ -182,6 +207,11 @@ void BindRecord(sqlite3_stmt* stmt, const TransactionRecord& r) {
   BindText(stmt, 12, r.reply_json);
   sqlite3_bind_int64(stmt, 13, r.latency_us);
   sqlite3_bind_int64(stmt, 14, r.recorded_at_us);
+  if (r.idempotency_key.empty()) {
+    sqlite3_bind_null(stmt, 15);
+  } else {
+    BindText(stmt, 15, r.idempotency_key);
+  }
 }
 
 std::string ColumnText(sqlite3_stmt* stmt, int col) {
@@ -213,6 +243,7 @@ TransactionRecord ReadRecord(sqlite3_stmt* stmt) {
   r.model_name = ColumnText(stmt, 10);
   r.model_version = ColumnText(stmt, 11);
   r.reply_json = ColumnText(stmt, 12);
+  r.idempotency_key = ColumnText(stmt, 15);
   r.latency_us = sqlite3_column_int64(stmt, 13);
   r.recorded_at_us = sqlite3_column_int64(stmt, 14);
   return r;
@@ -247,8 +278,17 @@ Status SetUpDatabase(sqlite3* db, const StoreOptions& options) {
     if (sqlite3_step(version.get()) != SQLITE_ROW) {
       return SqliteError(db, path, "cannot read the schema version");
     }
-    if (sqlite3_column_int64(version.get(), 1) == 0) return Exec(db, path, kCreateSchema);
+    if (sqlite3_column_int64(version.get(), 1) == 0) {
+      VIGIL_RETURN_IF_ERROR(Exec(db, path, kTransactionsTable));
+      return Exec(db, path, kCreateSchemaRest);
+    }
     int64_t found = sqlite3_column_int64(version.get(), 0);
+    version.reset();  // a statement left open would keep the table locked against the migration
+    if (found == 1) {
+      VIGIL_RETURN_IF_ERROR(Exec(db, path, kMigrateFrom1));
+      VIGIL_RETURN_IF_ERROR(Exec(db, path, kTransactionsTable));
+      return Exec(db, path, kMigrateFrom1Copy);
+    }
     if (found != kSchemaVersion) {
       return InvalidArgument("store '" + path + "' has schema version " + std::to_string(found) +
                              "; this build of Vigil reads version " +
@@ -291,6 +331,8 @@ class SqliteStore final : public Store {
 
   void Append(TransactionRecord record, std::function<void(const Status&)> done) override;
   StatusOr<std::optional<TransactionRecord>> Get(std::string_view transaction_id) override;
+  StatusOr<std::optional<std::string>> FindReply(std::string_view transaction_id,
+                                                 std::string_view idempotency_key) override;
   Status Scan(const std::function<void(const TransactionRecord&)>& fn) override;
   size_t backlog() const override { return backlog_.load(std::memory_order_relaxed); }
   Status Flush() override;
@@ -318,6 +360,8 @@ class SqliteStore final : public Store {
   DbPtr read_db_;      // GUARDED_BY(read_mu_)
   StmtPtr get_;        // GUARDED_BY(read_mu_)
   StmtPtr scan_page_;  // GUARDED_BY(read_mu_)
+  StmtPtr find_by_id_;   // GUARDED_BY(read_mu_)
+  StmtPtr find_by_key_;  // GUARDED_BY(read_mu_)
 
   std::mutex probe_mu_;
   DbPtr probe_db_;          // GUARDED_BY(probe_mu_)
@@ -367,15 +411,14 @@ Status SqliteStore::Init() {
   VIGIL_RETURN_IF_ERROR(SetUpDatabase(write_db_.get(), options_));
   sqlite3* w = write_db_.get();
   VIGIL_ASSIGN_OR_RETURN(begin_, Prepare(w, path, "BEGIN IMMEDIATE"));
-  // ON CONFLICT(transaction_id) DO NOTHING rather than INSERT OR IGNORE: only a repeated id is
-  // skipped (changes() == 0); any other failure is an error that rolls the batch back.
+  // ON CONFLICT DO NOTHING rather than INSERT OR IGNORE: only a repeated id or idempotency key
+  // is skipped (changes() == 0); any other failure is an error that rolls the batch back. A NULL
+  // sequence is the largest so far plus one (rows are never deleted).
   VIGIL_ASSIGN_OR_RETURN(
-      insert_,
-      Prepare(w, path,
-              std::string("INSERT INTO transactions (") + kColumns +
-                  ") VALUES (?1, (SELECT COALESCE(MAX(sequence), 0) + 1 FROM transactions), "
-                  "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
-                  "ON CONFLICT (transaction_id) DO NOTHING"));
+      insert_, Prepare(w, path,
+                       std::string("INSERT INTO transactions (") + kColumns +
+                           ") VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+                           "?13, ?14, ?15) ON CONFLICT DO NOTHING"));
   VIGIL_ASSIGN_OR_RETURN(commit_, Prepare(w, path, "COMMIT"));
   VIGIL_ASSIGN_OR_RETURN(rollback_, Prepare(w, path, "ROLLBACK"));
 
@@ -384,6 +427,12 @@ Status SqliteStore::Init() {
   VIGIL_ASSIGN_OR_RETURN(get_, Prepare(read_db_.get(), path,
                                        std::string("SELECT ") + kColumns +
                                            " FROM transactions WHERE transaction_id = ?1"));
+  VIGIL_ASSIGN_OR_RETURN(find_by_id_,
+                         Prepare(read_db_.get(), path,
+                                 "SELECT reply_json FROM transactions WHERE transaction_id = ?1"));
+  VIGIL_ASSIGN_OR_RETURN(find_by_key_,
+                         Prepare(read_db_.get(), path,
+                                 "SELECT reply_json FROM transactions WHERE idempotency_key = ?1"));
   VIGIL_ASSIGN_OR_RETURN(
       scan_page_, Prepare(read_db_.get(), path,
                           std::string("SELECT ") + kColumns +
@@ -426,6 +475,12 @@ void SqliteStore::WriterLoop() {
       std::unique_lock<std::mutex> lock(mu_);
       work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and everything queued is done
+      if (options_.commit_delay.count() > 0 && !stopping_ && queue_.size() < options_.max_batch) {
+        // A plain sleep, not a wait on work_cv_: every Append would wake a waiting writer.
+        lock.unlock();
+        std::this_thread::sleep_for(options_.commit_delay);
+        lock.lock();
+      }
       first_ticket = completed_ + 1;
       size_t n = std::min(queue_.size(), options_.max_batch);
       for (size_t i = 0; i < n; ++i) {
@@ -481,10 +536,15 @@ Status SqliteStore::CommitBatch(std::vector<Pending>& batch, std::vector<Status>
       continue;
     }
     BindRecord(insert_.get(), r);
-    failure = StepDone(db, insert_.get(), "cannot record transaction '" + r.transaction_id + "'");
+    failure = StepDone(db, insert_.get(), "cannot record a transaction");
+    if (!failure.ok()) failure = failure.WithContext("transaction '" + r.transaction_id + "'");
     sqlite3_clear_bindings(insert_.get());
     if (failure.ok() && sqlite3_changes(db) == 0) {
-      (*results)[i] = AlreadyExists("transaction '" + r.transaction_id + "' is already recorded");
+      (*results)[i] = AlreadyExists(
+          r.idempotency_key.empty()
+              ? "transaction '" + r.transaction_id + "' is already recorded"
+              : "transaction '" + r.transaction_id + "' or idempotency key '" +
+                    r.idempotency_key + "' is already recorded");
     }
   }
   if (failure.ok()) failure = StepDone(db, commit_.get(), "cannot commit");
@@ -506,6 +566,24 @@ StatusOr<std::optional<TransactionRecord>> SqliteStore::Get(std::string_view tra
   if (rc == SQLITE_DONE) return std::optional<TransactionRecord>();
   return SqliteError(read_db_.get(), options_.path,
                      "cannot read transaction '" + std::string(transaction_id) + "'");
+}
+
+StatusOr<std::optional<std::string>> SqliteStore::FindReply(std::string_view transaction_id,
+                                                            std::string_view idempotency_key) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  for (auto [stmt, value] : {std::pair{find_by_id_.get(), transaction_id},
+                             std::pair{find_by_key_.get(), idempotency_key}}) {
+    if (value.empty()) continue;
+    ResetOnExit reset(stmt);
+    sqlite3_bind_text(stmt, 1, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
+    const int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) return std::optional<std::string>(ColumnText(stmt, 0));
+    if (rc != SQLITE_DONE) {
+      return SqliteError(read_db_.get(), options_.path,
+                         "cannot look up transaction '" + std::string(transaction_id) + "'");
+    }
+  }
+  return std::optional<std::string>();
 }
 
 Status SqliteStore::Scan(const std::function<void(const TransactionRecord&)>& fn) {

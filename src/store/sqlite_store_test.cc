@@ -162,6 +162,7 @@ TEST_F(SqliteStoreTest, RoundTripsEveryField) {
   r.latency_us = 873;
   r.recorded_at_us = 1712345678901234;
   r.sequence = 99;  // ignored: the store assigns it
+  r.idempotency_key = "client-key-1";
   ASSERT_TRUE(AppendAndWait(*store, r).ok());
 
   auto got = store->Get("tx-1");
@@ -182,6 +183,7 @@ TEST_F(SqliteStoreTest, RoundTripsEveryField) {
   EXPECT_EQ(g.reply_json, r.reply_json);
   EXPECT_EQ(g.latency_us, r.latency_us);
   EXPECT_EQ(g.recorded_at_us, r.recorded_at_us);
+  EXPECT_EQ(g.idempotency_key, r.idempotency_key);
   EXPECT_EQ(g.sequence, 1);
 
   // A finite anomaly score comes back as is; recorded_at_us left at 0 is set on Append.
@@ -453,11 +455,89 @@ TEST_F(SqliteStoreTest, UnusablePathsGiveClearErrors) {
 TEST_F(SqliteStoreTest, RefusesAnotherSchemaVersion) {
   std::string dir = FreshDir("schema");
   { ASSERT_TRUE(OpenOrDie(Options(dir))); }
-  RawDb(dir + "/vigil.db").Exec("UPDATE schema_version SET version = 2");
+  RawDb(dir + "/vigil.db").Exec("UPDATE schema_version SET version = 3");
   auto store = Store::Open(Options(dir));
   ASSERT_FALSE(store.ok());
-  EXPECT_NE(store.status().message().find("schema version 2"), std::string::npos)
+  EXPECT_NE(store.status().message().find("schema version 3"), std::string::npos)
       << store.status().ToString();
+}
+
+TEST_F(SqliteStoreTest, FindReplyByTransactionIdOrIdempotencyKey) {
+  auto store = OpenOrDie(Options(FreshDir("find_reply")));
+  ASSERT_TRUE(store);
+  TransactionRecord a = MakeRecord("a");
+  a.reply_json = "{\"first\":\"a\"}";
+  TransactionRecord b = MakeRecord("b");
+  b.reply_json = "{\"first\":\"b\"}";
+  b.idempotency_key = "key-b";
+  ASSERT_TRUE(AppendAndWait(*store, a).ok());
+  ASSERT_TRUE(AppendAndWait(*store, b).ok());
+
+  auto by_id = store->FindReply("a", "");
+  ASSERT_TRUE(by_id.ok() && by_id->has_value()) << by_id.status().ToString();
+  EXPECT_EQ(**by_id, a.reply_json);
+  auto by_key = store->FindReply("some-new-id", "key-b");
+  ASSERT_TRUE(by_key.ok() && by_key->has_value());
+  EXPECT_EQ(**by_key, b.reply_json);
+  EXPECT_FALSE(store->FindReply("c", "")->has_value());
+  EXPECT_FALSE(store->FindReply("c", "key-c")->has_value());
+  // Ids and keys are separate: "a" as a key finds nothing, "key-b" as an id neither.
+  EXPECT_FALSE(store->FindReply("x", "a")->has_value());
+  EXPECT_FALSE(store->FindReply("key-b", "")->has_value());
+
+  // A new transaction id under a key already used is a replay: not written.
+  TransactionRecord c = MakeRecord("c");
+  c.idempotency_key = "key-b";
+  Status s = AppendAndWait(*store, c);
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists) << s.ToString();
+  EXPECT_NE(s.message().find("key-b"), std::string::npos) << s.message();
+  EXPECT_FALSE(store->Get("c")->has_value());
+  // Records without a key never collide with one another on it.
+  ASSERT_TRUE(AppendAndWait(*store, MakeRecord("d")).ok());
+  EXPECT_EQ(store->committed(), 3);
+}
+
+// A store written by the first schema opens, keeps every record in its order, and goes on.
+TEST_F(SqliteStoreTest, MigratesASchemaVersion1Store) {
+  std::string dir = FreshDir("migrate");
+  {
+    RawDb v1(dir + "/vigil.db");
+    v1.Exec(R"sql(
+      PRAGMA journal_mode=WAL;
+      CREATE TABLE schema_version (version INTEGER NOT NULL);
+      CREATE TABLE transactions (
+        transaction_id TEXT PRIMARY KEY, sequence INTEGER NOT NULL UNIQUE,
+        customer_id TEXT NOT NULL, terminal_id TEXT NOT NULL, amount REAL,
+        timestamp INTEGER NOT NULL, transaction_json TEXT NOT NULL, score REAL,
+        decision TEXT NOT NULL, anomaly_score REAL, model_name TEXT NOT NULL,
+        model_version TEXT NOT NULL, reply_json TEXT NOT NULL, latency_us INTEGER NOT NULL,
+        recorded_at_us INTEGER NOT NULL);
+      CREATE TABLE store_probe (id INTEGER PRIMARY KEY, checked_at_us INTEGER NOT NULL);
+      INSERT INTO schema_version (version) VALUES (1);
+      INSERT INTO transactions VALUES ('old-2', 2, 'c', 't', 5.5, 100, '{}', 0.5, 'review',
+        NULL, 'gbdt', 'v1', '{"r":2}', 10, 1000);
+      INSERT INTO transactions VALUES ('old-1', 1, 'c', 't', 1.5, 50, '{}', 0.1, 'approve',
+        0.4, 'gbdt', 'v1', '{"r":1}', 9, 900);
+    )sql");
+  }
+  auto store = OpenOrDie(Options(dir));
+  ASSERT_TRUE(store);
+  std::vector<std::string> order;
+  ASSERT_TRUE(store->Scan([&](const TransactionRecord& r) { order.push_back(r.transaction_id); }).ok());
+  EXPECT_EQ(order, (std::vector<std::string>{"old-1", "old-2"}));
+  auto old = store->Get("old-2");
+  ASSERT_TRUE(old.ok() && old->has_value());
+  EXPECT_EQ((*old)->decision, "review");
+  EXPECT_EQ((*old)->reply_json, "{\"r\":2}");
+  EXPECT_TRUE(std::isnan((*old)->anomaly_score));
+  EXPECT_EQ(**store->FindReply("old-1", ""), "{\"r\":1}");
+  ASSERT_TRUE(AppendAndWait(*store, MakeRecord("new")).ok());
+  EXPECT_EQ((*store->Get("new"))->sequence, 3);
+  store.reset();
+  // Reopening finds version 2: nothing to migrate again.
+  auto again = OpenOrDie(Options(dir));
+  ASSERT_TRUE(again);
+  EXPECT_EQ((*again->Get("new"))->sequence, 3);
 }
 
 TEST_F(SqliteStoreTest, CheckWritable) {
