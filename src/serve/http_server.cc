@@ -12,6 +12,8 @@
 // returns; nothing is left in the queue to form a cycle (handler -> connection -> core -> queue).
 #include "serve/http_server.h"
 
+#include "serve/json_text.h"
+
 #include <algorithm>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
@@ -58,45 +60,13 @@ constexpr auto kMaxLinger = std::chrono::seconds(1);
 // After a failed accept (e.g. EMFILE): wait before the next, rather than spin.
 constexpr auto kAcceptRetry = std::chrono::milliseconds(50);
 
-void AppendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
-
 HttpResponse ErrorResponse(int status, std::string_view code, std::string_view message) {
   HttpResponse r;
   r.status = status;
   r.body = "{\"error\": {\"code\": ";
-  AppendJsonString(r.body, code);
+  AppendJsonString(&r.body, code);
   r.body += ", \"message\": ";
-  AppendJsonString(r.body, message);
+  AppendJsonString(&r.body, message);
   r.body += ", \"details\": []}}";
   return r;
 }

@@ -258,13 +258,15 @@ TEST_F(SqliteStoreTest, DuplicateWithinOneBatchIsAlreadyExists) {
   EXPECT_EQ(store->backlog(), 0u);
 }
 
-TEST_F(SqliteStoreTest, GroupCommitFromManyThreads) {
+// Many appenders, half of them waiting for their commit: every record committed once, in an
+// order consistent with each appender's, with reads beside. For both ways of committing.
+void GroupCommitFromManyThreads(const StoreOptions& options, Store::CommitBy by) {
   constexpr int kThreads = 8;
   constexpr int kPerThread = 500;
-  auto store = OpenOrDie(Options(FreshDir("group")));
+  auto store = OpenOrDie(options);
   ASSERT_TRUE(store);
   std::vector<std::atomic<int>> calls(static_cast<size_t>(kThreads) * kPerThread);
-  std::vector<std::string> commit_order;  // appended on the writer thread only
+  std::vector<std::string> commit_order;  // appended by one committing thread at a time
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
   threads.reserve(kThreads);
@@ -283,7 +285,8 @@ TEST_F(SqliteStoreTest, GroupCommitFromManyThreads) {
                         ++calls[n];
                         commit_order.push_back(id);
                         if (waiter != nullptr) waiter->set_value();
-                      });
+                      },
+                      by);
         if (waiter != nullptr) committed.get_future().wait();
       }
     });
@@ -321,6 +324,91 @@ TEST_F(SqliteStoreTest, GroupCommitFromManyThreads) {
     int i = std::stoi(all[k].transaction_id.substr(all[k].transaction_id.find('-') + 1));
     EXPECT_EQ(i, next_per_thread[t]++) << all[k].transaction_id;
   }
+}
+
+TEST_F(SqliteStoreTest, GroupCommitFromManyThreads) {
+  GroupCommitFromManyThreads(Options(FreshDir("group")), Store::CommitBy::kWriter);
+}
+
+TEST_F(SqliteStoreTest, GroupCommitFromManyThreadsCommittingOnTheCaller) {
+  GroupCommitFromManyThreads(Options(FreshDir("group_caller")), Store::CommitBy::kCaller);
+}
+
+// CommitBy::kCaller: with no commit running, Append commits before it returns, on the caller's
+// thread; AppendAll commits its records in one transaction.
+TEST_F(SqliteStoreTest, CommitByCallerCommitsInsideAppend) {
+  auto store = OpenOrDie(Options(FreshDir("caller")));
+  ASSERT_TRUE(store);
+  constexpr auto kCaller = Store::CommitBy::kCaller;
+  std::thread::id ran_on;
+  Status got = Internal("not called");
+  store->Append(MakeRecord("c1"), [&](const Status& s) {
+    ran_on = std::this_thread::get_id();
+    got = s;
+  }, kCaller);
+  EXPECT_TRUE(got.ok()) << got.ToString();
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+  EXPECT_EQ(store->committed(), 1);
+  EXPECT_TRUE(store->Get("c1")->has_value());
+
+  // A callback may append; what is appended while a commit runs goes to the writer thread.
+  std::atomic<bool> inner_done{false};
+  std::thread::id inner_ran_on;
+  store->Append(MakeRecord("c2"), [&](const Status&) {
+    store->Append(MakeRecord("c3"), [&](const Status& s) {
+      inner_ran_on = std::this_thread::get_id();
+      inner_done = s.ok();
+    }, kCaller);
+    EXPECT_FALSE(store->Flush().ok()) << "Flush from a callback would wait for itself";
+  }, kCaller);
+  ASSERT_TRUE(store->Flush().ok());
+  EXPECT_TRUE(inner_done.load());
+  EXPECT_NE(inner_ran_on, std::this_thread::get_id());
+  EXPECT_EQ(store->committed(), 3);
+
+  // AppendAll: one transaction for all of them (each callback sees them all committed), a
+  // repeated id inside it is AlreadyExists.
+  std::vector<Store::Write> writes;
+  std::vector<int64_t> seen;
+  std::vector<Status> statuses;
+  for (const char* id : {"b1", "b2", "b1", "b3"}) {
+    writes.push_back({MakeRecord(id), [&, s = store.get()](const Status& st) {
+                        seen.push_back(s->committed());
+                        statuses.push_back(st);
+                      }});
+  }
+  store->AppendAll(std::move(writes), kCaller);
+  ASSERT_EQ(statuses.size(), 4u);
+  EXPECT_TRUE(statuses[0].ok() && statuses[1].ok() && statuses[3].ok());
+  EXPECT_EQ(statuses[2].code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(seen, (std::vector<int64_t>{6, 6, 6, 6}));
+}
+
+TEST_F(SqliteStoreTest, CommitDelayGathersOneBatch) {
+  StoreOptions options = Options(FreshDir("delay"));
+  options.commit_delay = std::chrono::milliseconds(300);
+  auto store = OpenOrDie(options);
+  ASSERT_TRUE(store);
+  std::mutex mu;
+  std::vector<int64_t> seen;
+  for (int i = 0; i < 20; ++i) {
+    store->Append(MakeRecord("d" + std::to_string(i)), [&, s = store.get()](const Status&) {
+      std::lock_guard<std::mutex> lock(mu);
+      seen.push_back(s->committed());
+    });
+  }
+  ASSERT_TRUE(store->Flush().ok());
+  // Appended within microseconds, well inside the delay: all in one commit.
+  EXPECT_EQ(seen, std::vector<int64_t>(20, 20));
+}
+
+TEST_F(SqliteStoreTest, RejectsANegativeCommitDelay) {
+  StoreOptions options = Options(FreshDir("bad_options"));
+  options.commit_delay = std::chrono::milliseconds(-1);
+  auto store = Store::Open(options);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(store.status().message().find("commit_delay"), std::string::npos);
 }
 
 TEST_F(SqliteStoreTest, ScanReturnsArrivalOrder) {
@@ -538,6 +626,37 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion1Store) {
   auto again = OpenOrDie(Options(dir));
   ASSERT_TRUE(again);
   EXPECT_EQ((*again->Get("new"))->sequence, 3);
+}
+
+// The log is copied into the database file by the background checkpointer, and does not grow
+// without bound while records keep coming: 60 MB of records through commits of 100.
+TEST_F(SqliteStoreTest, CheckpointsKeepTheLogBounded) {
+  std::string dir = FreshDir("checkpoint");
+  StoreOptions options = Options(dir);
+  options.max_batch = 100;
+  auto store = OpenOrDie(options);
+  ASSERT_TRUE(store);
+  const std::string padding(900, 'x');
+  for (int i = 0; i < 60000; ++i) {
+    TransactionRecord r = MakeRecord("cp-" + std::to_string(i));
+    r.reply_json = padding;
+    store->Append(std::move(r), nullptr);
+    if (i % 1000 == 999) {
+      ASSERT_TRUE(store->Flush().ok());
+    }
+  }
+  ASSERT_TRUE(store->Flush().ok());
+  EXPECT_EQ(store->committed(), 60000);
+  // The checkpointer runs beside the writer: wait (bounded) for the file to hold the records.
+  const std::string db = dir + "/vigil.db";
+  for (int i = 0; i < 500 && fs::file_size(db) < (40u << 20); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_GT(fs::file_size(db), 40u << 20) << "checkpoints copied the records into the file";
+  // 4 x 1,000 pages of 4 KiB before a checkpoint holds the writer off to finish, plus the
+  // commits that came while it waited: far below the 60 MB that went through.
+  EXPECT_LT(fs::file_size(db + "-wal"), 30u << 20) << "the log stays bounded";
+  EXPECT_EQ(ScanAll(*store).size(), 60000u);
 }
 
 TEST_F(SqliteStoreTest, CheckWritable) {
