@@ -12,6 +12,7 @@ PEERS="${PEERS:-../shared/peers}"
 [ -f "$PEERS/flask_app.py" ] || { echo "no reference design at $PEERS (set PEERS=...)" >&2; exit 1; }
 PEERS="$(cd "$PEERS" && pwd)"
 export PEERS_DIR="${PEERS_DIR:-/tmp/vigil_peers}"
+export MODEL_PATH="$PEERS_DIR/sk_rf.joblib"  # the app's own default is /tmp/peers
 mkdir -p "$PEERS_DIR"
 
 # The peer runs on Debian's Python (/usr/bin/python3), not a python3 earlier on PATH.
@@ -32,13 +33,16 @@ fi
 /usr/bin/python3 "$PEERS/make_wrk_lua.py" >&2
 
 echo "server,connections,rps,p50_ms,p99_ms,errors"
-for server in flask gunicorn; do
+# flask: Flask's threaded server; gunicorn: 2 sync workers; gunicorn_jobs1: the same with the
+# forest's n_jobs forced to 1 (the peer's fastest configuration).
+for server in flask gunicorn gunicorn_jobs1; do
   port=18790
   if [ "$server" = flask ]; then
     PORT=$port /usr/bin/python3 "$PEERS/flask_app.py" >"$PEERS_DIR/server.log" 2>&1 &
   else
-    /usr/bin/gunicorn --chdir "$PEERS" -w 2 -k sync -b "127.0.0.1:$port" flask_app:app \
-      >"$PEERS_DIR/server.log" 2>&1 &
+    jobs=""; [ "$server" = gunicorn_jobs1 ] && jobs=1
+    RF_N_JOBS="$jobs" /usr/bin/gunicorn --chdir "$PEERS" -w 2 -k sync -b "127.0.0.1:$port" \
+      flask_app:app >"$PEERS_DIR/server.log" 2>&1 &
   fi
   pid=$!
   for _ in $(seq 150); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done

@@ -20,7 +20,7 @@ namespace vigil {
 // pattern of k bits for k distinct features. So the Explainer precomputes, per leaf, the k
 // contributions for each of the 2^k patterns (Fast TreeSHAP v2, Yang 2021), and explaining a row
 // is then one pass over each leaf's conditions and k table reads: for the default depth-3 gbdt
-// about 6x faster than the recursive algorithm (bench/inference_bench.cc). Trees with a leaf of
+// about 5x faster than the recursive algorithm (bench/inference_bench.cc). Trees with a leaf of
 // more than 8 distinct path features (deep random forests), or past the memory budget, keep the
 // recursive algorithm (Lundberg et al. 2018, Algorithm 2).
 class Explainer {

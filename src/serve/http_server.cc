@@ -59,6 +59,8 @@ constexpr size_t kReadChunk = 16 * 1024;
 constexpr auto kMaxLinger = std::chrono::seconds(1);
 // After a failed accept (e.g. EMFILE): wait before the next, rather than spin.
 constexpr auto kAcceptRetry = std::chrono::milliseconds(50);
+// Connections accepted in one turn of the accept handler, beyond the one that woke it.
+constexpr int kMaxAcceptsPerTurn = 64;
 
 HttpResponse ErrorResponse(int status, std::string_view code, std::string_view message) {
   HttpResponse r;
@@ -135,6 +137,7 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
 
  private:
   void OnAccept(beast::error_code ec, tcp::socket socket);
+  void StartConnection(tcp::socket socket);
 
   Strand accept_strand;
   tcp::acceptor acceptor;          // on accept_strand
@@ -273,12 +276,25 @@ void ServerCore::OnAccept(beast::error_code ec, tcp::socket socket) {
     });
     return;
   }
+  StartConnection(std::move(socket));
+  // Take every other connection already waiting too: under load this handler's next turn comes
+  // only after every queued request handler has run, so accepting one connection per turn would
+  // leave a burst of new clients waiting (seconds, with hundreds connecting at once).
+  acceptor.non_blocking(true, ec);
+  for (int i = 0; !ec && i < kMaxAcceptsPerTurn; ++i) {
+    tcp::socket next(net::make_strand(ioc));
+    acceptor.accept(next, ec);
+    if (!ec) StartConnection(std::move(next));
+  }
+  Accept();
+}
+
+void ServerCore::StartConnection(tcp::socket socket) {
   beast::error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
   auto connection = std::make_shared<Connection>(shared_from_this(), std::move(socket));
   if (Register(connection.get())) connection->Start();
   // Otherwise `connection` dies here and closes its socket.
-  Accept();
 }
 
 void ServerCore::CloseAcceptor() {

@@ -473,6 +473,36 @@ TEST(HttpServerTest, ConnectionsBeyondTheLimitAreClosed) {
   EXPECT_EQ(status, 200);
 }
 
+// Connections that queue up while the I/O thread is busy are all taken at the accept handler's
+// next turn (not one per turn), and every one is served.
+TEST(HttpServerTest, ABurstOfWaitingConnectionsIsAcceptedAndServed) {
+  HttpServerOptions options;
+  options.threads = 1;
+  std::atomic<bool> block_once{true};
+  auto server = StartOrDie(options, [&](HttpRequest&& request,
+                                        std::function<void(HttpResponse&&)> respond) {
+    if (block_once.exchange(false)) std::this_thread::sleep_for(milliseconds(300));
+    Echo(std::move(request), std::move(respond));
+  });
+  ASSERT_NE(server, nullptr);
+  Client first(server->port());
+  ASSERT_TRUE(first.Send(Get("/slow")));  // holds the only I/O thread for 300 ms
+  std::this_thread::sleep_for(milliseconds(50));
+  std::vector<std::unique_ptr<Client>> burst;
+  for (int i = 0; i < 200; ++i) {
+    burst.push_back(std::make_unique<Client>(server->port()));
+    ASSERT_TRUE(burst.back()->connected()) << i;  // by the kernel's backlog
+  }
+  EXPECT_EQ(first.Read().status, 200);
+  for (size_t i = 0; i < burst.size(); ++i) {
+    ASSERT_TRUE(burst[i]->Send(Get("/n" + std::to_string(i)))) << i;
+  }
+  for (size_t i = 0; i < burst.size(); ++i) {
+    ClientResponse r = burst[i]->Read();
+    EXPECT_EQ(r.status, 200) << i;
+  }
+}
+
 TEST(HttpServerTest, StopDeliversInFlightResponseAndRefusesNewConnections) {
   std::promise<std::function<void(HttpResponse &&)>> pending;
   auto server = StartOrDie({}, [&](HttpRequest&& request, auto respond) {
