@@ -40,6 +40,22 @@ check "explain adds reasons with codes and contributions" bash -c \
   "awk -F, 'NR>1 && \$3==\"decline\"' '$WORK/p3.csv' | head -1 | grep -qE '\"[A-Z_0-9]+ \(\+[0-9.]+\): '"
 check "explained scores equal plain scores" bash -c \
   "diff <(cut -d, -f1-4 '$WORK/p3.csv' | tail -n +2) <(tail -n +2 '$WORK/p1.csv')"
+"$VIGIL" score --model "$WORK/gbdt.model" --in "$WORK/tx.csv" --out "$WORK/p4.csv" --explain \
+  --exact-reasons --quiet >/dev/null || fail "score --explain --exact-reasons"
+check "a default-depth gbdt's reasons are exact TreeSHAP either way" cmp -s "$WORK/p3.csv" "$WORK/p4.csv"
+# A deep random forest: path attributions by default, exact TreeSHAP on request; same scores.
+"$VIGIL" train --data "$WORK/tx.csv" --algo rf --train-start "$TRAIN_START" --quiet \
+  --param n_estimators=10 --param max_depth=14 --out "$WORK/rf.model" >/dev/null || fail "train rf"
+"$VIGIL" score --model "$WORK/rf.model" --in "$WORK/tx.csv" --out "$WORK/rf_fast.csv" --explain \
+  --quiet >/dev/null || fail "score rf --explain"
+"$VIGIL" score --model "$WORK/rf.model" --in "$WORK/tx.csv" --out "$WORK/rf_exact.csv" --explain \
+  --exact-reasons --quiet >/dev/null || fail "score rf --explain --exact-reasons"
+check "deep forest: same scores with either reasons method" bash -c \
+  "diff <(cut -d, -f1-4 '$WORK/rf_fast.csv') <(cut -d, -f1-4 '$WORK/rf_exact.csv')"
+check "deep forest: the methods' reasons differ somewhere (path attributions are not SHAP)" \
+  bash -c "! cmp -s '$WORK/rf_fast.csv' '$WORK/rf_exact.csv'"
+check "deep forest: fast reasons have codes and contributions" bash -c \
+  "awk -F, 'NR>1 && \$3==\"decline\"' '$WORK/rf_fast.csv' | head -1 | grep -qE '\"[A-Z_0-9]+ \(\+[0-9.]+\): '"
 expect_error "score with a missing model" "cannot open" \
   "$VIGIL" score --model "$WORK/none.model" --in "$WORK/tx.csv" --out "$WORK/x.csv"
 check "no output after a failed score" test ! -e "$WORK/x.csv"

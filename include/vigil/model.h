@@ -91,9 +91,11 @@ StatusOr<std::vector<double>> PredictWithXGBoost(const ModelFile& model, std::sp
                                                  int threads = 0);
 
 // XGBoost's own SHAP contributions (`pred_contribs`): per row, one value per feature then the
-// bias; each row's values sum to its margin.
+// bias; each row's values sum to its margin. `approximate`: its path attributions instead
+// (`approx_contribs`, Saabas).
 StatusOr<std::vector<double>> ContributionsWithXGBoost(const ModelFile& model,
-                                                       std::span<const float> x);
+                                                       std::span<const float> x,
+                                                       bool approximate = false);
 
 }  // namespace vigil
 

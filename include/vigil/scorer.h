@@ -36,6 +36,14 @@ struct ScoreResult {
 // thresholds and the explainer. Model inputs are read by name from a row of the FeatureEngine's
 // "all" set, so a model may use any subset of Vigil's features in any order.
 // Thread-safe: every method is const.
+// How reasons are computed for trees too deep for the precomputed TreeSHAP tables (a leaf with
+// more than 8 distinct features on its path, e.g. the default random forest of depth 20). Trees
+// within reach of the tables (every default gbdt) always get exact TreeSHAP.
+enum class ReasonsMethod {
+  kFast,   // path attributions (Saabas; XGBoost's approx_contribs): microseconds per row
+  kExact,  // recursive TreeSHAP: about 16 ms per row for 100 trees of depth 20
+};
+
 class Scorer {
  public:
   ~Scorer();
@@ -44,11 +52,16 @@ class Scorer {
 
   // Fails with a clear message when a model feature is not one Vigil computes, or the trees do
   // not load.
-  static StatusOr<std::unique_ptr<Scorer>> Create(ModelFile model, Kernel kernel = Kernel::kAuto);
+  static StatusOr<std::unique_ptr<Scorer>> Create(ModelFile model, Kernel kernel = Kernel::kAuto,
+                                                  ReasonsMethod reasons = ReasonsMethod::kFast);
   static StatusOr<std::unique_ptr<Scorer>> Load(const std::string& path,
-                                                Kernel kernel = Kernel::kAuto);
+                                                Kernel kernel = Kernel::kAuto,
+                                                ReasonsMethod reasons = ReasonsMethod::kFast);
 
   const ModelFile& model() const;
+  // "treeshap" when every tree's reasons are exact TreeSHAP; "treeshap+path" when some trees
+  // use path attributions (ReasonsMethod::kFast on deep trees); "none" for an isolation forest.
+  std::string_view reasons_method() const;
   const Forest& forest() const;
   // The feature set, and delay, the FeatureEngine that feeds this scorer must use.
   FeatureSet engine_set() const { return FeatureSet::kAll; }

@@ -35,6 +35,7 @@ void AddScoreCommand(CLI::App& app, int* exit_code) {
   struct Args {
     std::string model, in, out;
     bool explain = false;
+    bool exact_reasons = false;
     int top_reasons = 3;
     int threads = 0;
     bool quiet = false;
@@ -44,6 +45,9 @@ void AddScoreCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--in", args->in, "Transactions CSV, in time order")->required();
   cmd->add_option("--out", args->out, "Predictions CSV to write")->required();
   cmd->add_flag("--explain", args->explain, "Add a reasons column (TreeSHAP, strongest first)");
+  cmd->add_flag("--exact-reasons", args->exact_reasons,
+                "Exact TreeSHAP also for trees too deep for its tables (deep random forests: "
+                "milliseconds per row) instead of path attributions");
   cmd->add_option("--top-reasons", args->top_reasons, "Reasons per transaction with --explain")
       ->capture_default_str();
   cmd->add_option("--threads", args->threads, "Scoring threads (0: one per core)")
@@ -53,7 +57,8 @@ void AddScoreCommand(CLI::App& app, int* exit_code) {
     auto fail = [&](const Status& s) { *exit_code = Fail("score", s); };
     if (args->threads < 0) return fail(InvalidArgument("--threads cannot be negative"));
     if (args->top_reasons < 1) return fail(InvalidArgument("--top-reasons must be at least 1"));
-    auto scorer = Scorer::Load(args->model);
+    auto scorer = Scorer::Load(args->model, Kernel::kAuto,
+                               args->exact_reasons ? ReasonsMethod::kExact : ReasonsMethod::kFast);
     if (!scorer.ok()) return fail(scorer.status());
     auto data = ReadTransactionsCsv(args->in);
     if (!data.ok()) return fail(data.status());

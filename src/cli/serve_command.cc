@@ -36,6 +36,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str()->envname("VIGIL_MAX_BODY_BYTES");
   cmd->add_option("--reasons", o.explain_top_k, "Reasons per reply (0: none)")
       ->capture_default_str()->envname("VIGIL_REASONS");
+  cmd->add_flag("--exact-reasons", o.exact_reasons,
+                "Exact TreeSHAP also for trees too deep for its tables (deep random forests: "
+                "milliseconds per request) instead of path attributions")
+      ->envname("VIGIL_EXACT_REASONS");
   cmd->callback([args, exit_code] {
     ServeOptions o = args->serve;
     o.record = args->record == "async" ? RecordMode::kAsync : RecordMode::kSync;

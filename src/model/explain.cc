@@ -120,13 +120,20 @@ class TreeShap {
   PathElement* scratch_;  // (max_depth + 2) * (max_depth + 3) / 2 elements
 };
 
-// Cover-weighted mean of the leaves below `node`: the tree's expected value there.
-double MeanValue(const Tree& t, int node) {
-  if (t.is_leaf(node)) return t.value[node];
-  const double cl = t.cover[t.left[node]], cr = t.cover[t.right[node]];
-  const double ml = MeanValue(t, t.left[node]);
-  const double mr = MeanValue(t, t.right[node]);
-  return cl + cr > 0 ? (ml * cl + mr * cr) / (cl + cr) : (ml + mr) / 2;
+// Cover-weighted mean of the leaves below `node`: the tree's expected value there. Also stored
+// for every node below when `means` is given.
+double MeanValue(const Tree& t, int node, std::vector<double>* means = nullptr) {
+  double m;
+  if (t.is_leaf(node)) {
+    m = t.value[node];
+  } else {
+    const double cl = t.cover[t.left[node]], cr = t.cover[t.right[node]];
+    const double ml = MeanValue(t, t.left[node], means);
+    const double mr = MeanValue(t, t.right[node], means);
+    m = cl + cr > 0 ? (ml * cl + mr * cr) / (cl + cr) : (ml + mr) / 2;
+  }
+  if (means != nullptr) (*means)[node] = m;
+  return m;
 }
 
 int MaxDepth(const Tree& t, int node) {
@@ -168,7 +175,8 @@ std::vector<int32_t> DistinctFeatures(const Tree& t,
 
 }  // namespace
 
-Explainer::Explainer(const Ensemble& ensemble, size_t table_budget_bytes) : e_(ensemble) {
+Explainer::Explainer(const Ensemble& ensemble, size_t table_budget_bytes, Method method)
+    : e_(ensemble) {
   size_t budget = table_budget_bytes / sizeof(double);
   tables_.resize(e_.trees.size());
   for (size_t i = 0; i < e_.trees.size(); ++i) {
@@ -185,6 +193,9 @@ Explainer::Explainer(const Ensemble& ensemble, size_t table_budget_bytes) : e_(e
     if (need <= budget) {
       budget -= need;
       Tabulate(t, &tables_[i]);
+    } else if (method == Method::kFast) {
+      tables_[i].node_mean.resize(t.size());
+      MeanValue(t, 0, &tables_[i].node_mean);
     } else {
       max_depth_ = std::max(max_depth_, MaxDepth(t, 0));
     }
@@ -241,6 +252,12 @@ void Explainer::Tabulate(const Tree& t, TreeTables* tables) {
   tables->num_leaves = static_cast<uint32_t>(leaves_.size()) - tables->first_leaf;
 }
 
+size_t Explainer::approximated_trees() const {
+  return static_cast<size_t>(std::count_if(tables_.begin(), tables_.end(), [](const TreeTables& t) {
+    return !t.node_mean.empty();
+  }));
+}
+
 size_t Explainer::tabulated_trees() const {
   return static_cast<size_t>(
       std::count_if(tables_.begin(), tables_.end(), [](const TreeTables& t) { return t.tabulated; }));
@@ -276,6 +293,18 @@ void Explainer::Contributions(std::span<const float> row, std::span<double> out)
     if (t.size() == 0) continue;
     out[n] += bias_[i] * e_.tree_scale;
     const TreeTables& tables = tables_[i];
+    if (!tables.node_mean.empty()) {
+      // Path attributions: each split on the row's path gives its feature the change in the
+      // expected value; from the root's (the bias) down to the leaf's value.
+      const std::vector<double>& mean = tables.node_mean;
+      int32_t node = 0;
+      while (!t.is_leaf(node)) {
+        const int32_t child = HotChild(t, x, node);
+        out[t.feature[node]] += (mean[child] - mean[node]) * e_.tree_scale;
+        node = child;
+      }
+      continue;
+    }
     if (!tables.tabulated) {
       if (scratch.empty()) {
         scratch.resize(static_cast<size_t>((max_depth_ + 2) * (max_depth_ + 3) / 2));

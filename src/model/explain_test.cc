@@ -147,6 +147,47 @@ TEST(ExplainTest, TablesAgreeWithTheRecursiveAlgorithm) {
   }
 }
 
+// Method::kFast explains the trees it cannot tabulate by path attributions, as XGBoost's
+// approx_contribs does; with no table budget, every tree.
+TEST(ExplainTest, FastMethodMatchesXGBoostPathAttributions) {
+  const size_t cols = 16;
+  Data d = MakeData(3000, cols, 11);
+  for (Algorithm algo : {Algorithm::kGbdt, Algorithm::kRandomForest}) {
+    SCOPED_TRACE(std::string(AlgorithmName(algo)));
+    TrainOptions o;
+    o.algo = algo;
+    o.params = {{"n_estimators", "20"}, {"max_depth", "10"}};
+    o.threads = 1;
+    auto model = TrainModel(d.x, d.y, d.names, o);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    auto forest = Forest::FromModel(*model);
+    ASSERT_TRUE(forest.ok()) << forest.status().ToString();
+    const Explainer fast((*forest)->ensemble(), /*table_budget_bytes=*/0, Explainer::Method::kFast);
+    EXPECT_EQ(fast.approximated_trees(), (*forest)->ensemble().trees.size());
+    EXPECT_EQ(fast.tabulated_trees(), 0u);
+    const size_t rows = 200;
+    auto want = ContributionsWithXGBoost(*model, std::span<const float>(d.x.data(), rows * cols),
+                                         /*approximate=*/true);
+    ASSERT_TRUE(want.ok()) << want.status().ToString();
+    std::vector<double> phi(cols + 1);
+    for (size_t r = 0; r < rows; ++r) {
+      std::span<const float> row(d.x.data() + r * cols, cols);
+      fast.Contributions(row, phi);
+      double sum = 0;
+      for (size_t j = 0; j <= cols; ++j) {
+        EXPECT_NEAR(phi[j], (*want)[r * (cols + 1) + j], 2e-4) << "row " << r << " feature " << j;
+        sum += phi[j];
+      }
+      EXPECT_NEAR(sum, (*forest)->PredictMargin(row), 1e-4) << "row " << r;
+    }
+    // With the default budget the shallow-enough trees stay exact: fewer approximated.
+    const Explainer mixed((*forest)->ensemble(), Explainer::kDefaultTableBudget,
+                          Explainer::Method::kFast);
+    EXPECT_EQ(mixed.tabulated_trees() + mixed.approximated_trees(),
+              (*forest)->ensemble().trees.size());
+  }
+}
+
 // A leaf on whose path a feature splits twice: the table keeps one slot for it, met only when the
 // row meets both conditions.
 TEST(ExplainTest, RepeatedFeatureOnAPathIsOneSlot) {

@@ -22,7 +22,8 @@ struct Scorer::Impl {
 Scorer::Scorer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Scorer::~Scorer() = default;
 
-StatusOr<std::unique_ptr<Scorer>> Scorer::Create(ModelFile model, Kernel kernel) {
+StatusOr<std::unique_ptr<Scorer>> Scorer::Create(ModelFile model, Kernel kernel,
+                                                 ReasonsMethod reasons) {
   auto impl = std::make_unique<Impl>();
   const std::vector<std::string> engine_names = FeatureNames(FeatureSet::kAll);
   for (const std::string& name : model.feature_names) {
@@ -47,20 +48,28 @@ StatusOr<std::unique_ptr<Scorer>> Scorer::Create(ModelFile model, Kernel kernel)
     VIGIL_ASSIGN_OR_RETURN(impl->anomaly, Forest::FromEnsemble(std::move(e), kernel));
   }
   if (!impl->is_anomaly_model) {
-    impl->explainer = std::make_unique<Explainer>(impl->forest->ensemble());
+    impl->explainer = std::make_unique<Explainer>(
+        impl->forest->ensemble(), Explainer::kDefaultTableBudget,
+        reasons == ReasonsMethod::kExact ? Explainer::Method::kExact : Explainer::Method::kFast);
   }
   impl->model = std::move(model);
   return std::unique_ptr<Scorer>(new Scorer(std::move(impl)));
 }
 
-StatusOr<std::unique_ptr<Scorer>> Scorer::Load(const std::string& path, Kernel kernel) {
+StatusOr<std::unique_ptr<Scorer>> Scorer::Load(const std::string& path, Kernel kernel,
+                                               ReasonsMethod reasons) {
   VIGIL_ASSIGN_OR_RETURN(ModelFile model, LoadModel(path));
-  auto scorer = Create(std::move(model), kernel);
+  auto scorer = Create(std::move(model), kernel, reasons);
   if (!scorer.ok()) return scorer.status().WithContext("model file '" + path + "'");
   return scorer;
 }
 
 const ModelFile& Scorer::model() const { return impl_->model; }
+
+std::string_view Scorer::reasons_method() const {
+  if (!impl_->explainer) return "none";
+  return impl_->explainer->approximated_trees() > 0 ? "treeshap+path" : "treeshap";
+}
 const Forest& Scorer::forest() const { return *impl_->forest; }
 
 FeatureOptions Scorer::engine_options() const {

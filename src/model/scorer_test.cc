@@ -104,7 +104,9 @@ TEST_F(ScorerTest, ReasonsAreTheStrongestPositiveContributions) {
     ASSERT_LE(r.reasons.size(), 3u);
     for (size_t k = 0; k < r.reasons.size(); ++k) {
       EXPECT_GT(r.reasons[k].contribution, 0);
-      if (k > 0) EXPECT_GE(r.reasons[k - 1].contribution, r.reasons[k].contribution);
+      if (k > 0) {
+        EXPECT_GE(r.reasons[k - 1].contribution, r.reasons[k].contribution);
+      }
       EXPECT_FALSE(r.reasons[k].code.empty());
       EXPECT_FALSE(r.reasons[k].text.empty());
     }

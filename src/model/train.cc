@@ -215,8 +215,10 @@ StatusOr<std::vector<double>> PredictWithXGBoost(const ModelFile& model, std::sp
 }
 
 StatusOr<std::vector<double>> ContributionsWithXGBoost(const ModelFile& model,
-                                                       std::span<const float> x) {
-  return XGBoostPredict(model, x, 4, 1);
+                                                       std::span<const float> x,
+                                                       bool approximate) {
+  // XGBoosterPredict's option mask: 4 pred_contribs, 8 approx_contribs.
+  return XGBoostPredict(model, x, approximate ? 4 | 8 : 4, 1);
 }
 
 }  // namespace vigil

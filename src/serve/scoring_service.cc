@@ -191,7 +191,9 @@ struct ScoringService::Impl {
   StatusOr<std::shared_ptr<const LoadedModel>> LoadModelFile(const std::string& path) {
     VIGIL_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
     auto m = std::make_shared<LoadedModel>();
-    VIGIL_ASSIGN_OR_RETURN(m->scorer, Scorer::Load(path));
+    VIGIL_ASSIGN_OR_RETURN(m->scorer, Scorer::Load(path, Kernel::kAuto,
+                                                   options.exact_reasons ? ReasonsMethod::kExact
+                                                                         : ReasonsMethod::kFast));
     m->path = path;
     m->name = Stem(path);
     m->version = ContentVersion(bytes);
@@ -649,7 +651,8 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
           "\"port\":" + std::to_string(service->port()) + ",\"model\":\"" + raw->model->name +
               "\",\"version\":\"" + raw->model->version + "\",\"replayed\":" +
               std::to_string(replayed) + ",\"record\":\"" +
-              (options.record == RecordMode::kSync ? "sync" : "async") + "\"");
+              (options.record == RecordMode::kSync ? "sync" : "async") + "\",\"reasons\":\"" +
+              std::string(raw->model->scorer->reasons_method()) + "\"");
   return service;
 }
 
@@ -678,7 +681,8 @@ Status ScoringService::Reload(const std::string& path) {
   }
   LogJson("info", "model reloaded",
           "\"model\":\"" + impl_->CurrentModel()->name + "\",\"version\":\"" +
-              impl_->CurrentModel()->version + "\"");
+              impl_->CurrentModel()->version + "\",\"reasons\":\"" +
+              std::string(impl_->CurrentModel()->scorer->reasons_method()) + "\"");
   return Status::Ok();
 }
 

@@ -28,6 +28,7 @@ struct ServeOptions {
   size_t max_batch = 1000;        // transactions per /v1/score/batch call
   size_t max_body_bytes = 1 << 20;
   int explain_top_k = 3;          // reasons per reply
+  bool exact_reasons = false;     // ReasonsMethod::kExact rather than kFast (vigil/scorer.h)
 };
 
 // A ScoringService owns the HTTP server and everything behind it. Thread-safe.
