@@ -94,13 +94,17 @@ class Store {
   // `done` may be empty. It must be quick and must not throw or call Flush (it runs on the
   // thread that commits, which waits for it); it may call Get or Append.
   //
-  // `by` says who commits. kWriter: the writer thread. kCaller: when no commit is running, this
-  // thread, now, before Append returns, with whatever else is queued (one batch; commit_delay
-  // does not apply); otherwise the writer thread as for kWriter. kCaller saves the two thread
-  // switches of a hand-off to the writer and back, most of a commit's latency on a lightly
-  // loaded machine; under load the writer thread's bigger batches, beside the callers' other
-  // work, do better. With kCaller, `done` may run inside this call.
-  enum class CommitBy { kWriter, kCaller };
+  // `by` says who commits, and when:
+  //   kWriter: the writer thread, woken now.
+  //   kCaller: when no commit is running, this thread, now, before Append returns, with whatever
+  //            else is queued (one batch; commit_delay does not apply); otherwise as kWriter.
+  //            It saves the two thread switches of a hand-off to the writer and back, most of a
+  //            commit's latency on a lightly loaded machine. `done` may run inside this call.
+  //   kLater:  the writer thread, but not woken until Kick() (as a safety net, 20 ms): a
+  //            caller that appends a burst of records (an I/O thread working through the
+  //            requests ready at once) kicks once after it, and they are committed together
+  //            rather than the first alone. A commit already running takes them too.
+  enum class CommitBy { kWriter, kCaller, kLater };
   void Append(TransactionRecord record, std::function<void(const Status&)> done,
               CommitBy by = CommitBy::kWriter);
 
@@ -111,6 +115,9 @@ class Store {
   };
   // Append of several records at once, queued together so that they are committed together.
   virtual void AppendAll(std::vector<Write> writes, CommitBy by = CommitBy::kWriter) = 0;
+
+  // Wakes the writer for records appended with CommitBy::kLater.
+  virtual void Kick() = 0;
 
   // The committed record with this id, or nullopt. Reads run beside the writer.
   virtual StatusOr<std::optional<TransactionRecord>> Get(std::string_view transaction_id) = 0;
@@ -139,6 +146,9 @@ class Store {
 
   // Records committed (done called with Ok) since this store was opened.
   virtual int64_t committed() const = 0;
+  // Write transactions committed since this store was opened: committed() / commits() is the
+  // mean group-commit size.
+  virtual int64_t commits() const = 0;
 
  protected:
   Store() = default;

@@ -383,16 +383,19 @@ struct ScoringService::Impl {
     if (writes != nullptr) {
       writes->push_back({std::move(rec), std::move(on_commit)});
     } else {
-      store->Append(std::move(rec), std::move(on_commit), CommitBy());
+      const Store::CommitBy by = CommitBy();
+      store->Append(std::move(rec), std::move(on_commit), by);
+      ScheduleKick(by);
     }
   }
 
   // Who commits a sync record: the request's own thread while the service is nearly idle (a
   // moving average of requests in flight at most kCallerCommitMaxInFlight), saving two thread
-  // switches, about half the reply's latency at low load; the writer thread otherwise, whose
-  // bigger batches beside the I/O threads serve more under load. An average, not the count of
-  // the moment: under load the count drops to 1 at each commit's end, and a request that then
-  // committed alone would hold up its I/O thread's other connections.
+  // switches, about half the reply's latency at low load. Under load the writer thread, kicked
+  // once the I/O thread has handled the requests already waiting (ScheduleKick), so that a
+  // burst of requests makes one commit rather than the first alone and the rest after it. An
+  // average, not the count of the moment: under load the count drops to 1 at each commit's end,
+  // and a request that then committed alone would hold up its I/O thread's other connections.
   Store::CommitBy CommitBy() {
     const HttpServer* h = http.load(std::memory_order_acquire);
     if (options.record != RecordMode::kSync || h == nullptr) return Store::CommitBy::kWriter;
@@ -402,8 +405,19 @@ struct ScoringService::Impl {
     avg += (now - avg) / 8;
     in_flight_avg16.store(avg, std::memory_order_relaxed);
     return avg <= static_cast<int>(kCallerCommitMaxInFlight * 16) ? Store::CommitBy::kCaller
-                                                                  : Store::CommitBy::kWriter;
+                                                                  : Store::CommitBy::kLater;
   }
+
+  // After an Append with CommitBy::kLater: kicks the store from the back of the I/O queue, once
+  // per burst (a kick already queued will see this record too).
+  void ScheduleKick(Store::CommitBy by) {
+    if (by != Store::CommitBy::kLater || kick_queued.exchange(true)) return;
+    server->Post([this] {
+      kick_queued.store(false);
+      store->Kick();
+    });
+  }
+  std::atomic<bool> kick_queued{false};
   std::atomic<int> in_flight_avg16{0};
 
   // Sends `body` to the request and to every replay waiting on it; with `remember`, keeps it for
@@ -580,7 +594,9 @@ struct ScoringService::Impl {
                },
                &writes);
     }
-    store->AppendAll(std::move(writes), CommitBy());
+    const Store::CommitBy by = CommitBy();
+    store->AppendAll(std::move(writes), by);
+    ScheduleKick(by);
   }
 
   ScoringService* owner = nullptr;
@@ -634,6 +650,8 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
                          [raw] { return static_cast<double>(raw->store->backlog()); });
   impl->metrics.AddGauge("vigil_store_committed_records", "Records committed since start",
                          [raw] { return static_cast<double>(raw->store->committed()); });
+  impl->metrics.AddGauge("vigil_store_commits", "Write transactions committed since start",
+                         [raw] { return static_cast<double>(raw->store->commits()); });
 
   auto service = std::unique_ptr<ScoringService>(new ScoringService(std::move(impl)));
   HttpServerOptions ho;

@@ -29,6 +29,9 @@ constexpr int kScanPageRows = 1024;
 // Log pages (4 KiB each) after which a checkpoint copies the log into the database file: SQLite's
 // own default.
 constexpr int kCheckpointPages = 1000;
+// CommitBy::kLater: the longest records wait for a Kick() that does not come (a caller's bug)
+// before the writer commits them anyway; also how often an idle writer wakes to check.
+constexpr auto kLaterLimit = std::chrono::milliseconds(20);
 
 // The columns of `transactions`, in the order BindRecord and ReadRecord use.
 constexpr const char* kColumns =
@@ -330,6 +333,7 @@ class SqliteStore final : public Store {
   Status Init();
 
   void AppendAll(std::vector<Write> writes, CommitBy by) override;
+  void Kick() override;
   StatusOr<std::optional<TransactionRecord>> Get(std::string_view transaction_id) override;
   StatusOr<std::optional<std::string>> FindReply(std::string_view transaction_id,
                                                  std::string_view idempotency_key) override;
@@ -338,6 +342,7 @@ class SqliteStore final : public Store {
   Status Flush() override;
   Status CheckWritable() override;
   int64_t committed() const override { return committed_.load(std::memory_order_relaxed); }
+  int64_t commits() const override { return commits_.load(std::memory_order_relaxed); }
 
  private:
   void WriterLoop();
@@ -388,6 +393,7 @@ class SqliteStore final : public Store {
   std::deque<Pending> queue_;        // GUARDED_BY(mu_)
   bool stopping_ = false;            // GUARDED_BY(mu_)
   bool committing_ = false;          // GUARDED_BY(mu_): a thread is in DrainQueue
+  bool wake_ = false;                // GUARDED_BY(mu_): the queue is to be committed now
   // Every appended record gets a ticket 1, 2, ...; tickets <= completed_ have had `done` called.
   uint64_t enqueued_ = 0;                  // GUARDED_BY(mu_)
   uint64_t completed_ = 0;                 // GUARDED_BY(mu_)
@@ -395,6 +401,7 @@ class SqliteStore final : public Store {
 
   std::atomic<size_t> backlog_{0};
   std::atomic<int64_t> committed_{0};
+  std::atomic<int64_t> commits_{0};
 
   std::thread writer_;  // set by Init, joined by the destructor
 
@@ -550,7 +557,9 @@ void SqliteStore::AppendAll(std::vector<Write> writes, CommitBy by) {
   std::unique_lock<std::mutex> lock(mu_);
   for (Write& w : writes) queue_.push_back(std::move(w));
   enqueued_ += writes.size();
+  if (by == CommitBy::kLater) return;  // Kick() wakes the writer
   if (by == CommitBy::kWriter || committing_) {
+    wake_ = true;
     lock.unlock();
     work_cv_.notify_one();
     return;
@@ -559,14 +568,33 @@ void SqliteStore::AppendAll(std::vector<Write> writes, CommitBy by) {
   committing_ = true;
   DrainQueue(lock, /*max_batches=*/1);
   committing_ = false;
-  if (stopping_ || !queue_.empty()) work_cv_.notify_one();
+  if (stopping_ || !queue_.empty()) {
+    wake_ = true;
+    work_cv_.notify_one();
+  }
+}
+
+void SqliteStore::Kick() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (queue_.empty()) return;
+    wake_ = true;
+  }
+  work_cv_.notify_one();
 }
 
 void SqliteStore::WriterLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    work_cv_.wait(lock, [this] { return !committing_ && (stopping_ || !queue_.empty()); });
+    auto ready = [this] { return !committing_ && (stopping_ || (wake_ && !queue_.empty())); };
+    while (!ready()) {
+      // A timed wait: records appended kLater whose kick never came are committed anyway.
+      if (work_cv_.wait_for(lock, kLaterLimit) == std::cv_status::timeout && !queue_.empty()) {
+        wake_ = true;
+      }
+    }
     if (queue_.empty()) return;  // stopping, and everything queued is done
+    wake_ = false;
     committing_ = true;
     if (options_.commit_delay.count() > 0 && !stopping_ && queue_.size() < options_.max_batch) {
       // A plain sleep, not a wait on work_cv_: every Append would wake a waiting writer.
@@ -600,6 +628,7 @@ void SqliteStore::DrainQueue(std::unique_lock<std::mutex>& lock, size_t max_batc
     int64_t ok =
         std::count_if(results.begin(), results.end(), [](const Status& s) { return s.ok(); });
     committed_.fetch_add(ok, std::memory_order_relaxed);
+    if (batch_status.ok()) commits_.fetch_add(1, std::memory_order_relaxed);
     backlog_.fetch_sub(batch.size(), std::memory_order_relaxed);
     // Outside the lock: a callback may take its time, or call Append or Get.
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -722,6 +751,8 @@ Status SqliteStore::Flush() {
   }
   std::unique_lock<std::mutex> lock(mu_);
   if (completed_ >= enqueued_) return Status::Ok();
+  wake_ = true;  // records appended kLater are not to wait for a kick
+  work_cv_.notify_one();
   FlushWaiter waiter;
   waiter.start = completed_;
   waiter.target = enqueued_;

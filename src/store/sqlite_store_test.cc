@@ -384,6 +384,37 @@ TEST_F(SqliteStoreTest, CommitByCallerCommitsInsideAppend) {
   EXPECT_EQ(seen, (std::vector<int64_t>{6, 6, 6, 6}));
 }
 
+// CommitBy::kLater: queued without waking the writer; Kick(), Flush() or, failing both, the
+// safety net after 20 ms commits them, together.
+TEST_F(SqliteStoreTest, LaterRecordsAreCommittedOnKickFlushOrSafetyNet) {
+  auto store = OpenOrDie(Options(FreshDir("later")));
+  ASSERT_TRUE(store);
+  constexpr auto kLater = Store::CommitBy::kLater;
+  auto burst = [](const std::string& prefix) {
+    std::vector<Store::Write> writes;
+    for (int i = 0; i < 10; ++i) writes.push_back({MakeRecord(prefix + std::to_string(i)), nullptr});
+    return writes;
+  };
+  store->AppendAll(burst("k"), kLater);
+  store->Kick();
+  ASSERT_TRUE(store->Flush().ok());
+  EXPECT_EQ(store->committed(), 10);
+  EXPECT_EQ(store->commits(), 1) << "one burst, one commit";
+
+  store->AppendAll(burst("f"), kLater);
+  ASSERT_TRUE(store->Flush().ok()) << "Flush does not wait for a kick";
+  EXPECT_EQ(store->committed(), 20);
+
+  std::atomic<int> done{0};
+  store->Append(MakeRecord("net"), [&](const Status& s) { done = s.ok() ? 1 : -1; }, kLater);
+  for (int i = 0; i < 500 && done.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(done.load(), 1) << "without a kick, the safety net commits it";
+  store->Kick();  // nothing queued: a no-op
+  EXPECT_EQ(store->committed(), 21);
+}
+
 TEST_F(SqliteStoreTest, CommitDelayGathersOneBatch) {
   StoreOptions options = Options(FreshDir("delay"));
   options.commit_delay = std::chrono::milliseconds(300);
