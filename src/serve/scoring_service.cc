@@ -263,25 +263,26 @@ struct ScoringService::Impl {
   // to `writes` when given (a batch appends its records together).
   void ScoreOne(ParsedTransaction tx, RequestIds ids, Clock::time_point start, Waiter done,
                 std::vector<Store::Write>* writes = nullptr) {
-    bool maybe_seen;
+    bool maybe_seen = false;
+    std::shared_ptr<const std::string> replay;
     {
       std::lock_guard<std::mutex> lock(idem_mu);
       if (const Remembered* r = FindRecent(ids)) {
-        std::shared_ptr<const std::string> body = r->body;
-        done(200, *body);
-        return;
+        replay = r->body;
+      } else {
+        auto pending = in_flight.find(ids.flight());
+        if (pending != in_flight.end()) {
+          pending->second.push_back(std::move(done));
+          return;
+        }
+        in_flight[ids.flight()].push_back(std::move(done));
+        maybe_seen = seen.MayContain(ids.transaction_id) ||
+                     (!ids.idempotency_key.empty() && seen.MayContain(ids.idempotency_key));
+        seen.Add(ids.transaction_id);
+        if (!ids.idempotency_key.empty()) seen.Add(ids.idempotency_key);
       }
-      auto pending = in_flight.find(ids.flight());
-      if (pending != in_flight.end()) {
-        pending->second.push_back(std::move(done));
-        return;
-      }
-      in_flight[ids.flight()].push_back(std::move(done));
-      maybe_seen = seen.MayContain(ids.transaction_id) ||
-                   (!ids.idempotency_key.empty() && seen.MayContain(ids.idempotency_key));
-      seen.Add(ids.transaction_id);
-      if (!ids.idempotency_key.empty()) seen.Add(ids.idempotency_key);
     }
+    if (replay) return done(200, *replay);  // outside the lock: replying writes to the socket
     // Not in memory, but perhaps a replay of something older: the store has every committed
     // reply. (A false positive of `seen` costs one lookup that finds nothing.)
     if (maybe_seen) {

@@ -135,6 +135,13 @@ Status Exec(sqlite3* db, const std::string& path, const char* sql) {
   return Unavailable(std::move(m));
 }
 
+// PRAGMA synchronous is per connection: every connection that writes (commits or checkpoints)
+// needs the store's level.
+Status SetSynchronous(sqlite3* db, const std::string& path, SyncMode sync) {
+  return Exec(db, path,
+              sync == SyncMode::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+}
+
 StatusOr<StmtPtr> Prepare(sqlite3* db, const std::string& path, const std::string& sql) {
   sqlite3_stmt* stmt = nullptr;
   int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()),
@@ -270,9 +277,7 @@ Status SetUpDatabase(sqlite3* db, const StoreOptions& options) {
                          mode + "')");
     }
   }
-  VIGIL_RETURN_IF_ERROR(Exec(
-      db, path,
-      options.sync == SyncMode::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
+  VIGIL_RETURN_IF_ERROR(SetSynchronous(db, path, options.sync));
 
   VIGIL_RETURN_IF_ERROR(Exec(db, path, "BEGIN IMMEDIATE"));
   Status s = [&]() -> Status {
@@ -479,9 +484,7 @@ Status SqliteStore::Init() {
   VIGIL_ASSIGN_OR_RETURN(probe_db_,
                          OpenConnection(path, SQLITE_OPEN_READWRITE, options_.busy_timeout_ms));
   sqlite3* p = probe_db_.get();
-  VIGIL_RETURN_IF_ERROR(Exec(
-      p, path,
-      options_.sync == SyncMode::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
+  VIGIL_RETURN_IF_ERROR(SetSynchronous(p, path, options_.sync));
   VIGIL_ASSIGN_OR_RETURN(probe_begin_, Prepare(p, path, "BEGIN IMMEDIATE"));
   VIGIL_ASSIGN_OR_RETURN(
       probe_write_,
@@ -491,9 +494,7 @@ Status SqliteStore::Init() {
 
   VIGIL_ASSIGN_OR_RETURN(checkpoint_db_,
                          OpenConnection(path, SQLITE_OPEN_READWRITE, options_.busy_timeout_ms));
-  VIGIL_RETURN_IF_ERROR(Exec(
-      checkpoint_db_.get(), path,
-      options_.sync == SyncMode::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
+  VIGIL_RETURN_IF_ERROR(SetSynchronous(checkpoint_db_.get(), path, options_.sync));
   // Replaces SQLite's automatic checkpoint on the connections that commit.
   sqlite3_wal_hook(w, &SqliteStore::OnWalCommit, this);
   sqlite3_wal_hook(p, &SqliteStore::OnWalCommit, this);
