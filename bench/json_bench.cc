@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "serve/transaction_json.h"
+#include "core/transaction_json.h"
 
 // Counts heap allocations, to show the warm parse path makes none (counter allocs_per_op).
 // GCC takes free() in the replaced operator delete for a mismatch with operator new; it is not.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A short libFuzzer run over the request parser and validator (src/serve/transaction_json_fuzz.cc):
+# A short libFuzzer run over the request parser and validator (src/core/transaction_json_fuzz.cc):
 # builds the target with clang++-14 (ASan + UBSan, UB fatal), seeds a corpus of valid and invalid
 # bodies, and fuzzes for FUZZ_SECONDS (default 30). Any crash, sanitizer report or broken promise
 # of the target fails the test; the crashing input is kept and printed.
@@ -31,7 +31,7 @@ fi
 FUZZER="$WORK/transaction_json_fuzz"
 if "$CXX" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -I "$SRC/include" -I "$SRC/src" \
-    "$SRC/src/serve/transaction_json_fuzz.cc" "$SRC/src/serve/transaction_json.cc" \
+    "$SRC/src/core/transaction_json_fuzz.cc" "$SRC/src/core/transaction_json.cc" \
     "$SRC/src/core/time.cc" "$SRC/src/core/status.cc" -lsimdjson -o "$FUZZER" \
     >"$WORK/build.log" 2>&1; then
   pass

@@ -12,7 +12,7 @@
 // returns; nothing is left in the queue to form a cycle (handler -> connection -> core -> queue).
 #include "serve/http_server.h"
 
-#include "serve/json_text.h"
+#include "core/json_text.h"
 
 #include <algorithm>
 #include <atomic>

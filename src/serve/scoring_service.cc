@@ -18,8 +18,8 @@
 #include "core/file_util.h"
 #include "monitor/metrics.h"
 #include "serve/http_server.h"
-#include "serve/json_text.h"
-#include "serve/transaction_json.h"
+#include "core/json_text.h"
+#include "core/transaction_json.h"
 #include "vigil/scorer.h"
 #include "vigil/time.h"
 

@@ -10,7 +10,7 @@
 //
 // Build (tests/fuzz_test.sh does this):
 //   clang++-14 -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-//     -I include -I src src/serve/transaction_json_fuzz.cc src/serve/transaction_json.cc \
+//     -I include -I src src/core/transaction_json_fuzz.cc src/core/transaction_json.cc \
 //     src/core/time.cc src/core/status.cc -lsimdjson -o /tmp/fuzz
 // Run: /tmp/fuzz corpus/ -max_total_time=600 -rss_limit_mb=2048
 #include <cstdint>
@@ -21,7 +21,7 @@
 #include <string_view>
 #include <vector>
 
-#include "serve/transaction_json.h"
+#include "core/transaction_json.h"
 
 namespace {
 

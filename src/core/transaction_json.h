@@ -27,8 +27,8 @@
 // nlohmann::json refuses them; in `amount` the problem says "amount must be at most 1000000000".
 // Nesting deeper than kMaxJsonDepth levels is refused (a problem on the body), which bounds the
 // work and stack of the validator whatever arrives.
-#ifndef VIGIL_SERVE_TRANSACTION_JSON_H_
-#define VIGIL_SERVE_TRANSACTION_JSON_H_
+#ifndef VIGIL_CORE_TRANSACTION_JSON_H_
+#define VIGIL_CORE_TRANSACTION_JSON_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -109,4 +109,4 @@ class TransactionParser {
 
 }  // namespace vigil
 
-#endif  // VIGIL_SERVE_TRANSACTION_JSON_H_
+#endif  // VIGIL_CORE_TRANSACTION_JSON_H_

@@ -1,4 +1,4 @@
-#include "serve/transaction_json.h"
+#include "core/transaction_json.h"
 
 #include <simdjson.h>
 

@@ -1,7 +1,7 @@
 // Writing JSON text by hand on the serving path, where building a DOM would cost more than the
 // rest of the reply.
-#ifndef VIGIL_SERVE_JSON_TEXT_H_
-#define VIGIL_SERVE_JSON_TEXT_H_
+#ifndef VIGIL_CORE_JSON_TEXT_H_
+#define VIGIL_CORE_JSON_TEXT_H_
 
 #include <string>
 #include <string_view>
@@ -17,4 +17,4 @@ void AppendJsonNumber(std::string* out, double v);
 
 }  // namespace vigil
 
-#endif  // VIGIL_SERVE_JSON_TEXT_H_
+#endif  // VIGIL_CORE_JSON_TEXT_H_

@@ -1,4 +1,4 @@
-#include "serve/json_text.h"
+#include "core/json_text.h"
 
 #include <charconv>
 #include <cmath>
