@@ -24,7 +24,7 @@ TEST(LogTest, LineIsJsonWithEscapedFields) {
 }
 
 TEST(LogTest, InvalidUtf8BecomesReplacementCharacter) {
-  const std::string bytes = std::string("root:\xff\xfe:x\xc3", 9) + "\xe2\x82\xac";  // ends with €
+  const std::string bytes = std::string("root:\xff\xfe:x\xc3", 10) + "\xe2\x82\xac";  // ends with €
   const std::string line = FormatLogLine(LogLevel::kError, bytes, {{"content", bytes}});
   auto j = nlohmann::json::parse(line);  // throws on invalid UTF-8
   EXPECT_EQ(j["msg"], "root:\xEF\xBF\xBD\xEF\xBF\xBD:x\xEF\xBF\xBD\xe2\x82\xac");
