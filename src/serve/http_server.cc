@@ -13,6 +13,7 @@
 #include "serve/http_server.h"
 
 #include "core/json_text.h"
+#include "core/log.h"
 
 #include <algorithm>
 #include <atomic>
@@ -33,7 +34,6 @@
 #include <boost/beast/http/write.hpp>
 #include <cassert>
 #include <cstdint>
-#include <cstdio>
 #include <exception>
 #include <future>
 #include <list>
@@ -74,6 +74,77 @@ HttpResponse ErrorResponse(int status, std::string_view code, std::string_view m
 }
 
 std::string ToString(beast::string_view s) { return std::string(s.data(), s.size()); }
+std::string_view View(beast::string_view s) { return {s.data(), s.size()}; }
+
+bool IsOws(char c) { return c == ' ' || c == '\t'; }
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const char x = (a[i] >= 'A' && a[i] <= 'Z') ? static_cast<char>(a[i] - 'A' + 'a') : a[i];
+    if (x != b[i]) return false;
+  }
+  return true;
+}
+
+// What a request's Transfer-Encoding fields say, all of them taken as one list (RFC 9110 §5.3).
+struct TransferCodings {
+  int count = 0;  // non-empty list elements
+  bool last_chunked = false;
+};
+
+void AddTransferCodings(std::string_view value, TransferCodings* codings) {
+  while (!value.empty()) {
+    const size_t comma = value.find(',');
+    std::string_view element = value.substr(0, comma);
+    value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
+    while (!element.empty() && IsOws(element.front())) element.remove_prefix(1);
+    while (!element.empty() && IsOws(element.back())) element.remove_suffix(1);
+    if (element.empty()) continue;  // empty list elements do not count (RFC 9110 §5.6.1)
+    ++codings->count;
+    codings->last_chunked = EqualsIgnoreCase(element, "chunked");
+  }
+}
+
+// Why a request whose header is complete must not be served, or "" when it may be. These are the
+// requests whose framing a proxy in front could read differently from us (request smuggling), and
+// those without the one Host that HTTP/1.1 requires. `parser_chunked`: Beast frames the body as
+// chunked. One pass over the fields, no allocation.
+std::string_view HeaderProblem(const http::request_header<>& header, bool parser_chunked) {
+  int hosts = 0;
+  bool has_transfer_encoding = false;
+  bool has_content_length = false;
+  TransferCodings codings;
+  for (const auto& field : header) {
+    switch (field.name()) {
+      case http::field::host:
+        ++hosts;
+        break;
+      case http::field::transfer_encoding:
+        has_transfer_encoding = true;
+        AddTransferCodings(View(field.value()), &codings);
+        break;
+      case http::field::content_length:
+        has_content_length = true;
+        break;
+      default:
+        break;
+    }
+  }
+  if (hosts > 1) return "more than one Host header";
+  if (hosts == 0 && header.version() >= 11) return "HTTP/1.1 request without a Host header";
+  if (!has_transfer_encoding) return {};
+  // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing; with Content-Length, it
+  // is a smuggling attempt or a broken intermediary.
+  if (header.version() < 11) return "Transfer-Encoding in an HTTP/1.0 request";
+  if (has_content_length) return "a request may not have both Transfer-Encoding and Content-Length";
+  // RFC 9112 §6.3: unless chunked is the final coding, the body length cannot be determined.
+  // Beast's view is checked too, so that we never serve a body it frames another way.
+  if (!codings.last_chunked || !parser_chunked) return "Transfer-Encoding must end in chunked";
+  // Chunked is the one coding the server decodes: the handler would get gzip, say, still encoded.
+  if (codings.count > 1) return "transfer codings other than a single chunked are not supported";
+  return {};
+}
 
 bool HasNoBody(int status) {
   return (status >= 100 && status < 200) || status == 204 || status == 304;
@@ -175,10 +246,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     net::dispatch(strand_, [self = shared_from_this()] { self->StartRequest(); });
   }
 
-  // On strand_: Stop() has begun. An idle connection closes now, a busy one after its response.
+  // On strand_: Stop() has begun. A connection still receiving its request (idle, or with part of
+  // a header or body sent) closes now: it would otherwise hold Stop for the whole drain, and
+  // nothing it sent has been acknowledged. One whose request is in the handler, or whose response
+  // is being written, closes after that response.
   void BeginDrain() {
     draining_ = true;
-    if (reading_idle_) Close();
+    if (receiving_) Close();
   }
 
   // On strand_: Stop()'s drain is over.
@@ -200,7 +274,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnRead(beast::error_code ec, size_t n);
   void Parse();
   void SendContinue();
+  bool CheckHeader();
   void OnParseError(beast::error_code ec);
+  void WriteError(HttpResponse&& response);
   void Dispatch();
   void Write(HttpResponse&& response);
   void OnWrite(beast::error_code ec);
@@ -222,9 +298,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool keep_alive_ = false;
   bool head_ = false;
 
+  // Between the end of one response and the moment the next request is complete: the client has
+  // had nothing acknowledged, so Stop() may close the connection at once.
+  bool receiving_ = true;
   bool reading_idle_ = false;  // waiting for the first byte of a request
   bool draining_ = false;
   bool continue_sent_ = false;
+  bool header_checked_ = false;  // CheckHeader() has run for the current request
 
   uint64_t last_seq_ = 0;
   // The request being handled (0: none), and the reference that keeps this connection alive while
@@ -316,8 +396,7 @@ void ServerCore::Run() {
     } catch (const std::exception& e) {
       // Handlers catch what they expect; reaching here is a bug, but one connection's bug must not
       // take the server down. run() may be called again without restart().
-      std::fprintf(stderr, "vigil http server: unexpected exception on an I/O thread: %s\n",
-                   e.what());
+      Log(LogLevel::kError, "http: unexpected exception on an I/O thread", {{"error", e.what()}});
     }
   }
 }
@@ -371,6 +450,8 @@ void Connection::StartRequest() {
   parser_->body_limit(core_->options.max_body_bytes);
   parser_->eager(true);  // parse the body in the same put() as the header when it is there
   continue_sent_ = false;
+  header_checked_ = false;
+  receiving_ = true;
   if (buffer_.size() == 0) {
     ReadMore();
     return;
@@ -381,12 +462,12 @@ void Connection::StartRequest() {
 }
 
 void Connection::ReadMore() {
+  if (draining_) {
+    Close();
+    return;
+  }
   reading_idle_ = !parser_->got_some();
   if (reading_idle_) {
-    if (draining_) {
-      Close();
-      return;
-    }
     stream_.expires_after(std::chrono::milliseconds(core_->options.idle_timeout_ms));
   } else {
     stream_.expires_at(deadline_);
@@ -421,6 +502,8 @@ void Connection::Parse() {
         OnParseError(ec);
         return;
       }
+      // Before anything else is done for the request: no 100 Continue, no handler.
+      if (!header_checked_ && parser_->is_header_done() && !CheckHeader()) return;
       if (!ec && used > 0) continue;
       ec = {};
     }
@@ -453,21 +536,46 @@ void Connection::SendContinue() {
                    });
 }
 
+bool Connection::CheckHeader() {
+  header_checked_ = true;
+  const std::string_view problem = HeaderProblem(parser_->get(), parser_->chunked());
+  if (problem.empty()) return true;
+  Log(LogLevel::kWarn, "http: request refused", {{"reason", problem}, {"remote", remote_}});
+  WriteError(ErrorResponse(400, "invalid_argument", problem));
+  return false;
+}
+
 void Connection::OnParseError(beast::error_code ec) {
-  version_ = 11;
-  keep_alive_ = false;  // the rest of the stream cannot be trusted to frame requests
-  head_ = false;
   if (ec == http::error::body_limit) {
-    Write(ErrorResponse(413, "payload_too_large",
-                        "request body exceeds the limit of " +
-                            std::to_string(core_->options.max_body_bytes) + " bytes"));
+    WriteError(ErrorResponse(413, "payload_too_large",
+                             "request body exceeds the limit of " +
+                                 std::to_string(core_->options.max_body_bytes) + " bytes"));
   } else if (ec == http::error::header_limit) {
-    Write(ErrorResponse(
+    WriteError(ErrorResponse(
         400, "invalid_argument",
         "request header exceeds the limit of " + std::to_string(kMaxHeaderBytes) + " bytes"));
   } else {
-    Write(ErrorResponse(400, "invalid_argument", "malformed HTTP request: " + ec.message()));
+    // Beast's words ("bad version", ...) describe its parser, not the client's mistake: they go to
+    // the log and the client gets ours.
+    Log(LogLevel::kWarn, "http: malformed request", {{"error", ec.message()}, {"remote", remote_}});
+    std::string_view message = "malformed HTTP request";
+    if (ec == http::error::bad_content_length) {
+      message = "invalid Content-Length, or one with Transfer-Encoding";
+    } else if (ec == http::error::bad_transfer_encoding) {
+      message = "invalid Transfer-Encoding, or one with Content-Length";
+    }
+    WriteError(ErrorResponse(400, "invalid_argument", message));
   }
+}
+
+void Connection::WriteError(HttpResponse&& response) {
+  receiving_ = false;  // answered; Stop() lets the answer go out
+  version_ = 11;
+  keep_alive_ = false;  // the rest of the stream cannot be trusted to frame requests
+  // verb::unknown until the request line has been parsed. A client that sent HEAD reads no body
+  // whatever the status, so sending one would put it out of step.
+  head_ = parser_->get().method() == http::verb::head;
+  Write(std::move(response));
 }
 
 // --- Connection: the handler --------------------------------------------------------------------
@@ -477,6 +585,8 @@ void Connection::Dispatch() {
   version_ = msg.version();
   keep_alive_ = msg.keep_alive();
   head_ = msg.method() == http::verb::head;
+
+  receiving_ = false;
 
   HttpRequest request;
   request.method = ToString(msg.method_string());
@@ -508,12 +618,25 @@ void Connection::Dispatch() {
   std::function<void(HttpResponse &&)> respond = [conn = this, seq](HttpResponse&& response) {
     conn->Respond(seq, std::move(response));
   };
+  // The exception's text may quote anything (paths, queries, a library's internals): the log gets
+  // it, the client a fixed message. `msg` still holds the request line: the parser is reset only
+  // when the next request starts, which cannot happen while this runs on the strand.
   try {
     core_->handler(std::move(request), std::move(respond));
   } catch (const std::exception& e) {
-    Respond(seq, ErrorResponse(500, "internal", std::string("handler failed: ") + e.what()));
+    Log(LogLevel::kError, "http: handler threw",
+        {{"error", e.what()},
+         {"method", View(msg.method_string())},
+         {"target", View(msg.target())},
+         {"remote", remote_}});
+    Respond(seq, ErrorResponse(500, "internal", "internal error"));
   } catch (...) {
-    Respond(seq, ErrorResponse(500, "internal", "handler failed"));
+    Log(LogLevel::kError, "http: handler threw",
+        {{"error", "an exception not derived from std::exception"},
+         {"method", View(msg.method_string())},
+         {"target", View(msg.target())},
+         {"remote", remote_}});
+    Respond(seq, ErrorResponse(500, "internal", "internal error"));
   }
 }
 
@@ -564,7 +687,9 @@ void Connection::OnWrite(beast::error_code ec) {
     Close();
     return;
   }
-  const bool keep_alive = res_.keep_alive();
+  // Stop() may have begun while this response was written, too late for its `Connection: close`:
+  // close anyway, without reading a pipelined request that nobody would answer within the drain.
+  const bool keep_alive = res_.keep_alive() && !draining_;
   res_ = {};  // frees the body now rather than at the next response
   if (!keep_alive) {
     LingerClose();

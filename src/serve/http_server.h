@@ -8,12 +8,26 @@
 //   is parsed only once the current response is written.
 // - TCP_NODELAY; every response carries `Server: vigil` and a Content-Length (except 1xx, 204 and
 //   304, which have no body by definition); `Expect: 100-continue` is answered.
+// - HEAD is passed to the handler as "HEAD" (the router answers it with its GET route); the
+//   response carries the Content-Length of the body the handler produced, and none of its bytes.
+//   The server's own error responses to a HEAD have no body either.
 // - Errors the server produces itself have the JSON body of DESIGN.md §3,
-//   {"error": {"code": "...", "message": "...", "details": []}}, and close the connection:
-//   malformed HTTP or a header block over 16 KiB -> 400 "invalid_argument"; a body over
-//   max_body_bytes -> 413 "payload_too_large" (the handler is not called); a handler that throws
-//   -> 500 "internal". A request not received within header_timeout_ms of its first byte, or a
-//   keep-alive connection idle for idle_timeout_ms, is closed without a response.
+//   {"error": {"code": "...", "message": "...", "details": []}}, with a message of the server's
+//   own: what the parser or the handler said (Beast's error text, an exception's what()) goes to
+//   the log (core/log.h), never to the client.
+//   - 400 "invalid_argument", and close: malformed HTTP or a header block over 16 KiB; an HTTP/1.1
+//     request without a Host header, or any request with more than one (RFC 9112 §3.2); and
+//     framing that a proxy in front could read differently from us, i.e. request smuggling
+//     (RFC 9112 §6.1, §6.3): Transfer-Encoding with Content-Length, Transfer-Encoding in HTTP/1.0,
+//     or a Transfer-Encoding that is not exactly one `chunked` (the final coding must be chunked,
+//     and chunked is the only coding decoded). The handler is not called, no 100 Continue is sent,
+//     and nothing after the header is ever read as a request.
+//   - 413 "payload_too_large", and close: a body over max_body_bytes (the handler is not called).
+//   - 500 "internal", message "internal error": a handler that throws; the exception's text is
+//     logged with the request line. The connection stays open: the request was well framed.
+// - A request not received within header_timeout_ms of its first byte, or a keep-alive connection
+//   idle for idle_timeout_ms, is closed without a response.
+// - Stop() closes at once every connection still receiving a request (see Stop()).
 #ifndef VIGIL_SERVE_HTTP_SERVER_H_
 #define VIGIL_SERVE_HTTP_SERVER_H_
 
@@ -104,11 +118,15 @@ class HttpServer {
   int port() const { return port_; }
 
   // Graceful stop: stops accepting (new connections are refused once this returns or, seen from
-  // another thread, soon after it is called), closes idle keep-alive connections, lets requests
-  // already received finish and their responses be written with `Connection: close`, for up to
-  // `drain`; then closes whatever is left (a handler that has not responded by then has its
-  // connection closed and its late response dropped) and joins the I/O threads. Returns when all
-  // of that is done. Idempotent: a second call returns at once, or once the first has finished.
+  // another thread, soon after it is called); closes at once the connections still receiving a
+  // request, whether idle between requests or part-way through a header or body (nothing they
+  // sent has been acknowledged, and a client that sent half a request would otherwise hold the
+  // drain); lets requests already handed to the handler finish and their responses be written
+  // with `Connection: close` (a response already being written goes out as it is, then the
+  // connection closes), for up to `drain`; then closes whatever is left (a handler that has not
+  // responded by then has its connection closed and its late response dropped) and joins the I/O
+  // threads. Returns when all of that is done. Idempotent: a second call returns at once, or once
+  // the first has finished.
   void Stop(std::chrono::milliseconds drain = std::chrono::seconds(10));
 
   // Blocks until the server has stopped (some thread's Stop() has returned).
