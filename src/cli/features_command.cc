@@ -16,7 +16,7 @@ void AddFeaturesCommand(CLI::App& app, int* exit_code) {
     bool quiet = false;
   };
   auto args = std::make_shared<Args>();
-  cmd->add_flag("--list", args->list, "Print every feature's name and description");
+  cmd->add_flag("--list", args->list, "Print every feature's name, description and reason code");
   cmd->add_option("--data", args->data, "Transactions CSV (as `vigil simulate` writes)");
   cmd->add_option("--out", args->out, "Feature matrix CSV to write");
   cmd->add_option("--set", args->set, "Feature set: book (the handbook's 15) or all")
@@ -33,7 +33,8 @@ void AddFeaturesCommand(CLI::App& app, int* exit_code) {
     }
     if (args->list) {
       for (const auto& f : Features(*set)) {
-        std::printf("%-34s %s\n", f.name.c_str(), f.description.c_str());
+        std::printf("%-34s %s  [reason %s]\n", f.name.c_str(), f.description.c_str(),
+                    f.reason_code.c_str());
       }
       return;
     }

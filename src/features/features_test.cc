@@ -3,13 +3,17 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <cmath>
 #include <map>
 #include <random>
+#include <set>
+#include <thread>
 
 #include "vigil/simulator.h"
 #include "vigil/time.h"
@@ -188,6 +192,254 @@ TEST(FeaturesTest, AnalystFeaturesOnAKnownHistory) {
   EXPECT_FLOAT_EQ(row[16], static_cast<float>((90.0 - 15.0) / std::sqrt(50.0)));
   EXPECT_FLOAT_EQ(row[17], 6.0f) << "90 / median(10, 20)";
   EXPECT_EQ(row[18], 60.0f);
+}
+
+TEST(FeatureCatalogTest, EveryEntryHasAUniqueNameAndReasonCodeAndADescription) {
+  std::set<std::string> names, codes;
+  for (const FeatureInfo& f : Features(FeatureSet::kAll)) {
+    EXPECT_TRUE(names.insert(f.name).second) << "duplicate name " << f.name;
+    EXPECT_TRUE(codes.insert(f.reason_code).second) << "duplicate reason code " << f.reason_code;
+    EXPECT_FALSE(f.name.empty());
+    EXPECT_FALSE(f.description.empty()) << f.name;
+    EXPECT_FALSE(f.reason_code.empty()) << f.name;
+    ASSERT_NE(f.reason_formatter, nullptr) << f.name;
+    EXPECT_FALSE(f.ReasonText(1, 7).empty()) << f.name;
+    EXPECT_EQ(FindFeature(f.name), &f) << f.name;
+  }
+  EXPECT_EQ(names.size(), 19u);
+  EXPECT_EQ(FindFeature("shoe_size"), nullptr);
+  EXPECT_EQ(FindFeature("customer_nb_tx_14d"), nullptr) << "only the windows Vigil computes";
+  // The book set is the catalog's first 15 entries, the same objects' values.
+  const auto& book = Features(FeatureSet::kBook);
+  for (size_t i = 0; i < book.size(); ++i) {
+    EXPECT_EQ(book[i].reason_code, Features(FeatureSet::kAll)[i].reason_code);
+  }
+}
+
+// The catalog's window and source agree with what the names promise.
+TEST(FeatureCatalogTest, WindowsAndSourcesMatchTheNames) {
+  for (const FeatureInfo& f : Features(FeatureSet::kAll)) {
+    const size_t us = f.name.rfind('_');
+    const std::string last = f.name.substr(us + 1);
+    if (last.size() > 1 && last.back() == 'd' &&
+        std::isdigit(static_cast<unsigned char>(last[0]))) {
+      EXPECT_EQ(std::to_string(f.window_days) + "d", last) << f.name;
+    }
+    const FeatureSource want = f.name.rfind("customer_", 0) == 0   ? FeatureSource::kCustomer
+                               : f.name.rfind("terminal_", 0) == 0 ? FeatureSource::kTerminal
+                                                                   : FeatureSource::kTransaction;
+    EXPECT_EQ(f.source, want) << f.name;
+    EXPECT_EQ(f.window_days > 0, f.source != FeatureSource::kTransaction) << f.name;
+  }
+}
+
+TransactionView View(const Dataset& d, size_t i) {
+  return {d.transaction_id[i], d.timestamp[i], d.customer_id[i], d.terminal_id[i], d.amount[i]};
+}
+
+// Rows for transactions at every customer and terminal of RandomDataset, at a few moments after
+// `t`: what a state shows of itself through Compute.
+std::vector<float> ProbeRows(const FeatureEngine& engine, int64_t t) {
+  std::vector<float> rows;
+  std::vector<float> row(engine.num_features());
+  int64_t id = 1'000'000'000;
+  for (int64_t dt : {int64_t{0}, kSecondsPerDay / 2, 3 * kSecondsPerDay, 8 * kSecondsPerDay,
+                     20 * kSecondsPerDay}) {
+    for (int64_t c = 0; c < 8; ++c) {
+      for (int64_t k = 0; k < 6; ++k) {
+        engine.Compute({id++, t + dt, c, k, 42.5}, row);
+        rows.insert(rows.end(), row.begin(), row.end());
+      }
+    }
+  }
+  return rows;
+}
+
+// Bit for bit, NaN included.
+void ExpectSameRows(const std::vector<float>& a, const std::vector<float>& b, const char* what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(std::memcmp(&a[i], &b[i], sizeof(float)), 0)
+        << what << ": value " << i << " " << a[i] << " vs " << b[i];
+  }
+}
+
+TEST(FeatureEngineTest, ComputeWritesEveryFeature) {
+  for (FeatureSet set : {FeatureSet::kBook, FeatureSet::kAll}) {
+    FeatureEngine engine(set);
+    std::vector<float> row(engine.num_features(), std::nanf(""));
+    engine.Compute({1, *ParseDate("2018-04-02"), 3, 4, 10.0}, row);  // nothing known yet
+    for (float v : row) EXPECT_FALSE(std::isnan(v));
+    Dataset d = RandomDataset(17, 300);
+    for (size_t i = 0; i < d.size(); ++i) engine.Insert(View(d, i));
+    std::fill(row.begin(), row.end(), std::nanf(""));
+    engine.Compute({1'000'000, d.timestamp.back() + 8 * kSecondsPerDay, 3, 4, 10.0}, row);
+    for (int j = 0; j < engine.num_features(); ++j) {
+      EXPECT_FALSE(std::isnan(row[j])) << Features(set)[j].name;
+    }
+  }
+}
+
+// Update(tx, out) is Compute(tx, out) then Insert(tx): the same rows, then the same state.
+TEST(FeatureEngineTest, ComputeThenInsertIsUpdate) {
+  Dataset d = RandomDataset(21, 3000);
+  FeatureEngine updated(FeatureSet::kAll), split(FeatureSet::kAll);
+  std::vector<float> a(updated.num_features()), b(split.num_features()), again(b.size());
+  for (size_t i = 0; i < d.size(); ++i) {
+    if (i >= 10 && d.fraud[i - 10]) {  // feedback, unless past the horizon in both
+      ASSERT_EQ(updated.AddLabel(d.transaction_id[i - 10], true).code(),
+                split.AddLabel(d.transaction_id[i - 10], true).code());
+    }
+    updated.Update(View(d, i), a);
+    split.Compute(View(d, i), b);
+    split.Compute(View(d, i), again);
+    ExpectSameRows(b, again, "Compute changed the state");
+    split.Insert(View(d, i));
+    ExpectSameRows(a, b, "Update vs Compute");
+  }
+  ExpectSameRows(ProbeRows(updated, d.timestamp.back()), ProbeRows(split, d.timestamp.back()),
+                 "state after Update vs Compute + Insert");
+}
+
+// Transactions inserted, sometimes labelled, then removed (their records could not be
+// committed) must count nowhere: customer windows, terminal windows and fraud rates read the
+// same as in an engine that never saw them.
+TEST(FeatureEngineTest, InsertThenRemoveLeavesNoTrace) {
+  Dataset d = RandomDataset(23, 3000);
+  FeatureEngine clean(FeatureSet::kAll), dirty(FeatureSet::kAll);
+  std::mt19937_64 rng(5);
+  std::vector<float> a(clean.num_features()), b(dirty.num_features());
+  std::vector<TransactionView> inserted;  // not removed yet
+  std::vector<int64_t> removed_ids;
+  int64_t next_id = 100'000;
+  size_t labelled_then_removed = 0;
+  size_t compared = 0;
+  for (size_t i = 0; i < d.size(); ++i) {
+    if (i >= 10 && d.fraud[i - 10]) {  // feedback, unless past the horizon in both
+      ASSERT_EQ(clean.AddLabel(d.transaction_id[i - 10], true).code(),
+                dirty.AddLabel(d.transaction_id[i - 10], true).code());
+    }
+    clean.Update(View(d, i), a);
+    dirty.Update(View(d, i), b);
+    if (inserted.empty()) {  // else the pending ones count, as they should
+      ExpectSameRows(a, b, "a removed transaction still counts");
+      if (::testing::Test::HasFatalFailure()) return;
+      ++compared;
+    }
+
+    // Now and then a doomed transaction: at a random customer and terminal, or a twin of this
+    // one (same customer, terminal, second and amount), a little before now.
+    if (rng() % 3 == 0) {
+      TransactionView x = View(d, i);
+      x.transaction_id = next_id++;
+      if (rng() % 2 == 0) {
+        x.customer_id = static_cast<int64_t>(rng() % 7);
+        x.terminal_id = static_cast<int64_t>(rng() % 5);
+        x.timestamp -= static_cast<int64_t>(rng() % 3600);
+        x.amount = static_cast<double>(rng() % 30000) / 100;
+      }
+      dirty.Insert(x);
+      if (rng() % 4 == 0) {
+        ASSERT_TRUE(dirty.AddLabel(x.transaction_id, true).ok());
+        ++labelled_then_removed;
+      }
+      inserted.push_back(x);
+    }
+    // Remove a few steps later, in any order, while other transactions go on arriving.
+    while (!inserted.empty() && rng() % 2 == 0) {
+      const size_t k = rng() % inserted.size();
+      dirty.Remove(inserted[k]);
+      removed_ids.push_back(inserted[k].transaction_id);
+      inserted.erase(inserted.begin() + static_cast<std::ptrdiff_t>(k));
+    }
+  }
+  for (const TransactionView& x : inserted) {
+    dirty.Remove(x);
+    removed_ids.push_back(x.transaction_id);
+  }
+  EXPECT_GT(compared, 1000u);
+  EXPECT_GT(removed_ids.size(), 800u);
+  EXPECT_GT(labelled_then_removed, 100u);
+  ExpectSameRows(ProbeRows(clean, d.timestamp.back()), ProbeRows(dirty, d.timestamp.back()),
+                 "state after the removals");
+  for (int64_t id : removed_ids) {
+    EXPECT_EQ(dirty.AddLabel(id, true).code(), StatusCode::kNotFound) << id;
+  }
+  // Labels still reach the transactions that stayed, the same way in both.
+  size_t labelled = 0;
+  for (size_t i = d.size() - 50; i < d.size(); ++i) {
+    const Status s = clean.AddLabel(d.transaction_id[i], true);
+    ASSERT_EQ(s.code(), dirty.AddLabel(d.transaction_id[i], true).code());
+    labelled += s.ok();
+  }
+  EXPECT_GT(labelled, 5u);
+  ExpectSameRows(ProbeRows(clean, d.timestamp.back()), ProbeRows(dirty, d.timestamp.back()),
+                 "state after late labels");
+}
+
+TEST(FeatureEngineTest, RemoveTakesTheFraudLabelOut) {
+  FeatureEngine engine(FeatureSet::kBook);
+  std::vector<float> row(engine.num_features());
+  const int64_t t0 = *ParseDate("2018-04-02");
+  engine.Update({1, t0, 10, 5, 50.0}, row);
+  engine.Update({2, t0 + 60, 11, 5, 70.0}, row);
+  ASSERT_TRUE(engine.AddLabel(2, true).ok());
+  engine.Remove({2, t0 + 60, 11, 5, 70.0});
+  engine.Compute({3, t0 + 7 * kSecondsPerDay + 60, 12, 5, 20.0}, row);
+  EXPECT_EQ(row[9], 1.0f) << "terminal_nb_tx_1d: transaction 1 only";
+  EXPECT_EQ(row[10], 0.0f) << "terminal_risk_1d: the removed fraud is gone";
+  engine.Compute({3, t0 + 120, 11, 5, 20.0}, row);
+  EXPECT_EQ(row[3], 1.0f) << "customer 11 has no transaction left";
+  EXPECT_EQ(engine.AddLabel(2, false).code(), StatusCode::kNotFound);
+  EXPECT_TRUE(engine.AddLabel(1, true).ok());
+}
+
+TEST(FeatureEngineTest, RemoveOfAViewNotInTheStateIsANoOp) {
+  Dataset d = RandomDataset(29, 600);
+  FeatureEngine engine(FeatureSet::kAll);
+  FeatureEngine empty(FeatureSet::kAll);
+  empty.Remove(View(d, 0));
+  ExpectSameRows(ProbeRows(empty, d.timestamp[0]),
+                 ProbeRows(FeatureEngine(FeatureSet::kAll), d.timestamp[0]),
+                 "Remove on an empty engine");
+  for (size_t i = 0; i < d.size(); ++i) engine.Insert(View(d, i));
+  const std::vector<float> before = ProbeRows(engine, d.timestamp.back());
+  const TransactionView last = View(d, d.size() - 1);
+  TransactionView v = last;
+  v.transaction_id = 999'999;  // another transaction's customer, terminal, second and amount
+  engine.Remove(v);
+  v = last;
+  v.terminal_id += 1;  // a known id at another terminal
+  engine.Remove(v);
+  v = last;
+  v.timestamp -= 1;  // or another second
+  engine.Remove(v);
+  ExpectSameRows(before, ProbeRows(engine, d.timestamp.back()), "Remove of an unknown view");
+
+  engine.Remove(last);
+  const std::vector<float> removed = ProbeRows(engine, d.timestamp.back());
+  EXPECT_NE(std::memcmp(before.data(), removed.data(), before.size() * sizeof(float)), 0)
+      << "the real one is removed";
+  engine.Remove(last);
+  ExpectSameRows(removed, ProbeRows(engine, d.timestamp.back()), "a second Remove");
+}
+
+// Compute keeps nothing in the engine: threads may share a const engine.
+TEST(FeatureEngineTest, ComputeRunsConcurrently) {
+  Dataset d = RandomDataset(31, 2000);
+  FeatureEngine engine(FeatureSet::kAll);
+  for (size_t i = 0; i < d.size(); ++i) engine.Insert(View(d, i));
+  const FeatureEngine& shared = engine;
+  const std::vector<float> want = ProbeRows(shared, d.timestamp.back());
+  std::vector<std::vector<float>> got(4);
+  std::vector<std::thread> threads;
+  for (auto& g : got) {
+    threads.emplace_back([&shared, &g, &d] {
+      for (int r = 0; r < 20; ++r) g = ProbeRows(shared, d.timestamp.back());
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& g : got) ExpectSameRows(want, g, "concurrent Compute");
 }
 
 }  // namespace

@@ -113,74 +113,20 @@ ScoreResult Scorer::Score(std::span<const float> engine_row, int explain_top_k) 
   return r;
 }
 
-namespace {
-
-std::string Format(const char* fmt, double v) {
-  char buf[96];
-  std::snprintf(buf, sizeof buf, fmt, v);
-  return buf;
-}
-
-std::string Duration(double seconds) {
-  if (seconds < 120) return Format("%.0f s", seconds);
-  if (seconds < 7200) return Format("%.0f min", seconds / 60);
-  if (seconds < 2 * 86400) return Format("%.1f h", seconds / 3600);
-  return Format("%.1f days", seconds / 86400);
-}
-
-}  // namespace
-
 Reason DescribeFeature(const std::string& f, double v, double contribution, int delay) {
   Reason r;
   r.feature = f;
   r.value = v;
   r.contribution = contribution;
-  const std::string ago = std::to_string(delay) + " days ago";
-  // Window features end in _<n>d.
-  std::string days;
-  if (f.size() > 3 && f.back() == 'd') {
-    size_t us = f.rfind('_');
-    days = f.substr(us + 1, f.size() - us - 2);
-  }
-  const std::string window = days == "1" ? "day" : days + " days";
-  if (f == "amount") {
-    r.code = "AMOUNT";
-    r.text = Format("amount is %.2f", v);
-  } else if (f == "weekend") {
-    r.code = "WEEKEND";
-    r.text = v > 0.5 ? "made on a weekend" : "made on a weekday";
-  } else if (f == "night") {
-    r.code = "NIGHT";
-    r.text = v > 0.5 ? "made at night (00:00-06:59 UTC)" : "made during the day";
-  } else if (f.rfind("customer_nb_tx_", 0) == 0) {
-    r.code = "CUSTOMER_VELOCITY_" + days + "D";
-    r.text = Format("%.0f", v) + " transaction(s) by this customer in the last " + window;
-  } else if (f.rfind("customer_avg_amount_", 0) == 0) {
-    r.code = "CUSTOMER_AVERAGE_AMOUNT_" + days + "D";
-    r.text = "this customer's average amount over the last " + window + " is " + Format("%.2f", v);
-  } else if (f.rfind("terminal_nb_tx_", 0) == 0) {
-    r.code = "TERMINAL_VOLUME_" + days + "D";
-    r.text = Format("%.0f", v) + " transaction(s) at this terminal in the " + window +
-             " ending " + ago;
-  } else if (f.rfind("terminal_risk_", 0) == 0) {
-    r.code = "TERMINAL_FRAUD_RATE_" + days + "D";
-    r.text = Format("%.0f%%", 100 * v) + " of this terminal's transactions in the " + window +
-             " ending " + ago + " were fraud";
-  } else if (f == "customer_amount_ratio_30d") {
-    r.code = "AMOUNT_VS_CUSTOMER_AVERAGE";
-    r.text = Format("amount is %.1fx this customer's 30-day average", v);
-  } else if (f == "customer_amount_zscore_30d") {
-    r.code = "AMOUNT_UNUSUAL_FOR_CUSTOMER";
-    r.text = Format("amount is %.1f standard deviations from this customer's 30-day mean", v);
-  } else if (f == "customer_amount_median_ratio_30d") {
-    r.code = "AMOUNT_VS_CUSTOMER_MEDIAN";
-    r.text = Format("amount is %.1fx this customer's 30-day median", v);
-  } else if (f == "customer_seconds_since_prev") {
-    r.code = "CUSTOMER_TIME_SINCE_PREVIOUS";
-    r.text = Duration(v) + " since this customer's previous transaction";
+  if (const FeatureInfo* info = FindFeature(f)) {
+    r.code = info->reason_code;
+    r.text = info->ReasonText(v, delay);
   } else {
+    // Not a feature Vigil computes (Scorer::Create rejects those): say the bare value.
+    char value[32];
+    std::snprintf(value, sizeof value, "%g", v);
     r.code = "FEATURE_" + f;
-    r.text = f + " is " + Format("%g", v);
+    r.text = f + " is " + value;
   }
   return r;
 }
