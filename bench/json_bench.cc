@@ -43,7 +43,7 @@ void operator delete(void* p, size_t) noexcept { std::free(p); }
 namespace vigil {
 namespace {
 
-const std::string& Transaction() {
+const std::string& TransactionBody() {
   static const std::string body =
       R"({"transaction_id":"8f14e45f-ceea-467f-a0e6-7c1b3c7a9d21","customer_id":"C-000184233",)"
       R"("terminal_id":"T-0000093812","amount":1234.56,"timestamp":"2024-05-01T12:34:56.789Z",)"
@@ -54,9 +54,9 @@ const std::string& Transaction() {
 
 void Parse(benchmark::State& state) {
   TransactionParser parser;
-  ParsedTransaction tx;
+  Transaction tx;
   std::vector<FieldProblem> problems;
-  const std::string& body = Transaction();
+  const std::string& body = TransactionBody();
   if (!parser.Parse(body, &tx, &problems).ok()) state.SkipWithError("sample does not parse");
   const int64_t allocations_before = g_allocations.load();
   for (auto _ : state) {
@@ -73,7 +73,7 @@ void Parse(benchmark::State& state) {
 BENCHMARK(Parse);
 
 void SimdjsonFieldsOnly(benchmark::State& state) {
-  const simdjson::padded_string body(Transaction());
+  const simdjson::padded_string body(TransactionBody());
   simdjson::ondemand::parser parser;
   std::string id, customer, terminal, timestamp;
   for (auto _ : state) {
@@ -102,7 +102,7 @@ void SimdjsonFieldsOnly(benchmark::State& state) {
 BENCHMARK(SimdjsonFieldsOnly);
 
 void NlohmannDom(benchmark::State& state) {
-  const std::string& body = Transaction();
+  const std::string& body = TransactionBody();
   for (auto _ : state) {
     auto json = nlohmann::json::parse(body);
     benchmark::DoNotOptimize(json);
@@ -112,10 +112,10 @@ void NlohmannDom(benchmark::State& state) {
 BENCHMARK(NlohmannDom);
 
 void ParseMalformed(benchmark::State& state) {
-  std::string body = Transaction();
+  std::string body = TransactionBody();
   body.insert(body.find("\"amount\"") + 9, "12,");  // "amount":12,1234.56 — a syntax error
   TransactionParser parser;
-  ParsedTransaction tx;
+  Transaction tx;
   std::vector<FieldProblem> problems;
   for (auto _ : state) {
     Status s = parser.Parse(body, &tx, &problems);
@@ -125,12 +125,12 @@ void ParseMalformed(benchmark::State& state) {
 BENCHMARK(ParseMalformed);
 
 void ParseBadFields(benchmark::State& state) {
-  std::string body = Transaction();
+  std::string body = TransactionBody();
   body.replace(body.find("1234.56"), 7, "\"1234.56\"");
   body.replace(body.find("56.789Z"), 7, "56.789");
   body.replace(body.find("EUR"), 3, "eur");
   TransactionParser parser;
-  ParsedTransaction tx;
+  Transaction tx;
   std::vector<FieldProblem> problems;
   for (auto _ : state) {
     Status s = parser.Parse(body, &tx, &problems);
@@ -143,10 +143,10 @@ BENCHMARK(ParseBadFields);
 void ParseBatch(benchmark::State& state) {
   const auto n = static_cast<size_t>(state.range(0));
   std::string body = "{\"transactions\":[";
-  for (size_t i = 0; i < n; ++i) body += (i ? "," : "") + Transaction();
+  for (size_t i = 0; i < n; ++i) body += (i ? "," : "") + TransactionBody();
   body += "]}";
   TransactionParser parser;
-  std::vector<ParsedTransaction> out;
+  std::vector<Transaction> out;
   std::vector<FieldProblem> problems;
   if (!parser.ParseBatch(body, n, &out, &problems).ok()) state.SkipWithError("batch failed");
   for (auto _ : state) {

@@ -59,12 +59,32 @@ check "repeated transaction_id: 200" test "$(post /v1/score "$(tx t1 alice 999)"
 check "repeated transaction_id returns the first reply" cmp -s "$WORK/resp" "$WORK/first"
 check "Idempotency-Key" test "$(post /v1/score "$(tx t2 bob 10)" -H 'Idempotency-Key: k-1')" = 200
 cp "$WORK/resp" "$WORK/k1"
-post /v1/score "$(tx t2-retry bob 10)" -H 'Idempotency-Key: k-1' >/dev/null
+post /v1/score "$(tx t2 bob 10)" -H 'Idempotency-Key: k-1' >/dev/null
 check "same Idempotency-Key returns the first reply" cmp -s "$WORK/resp" "$WORK/k1"
-check "the repeats changed no state" test "$(records)" = 2
+check "an Idempotency-Key reused for another transaction: 409" \
+  test "$(post /v1/score "$(tx t2-other bob 10)" -H 'Idempotency-Key: k-1')" = 409
+check "409 names the key" jq -e '.error.code == "already_exists" and (.error.message | contains("k-1"))' \
+  "$WORK/resp" >/dev/null
+check "a key equal to another transaction's id is not a replay of it" \
+  test "$(post /v1/score "$(tx t3 dan 10)" -H 'Idempotency-Key: t1')" = 200
+check "... it gets its own reply" jq -e '.transaction_id == "t3"' "$WORK/resp" >/dev/null
+check "the repeats changed no state" test "$(records)" = 3
+check "Idempotency-Key on a batch: 400" \
+  test "$(post /v1/score/batch "{\"transactions\":[$(tx kb1 carol 5)]}" -H 'Idempotency-Key: kb')" = 400
 check "GET /v1/transactions/{id}" test "$(curl -s -o "$WORK/resp" -w '%{http_code}' "$(URL /v1/transactions/t1)")" = 200
 check "transaction with its prediction, unknown fields kept" jq -e \
   '.transaction.metadata.channel == "web" and .prediction.transaction_id == "t1"' "$WORK/resp" >/dev/null
+check "the features the model saw, by name" jq -e \
+  '.features.amount == 120.5 and .features.customer_nb_tx_1d == 1 and (.features | length) > 15' \
+  "$WORK/resp" >/dev/null
+check "HEAD on a GET route: 200, no body" bash -c \
+  "curl -s -I '$(URL /v1/transactions/t1)' | head -1 | grep -q 200"
+check "an id with a space, '?', '#' and non-ASCII can be fetched once scored" bash -c \
+  "test \"\$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+     --data-binary '$(tx 'a b?#é' erin 3)' '$(URL /v1/score)')\" = 200 &&
+   curl -sf '$(URL '/v1/transactions/a%20b%3F%23%C3%A9')' | jq -e '.transaction.transaction_id == \"a b?#é\"' >/dev/null"
+check "a malformed escape in the path: 400" \
+  test "$(curl -s -o /dev/null -w '%{http_code}' "$(URL /v1/transactions/a%zz)")" = 400
 check "unknown transaction 404" test "$(curl -s -o /dev/null -w '%{http_code}' "$(URL /v1/transactions/zz)")" = 404
 check "batch" test "$(post /v1/score/batch "{\"transactions\":[$(tx b1 carol 5),$(tx b2 carol 6),$(tx t1 alice 1)]}")" = 200
 check "batch results in order, replay included" jq -e \
@@ -102,6 +122,14 @@ code=$(curl -s -o "$WORK/resp" -w '%{http_code}' -X POST -H 'Content-Type: text/
   --data-binary "$(tx x8 c 5)" "$(URL /v1/score)")
 check "wrong content type: 415" test "$code" = 415
 check "415 is a JSON error" jq -e '.error.code == "unsupported_media_type"' "$WORK/resp" >/dev/null
+check "application/jsonp: 415" test "$(curl -s -o /dev/null -w '%{http_code}' -X POST \
+  -H 'Content-Type: application/jsonp' --data-binary "$(tx x9 c 5)" "$(URL /v1/score)")" = 415
+check "Content-Type is case-insensitive and takes parameters" test "$(curl -s -o /dev/null -w '%{http_code}' \
+  -X POST -H 'Content-Type: Application/JSON; charset=UTF-8' --data-binary "$(tx ct1 c 5)" "$(URL /v1/score)")" = 200
+bad 400 timestamp '{"transaction_id":"x10","customer_id":"c","terminal_id":"t","amount":5,"timestamp":"0001-01-01T00:00:00Z"}'
+bad 400 amount '{"transaction_id":"x11","customer_id":"c","terminal_id":"t","amount":1e-400,"timestamp":"2018-06-01T12:00:00Z"}'
+bad 400 Idempotency-Key "$(tx x12 c 5)" -H "Idempotency-Key: $(printf 'k%.0s' $(seq 300))"
+before=$(records)
 head -c 1100000 /dev/zero | tr '\0' ' ' >"$WORK/big.json"
 code=$(curl -s -o "$WORK/resp" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
   --data-binary @"$WORK/big.json" "$(URL /v1/score)")
@@ -137,13 +165,25 @@ LUA
 wrk -t2 -c8 -d4s -s "$WORK/load.lua" "$(URL /)" >"$WORK/wrk.txt" 2>&1 &
 WRK=$!
 sleep 0.5
-check "reload to model b" test "$(post /v1/admin/reload "{\"model\":\"$WORK/b.model\"}")" = 200
+check "reload to model b (by name)" test "$(post /v1/admin/reload '{"model":"b"}')" = 200
 check "reload names the new model" jq -e '.model.name == "b"' "$WORK/resp" >/dev/null
 sleep 0.5
 kill -HUP "$SERVER"
 sleep 0.5
-check "reload back to a" test "$(post /v1/admin/reload "{\"model\":\"$WORK/a.model\"}")" = 200
-check "reload of a missing file is a clear error" test "$(post /v1/admin/reload "{\"model\":\"$WORK/none.model\"}")" = 404
+check "reload back to a" test "$(post /v1/admin/reload '{"model":"a.model"}')" = 200
+check "reload of a missing model: 404" test "$(post /v1/admin/reload '{"model":"none"}')" = 404
+check "reload takes a name, never a path" test "$(post /v1/admin/reload '{"model":"/etc/passwd"}')" = 400
+check "... nor a path inside the models folder" test "$(post /v1/admin/reload "{\"model\":\"../$(basename "$WORK")/a\"}")" = 400
+printf 'root:x:0:0:root:/root:/bin/bash\n' >"$WORK/shadow.model"
+check "a file that is not a model: 400" test "$(post /v1/admin/reload '{"model":"shadow"}')" = 400
+check "... and the reply does not quote it" bash -c "! grep -q root '$WORK/resp'"
+mkfifo "$WORK/fifo.model"
+check "a FIFO is refused at once, never read" test "$(post /v1/admin/reload '{"model":"fifo"}' --max-time 10)" = 400
+ln -s /dev/zero "$WORK/zero.model"
+check "/dev/zero is refused at once" test "$(post /v1/admin/reload '{"model":"zero"}' --max-time 10)" = 400
+printf '{"model":"evil\\"name"}' >"$WORK/evil.json"
+check "a model name with a quote: 400" test "$(post /v1/admin/reload @"$WORK/evil.json")" = 400
+check "... and the reply is valid JSON" jq -e .error "$WORK/resp" >/dev/null
 wait "$WRK"
 check "load ran" grep -q 'Requests/sec' "$WORK/wrk.txt"
 check "no request failed during the swaps" bash -c "! grep -qE 'Non-2xx|Socket errors' '$WORK/wrk.txt' || { cat '$WORK/wrk.txt'; false; }"
@@ -161,9 +201,11 @@ start_server || exit 1
 post /v1/score "$(tx t1 alice 5)" >/dev/null
 check "after a restart a repeated id still returns the first reply" cmp -s "$WORK/resp" "$WORK/first"
 records_after_restart=$(records)
-post /v1/score "$(tx t2-after-restart bob 10)" -H 'Idempotency-Key: k-1' >/dev/null
+post /v1/score "$(tx t2 bob 10)" -H 'Idempotency-Key: k-1' >/dev/null
 check "after a restart a repeated Idempotency-Key returns the first reply (from the store)" \
   cmp -s "$WORK/resp" "$WORK/k1"
+check "after a restart a key reused for another transaction is still refused" \
+  test "$(post /v1/score "$(tx t2-after-restart bob 10)" -H 'Idempotency-Key: k-1')" = 409
 check "replays after the restart recorded nothing" test "$(records)" = "$records_after_restart"
 check "replayed records are logged" grep -q '"replayed":[1-9]' "$WORK/serve.err"
 

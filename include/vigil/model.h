@@ -66,7 +66,10 @@ struct ModelFile {
 Status SaveModel(const ModelFile& model, const std::string& path);
 // Errors name the file and what is wrong: unreadable, not JSON, another format, an unknown
 // format version, a missing field.
-StatusOr<ModelFile> LoadModel(const std::string& path);
+// The file must be a regular file of at most max_bytes (ReadFile's rules).
+StatusOr<ModelFile> LoadModel(const std::string& path, size_t max_bytes = SIZE_MAX);
+// The same from a file's bytes already read; `path` names it in errors.
+StatusOr<ModelFile> ParseModel(std::string_view text, const std::string& path);
 
 struct TrainOptions {
   Algorithm algo = Algorithm::kGbdt;

@@ -44,6 +44,9 @@ struct TransactionRecord {
                                // (ignored by Append; set by Get and Scan)
   std::string idempotency_key;  // the client's Idempotency-Key when it sent one, else empty;
                                 // unique among records like transaction_id
+  uint64_t request_fingerprint = 0;  // with a key: a hash of the request it was first used with
+  std::vector<float> features;  // the feature values the model scored (FeatureNames(kAll)
+                                // order); empty for records of older stores
 };
 
 // PRAGMA synchronous. In WAL mode, kNormal survives a process crash (kill -9) but a power loss
@@ -86,8 +89,8 @@ class Store {
   //   Ok             — committed: it survives a crash (and with SyncMode::kFull a power loss);
   //   AlreadyExists  — a record with this transaction_id (or this non-empty idempotency_key)
   //                    was committed before (or earlier in the same batch); the first one is
-  //                    kept, this one is not written, and FindReply already returns the first's
-  //                    reply_json (the one to replay);
+  //                    kept, this one is not written, and FindReplyById/ByKey already return
+  //                    the first's reply_json (the one to replay);
   //   InvalidArgument — the transaction_id is empty;
   //   Unavailable    — the batch's commit failed (disk full, I/O error, lock timeout): nothing
   //                    of that batch was written; the message is SQLite's.
@@ -122,11 +125,16 @@ class Store {
   // The committed record with this id, or nullopt. Reads run beside the writer.
   virtual StatusOr<std::optional<TransactionRecord>> Get(std::string_view transaction_id) = 0;
 
-  // The reply_json of the committed record with this transaction_id, else of the one with this
-  // idempotency key (skipped when empty), else nullopt: how the service finds the first reply to
-  // a replayed request once it has left its memory. Reads run beside the writer.
-  virtual StatusOr<std::optional<std::string>> FindReply(std::string_view transaction_id,
-                                                         std::string_view idempotency_key) = 0;
+  // How the engine finds the first reply to a replayed request once it has left its memory.
+  // Transaction ids and idempotency keys are separate namespaces. Reads run beside the writer.
+  // The reply_json of the committed record with this transaction_id, or nullopt.
+  virtual StatusOr<std::optional<std::string>> FindReplyById(std::string_view transaction_id) = 0;
+  // The reply_json and request_fingerprint of the committed record with this idempotency key.
+  struct KeyedReply {
+    std::string reply_json;
+    uint64_t request_fingerprint = 0;
+  };
+  virtual StatusOr<std::optional<KeyedReply>> FindReplyByKey(std::string_view idempotency_key) = 0;
 
   // Calls `fn` for every committed record in arrival order (sequence 1, 2, ...), to rebuild
   // online state at start-up. Records committed while the scan runs may be included. `fn` is

@@ -1,11 +1,10 @@
 #include <CLI/CLI.hpp>
-#include <atomic>
 #include <cmath>
 #include <cstdio>
-#include <thread>
 
 #include "cli/cli_util.h"
 #include "core/file_util.h"
+#include "vigil/engine.h"
 #include "vigil/scorer.h"
 
 namespace vigil::cli {
@@ -65,57 +64,29 @@ void AddScoreCommand(CLI::App& app, int* exit_code) {
     auto out = AtomicFile::Create(args->out);
     if (!out.ok()) return fail(out.status());
 
-    // Features from the online engine, state replayed in time order; labels, where the file has
-    // them, reach it only after the model's delay, as analyst feedback would.
-    Progress fprogress("features", args->quiet);
-    FeatureMatrix m = ComputeFeatures(*data, (*scorer)->engine_set(), (*scorer)->engine_options(),
-                                      fprogress.Callback());
-    fprogress.Done();
-
-    const size_t n = m.rows;
     const int top = args->explain ? args->top_reasons : 0;
-    const int threads = args->threads > 0
-                            ? args->threads
-                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     AtomicFile& f = **out;
     f.Write(args->explain ? "transaction_id,score,decision,anomaly_score,reasons\n"
                           : "transaction_id,score,decision,anomaly_score\n");
-    // Blocks of rows: threads score a block, then it is written in order, so memory stays
-    // bounded and the output does not depend on the thread count.
-    constexpr size_t kBlock = 1 << 16;
-    std::vector<ScoreResult> results(std::min(n, kBlock));
     Progress sprogress("score", args->quiet);
     size_t declined = 0, reviewed = 0;
     std::string line;
-    for (size_t block = 0; block < n; block += kBlock) {
-      const size_t rows = std::min(kBlock, n - block);
-      std::atomic<size_t> next{0};
-      auto work = [&] {
-        constexpr size_t kChunk = 1024;
-        for (size_t lo; (lo = next.fetch_add(kChunk)) < rows;) {
-          for (size_t i = lo; i < std::min(rows, lo + kChunk); ++i) {
-            results[i] =
-                (*scorer)->Score(std::span<const float>(m.row(block + i), m.cols()), top);
-          }
-        }
-      };
-      std::vector<std::thread> pool;
-      for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-      work();
-      for (auto& t : pool) t.join();
-      for (size_t i = 0; i < rows; ++i) {
-        const ScoreResult& r = results[i];
-        line = std::to_string(data->transaction_id[block + i]) + "," + FormatDouble(r.score) +
-               "," + std::string(DecisionName(r.decision)) + "," +
-               (std::isnan(r.anomaly_score) ? std::string() : FormatDouble(r.anomaly_score));
-        if (args->explain) line += "," + ReasonsCell(r.reasons);
-        line += "\n";
-        f.Write(line);
-        declined += r.decision == Decision::kDecline;
-        reviewed += r.decision == Decision::kReview;
-      }
-      sprogress.Update(static_cast<double>(block + rows) / n);
-    }
+    BatchScoreOptions bo;
+    bo.explain_top_k = top;
+    bo.threads = args->threads;
+    bo.progress = sprogress.Callback();
+    Status scored = ScoreDataset(**scorer, *data, bo, [&](size_t row, const Prediction& p) {
+      line = std::to_string(data->transaction_id[row]) + "," + FormatDouble(p.score) + "," +
+             std::string(DecisionName(p.decision)) + "," +
+             (std::isnan(p.anomaly_score) ? std::string() : FormatDouble(p.anomaly_score));
+      if (args->explain) line += "," + ReasonsCell(p.reasons);
+      line += "\n";
+      f.Write(line);
+      declined += p.decision == Decision::kDecline;
+      reviewed += p.decision == Decision::kReview;
+    });
+    if (!scored.ok()) return fail(scored);
+    const size_t n = data->size();
     sprogress.Done();
     Status st = f.Commit();
     if (!st.ok()) return fail(st);

@@ -16,10 +16,17 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   };
   auto args = std::make_shared<Args>();
   ServeOptions& o = args->serve;
-  cmd->add_option("--model", o.model_path, "Model file")->capture_default_str()->envname("VIGIL_MODEL");
+  EngineOptions& e = o.engine;
+  cmd->add_option("--model", e.model_path, "Model file")->capture_default_str()->envname("VIGIL_MODEL");
+  cmd->add_option("--models-dir", e.models_dir,
+                  "Folder that POST /v1/admin/reload {\"model\": NAME} loads NAME.model from "
+                  "(default: the folder of --model)")
+      ->envname("VIGIL_MODELS_DIR");
+  cmd->add_option("--max-model-bytes", e.max_model_bytes, "Largest model file loaded")
+      ->capture_default_str()->envname("VIGIL_MAX_MODEL_BYTES");
   cmd->add_option("--port", o.port, "TCP port (0: any free port)")->capture_default_str()->envname("VIGIL_PORT");
   cmd->add_option("--address", o.address, "Address to listen on")->capture_default_str()->envname("VIGIL_ADDRESS");
-  cmd->add_option("--data-dir", o.data_dir, "Folder of the embedded store (vigil.db)")
+  cmd->add_option("--data-dir", e.data_dir, "Folder of the embedded store (vigil.db)")
       ->capture_default_str()->envname("VIGIL_DATA_DIR");
   cmd->add_option("--threads", o.threads, "HTTP I/O threads (0: one per core)")
       ->capture_default_str()->envname("VIGIL_THREADS");
@@ -34,16 +41,16 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str()->envname("VIGIL_MAX_BATCH");
   cmd->add_option("--max-body-bytes", o.max_body_bytes, "Largest request body (413 above)")
       ->capture_default_str()->envname("VIGIL_MAX_BODY_BYTES");
-  cmd->add_option("--reasons", o.explain_top_k, "Reasons per reply (0: none)")
+  cmd->add_option("--reasons", e.explain_top_k, "Reasons per reply (0: none)")
       ->capture_default_str()->envname("VIGIL_REASONS");
-  cmd->add_flag("--exact-reasons", o.exact_reasons,
+  cmd->add_flag("--exact-reasons", e.exact_reasons,
                 "Exact TreeSHAP also for trees too deep for its tables (deep random forests: "
                 "milliseconds per request) instead of path attributions")
       ->envname("VIGIL_EXACT_REASONS");
   cmd->callback([args, exit_code] {
     ServeOptions o = args->serve;
-    o.record = args->record == "async" ? RecordMode::kAsync : RecordMode::kSync;
-    o.sync = args->sync == "full" ? SyncMode::kFull : SyncMode::kNormal;
+    o.engine.record = args->record == "async" ? RecordMode::kAsync : RecordMode::kSync;
+    o.engine.sync = args->sync == "full" ? SyncMode::kFull : SyncMode::kNormal;
     if (o.port < 0 || o.port > 65535) {
       *exit_code = Fail("serve", InvalidArgument("--port must be 0..65535"));
       return;
@@ -62,7 +69,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
     }
     std::printf("vigil serve: listening on http://%s:%d (model %s)\n",
                 o.address == "0.0.0.0" ? "127.0.0.1" : o.address.c_str(), (*service)->port(),
-                o.model_path.c_str());
+                o.engine.model_path.c_str());
     std::fflush(stdout);
     while (true) {
       int sig = 0;

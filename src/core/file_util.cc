@@ -1,9 +1,12 @@
 #include "core/file_util.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -54,13 +57,53 @@ Status AtomicFile::Commit() {
   return Status::Ok();
 }
 
-StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot open '" + path + "': " + std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return Unavailable("cannot read '" + path + "'");
-  return ss.str();
+StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT || err == ENOTDIR) return NotFound("cannot open '" + path + "': it does not exist");
+    if (err == EACCES || err == EPERM) return PermissionDenied("cannot open '" + path + "'");
+    return Unavailable("cannot open '" + path + "': " + std::strerror(err));
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Unavailable("cannot stat '" + path + "': " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return InvalidArgument("'" + path + "' is not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    return ResourceExhausted("'" + path + "' is " + std::to_string(st.st_size) +
+                             " bytes, over the limit of " + std::to_string(max_bytes));
+  }
+  std::string out(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (true) {
+    if (got == out.size()) {
+      // Grown since fstat? Read on, within the limit.
+      if (out.size() >= max_bytes) {
+        char probe;
+        const ssize_t n = ::read(fd, &probe, 1);
+        if (n == 0) break;
+        if (n > 0) {
+          return ResourceExhausted("'" + path + "' grew past the limit of " +
+                                   std::to_string(max_bytes) + " bytes while being read");
+        }
+        if (errno == EINTR) continue;
+        return Unavailable("cannot read '" + path + "': " + std::strerror(errno));
+      }
+      out.resize(std::min(max_bytes, std::max<size_t>(out.size() * 2, 4096)));
+    }
+    const ssize_t n = ::read(fd, out.data() + got, out.size() - got);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Unavailable("cannot read '" + path + "': " + std::strerror(errno));
+    }
+    got += static_cast<size_t>(n);
+  }
+  out.resize(got);
+  return out;
 }
 
 Status WriteFileAtomically(const std::string& path, const std::string& content) {

@@ -2,6 +2,7 @@
 #ifndef VIGIL_CORE_FILE_UTIL_H_
 #define VIGIL_CORE_FILE_UTIL_H_
 
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -38,8 +39,12 @@ class AtomicFile {
   bool committed_ = false;
 };
 
-// Reads a whole file into a string.
-StatusOr<std::string> ReadFile(const std::string& path);
+// Reads a whole regular file into a string. Refuses, without reading a byte, anything that is
+// not a regular file (a folder, a FIFO, a device such as /dev/zero, a socket): InvalidArgument;
+// and a file larger than max_bytes: ResourceExhausted. Never blocks on a FIFO (opened
+// non-blocking, then refused). A file that grows while it is read is read up to max_bytes and
+// refused beyond. NotFound when it does not exist, PermissionDenied when it cannot be opened.
+StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes = SIZE_MAX);
 // Writes a whole file atomically.
 Status WriteFileAtomically(const std::string& path, const std::string& content);
 

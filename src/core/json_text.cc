@@ -41,4 +41,14 @@ void AppendJsonNumber(std::string* out, double v) {
   out->append(buf, end);
 }
 
+void AppendJsonNumber(std::string* out, float v) {
+  if (!std::isfinite(v)) {
+    *out += "null";
+    return;
+  }
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out->append(buf, end);
+}
+
 }  // namespace vigil

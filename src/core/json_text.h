@@ -14,6 +14,8 @@ void AppendJsonString(std::string* out, std::string_view s);
 
 // Appends the shortest number that reads back as `v`, or null when `v` is not finite.
 void AppendJsonNumber(std::string* out, double v);
+// The shortest number that reads back as the float `v` (0.1f is "0.1", not 0.10000000149...).
+void AppendJsonNumber(std::string* out, float v);
 
 }  // namespace vigil
 

@@ -1,5 +1,7 @@
 #include "core/transaction_json.h"
 
+#include "core/hash.h"
+
 #include <simdjson.h>
 
 #include <algorithm>
@@ -435,35 +437,30 @@ int64_t IdKey(std::string_view id) {
     }
     if (digits && v <= static_cast<uint64_t>(INT64_MAX)) return static_cast<int64_t>(v);
   }
-  uint64_t h = 14695981039346656037ull;  // FNV-1a, 64 bits
-  for (char c : id) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 1099511628211ull;
-  }
-  return static_cast<int64_t>(h & 0x7FFFFFFFFFFFFFFFull);
+  return static_cast<int64_t>(Fnv1a64(id) & 0x7FFFFFFFFFFFFFFFull);
 }
 
 class TransactionParser::Impl {
  public:
-  Status Parse(std::string_view body, ParsedTransaction* out, std::vector<FieldProblem>* problems);
-  Status ParseBatch(std::string_view body, size_t max_items, std::vector<ParsedTransaction>* out,
+  Status Parse(std::string_view body, Transaction* out, std::vector<FieldProblem>* problems);
+  Status ParseBatch(std::string_view body, size_t max_items, std::vector<Transaction>* out,
                     std::vector<FieldProblem>* problems);
 
  private:
   // Copies `text` into the padded buffer (grown when too small, never per call otherwise).
   simdjson::padded_string_view Load(std::string_view text);
 
-  error_code ParseRootObject(od::document& doc, ParsedTransaction* out);
+  error_code ParseRootObject(od::document& doc, Transaction* out);
   error_code ParseBatchRoot(od::document& doc, size_t max_items,
-                            std::vector<ParsedTransaction>* out);
+                            std::vector<Transaction>* out);
   error_code ParseItems(od::array& items, int depth, size_t max_items,
-                        std::vector<ParsedTransaction>* out);
+                        std::vector<Transaction>* out);
   // Parses one transaction object whose fields are at `depth`; its problems go to problems_,
   // on fields prefixed "transactions[index]." unless index == kNoIndex.
-  error_code ParseTransaction(od::object& obj, int depth, int64_t index, ParsedTransaction* out);
+  error_code ParseTransaction(od::object& obj, int depth, int64_t index, Transaction* out);
   error_code ParseId(od::value& v, int depth, Slot slot, std::string* text);
-  error_code ParseAmount(od::value& v, int depth, ParsedTransaction* out);
-  error_code ParseTimestamp(od::value& v, int depth, ParsedTransaction* out);
+  error_code ParseAmount(od::value& v, int depth, Transaction* out);
+  error_code ParseTimestamp(od::value& v, int depth, Transaction* out);
   error_code ParseEnumString(od::value& v, int depth, Slot slot, std::string* text);
   error_code ParseMetadata(od::value& v, int depth);
   // Sets the slot's problem "<name> must be <what>, not <type>" and checks the value anyway.
@@ -512,13 +509,13 @@ class TransactionParser::Impl {
 TransactionParser::TransactionParser() : impl_(std::make_unique<Impl>()) {}
 TransactionParser::~TransactionParser() = default;
 
-Status TransactionParser::Parse(std::string_view body, ParsedTransaction* out,
+Status TransactionParser::Parse(std::string_view body, Transaction* out,
                                 std::vector<FieldProblem>* problems) {
   return impl_->Parse(body, out, problems);
 }
 
 Status TransactionParser::ParseBatch(std::string_view body, size_t max_items,
-                                     std::vector<ParsedTransaction>* out,
+                                     std::vector<Transaction>* out,
                                      std::vector<FieldProblem>* problems) {
   return impl_->ParseBatch(body, max_items, out, problems);
 }
@@ -724,7 +721,7 @@ error_code TransactionParser::Impl::ParseId(od::value& v, int depth, Slot slot, 
   return simdjson::SUCCESS;
 }
 
-error_code TransactionParser::Impl::ParseAmount(od::value& v, int depth, ParsedTransaction* out) {
+error_code TransactionParser::Impl::ParseAmount(od::value& v, int depth, Transaction* out) {
   od::json_type type;
   if (auto e = v.type().get(type)) return e;
   if (type != od::json_type::number) return WrongType(v, depth, type, kAmount, "a number");
@@ -735,12 +732,18 @@ error_code TransactionParser::Impl::ParseAmount(od::value& v, int depth, ParsedT
   auto [ptr, ec] = std::from_chars(token.data(), token.data() + token.size(), amount);
   bool negative = token[0] == '-';
   if (ec == std::errc::result_out_of_range) {
-    // Too small for a double reads as zero. Too large is out of our range: nlohmann::json would
-    // refuse the whole body, but "amount must be at most" says more to the client (and should a
-    // later duplicate "amount" win, ParseTransaction refuses the body as JSON after all).
+    // Too large is out of our range: nlohmann::json would refuse the whole body, but "amount
+    // must be at most" says more to the client (and should a later duplicate "amount" win,
+    // ParseTransaction refuses the body as JSON after all). Too small for a double would read
+    // as zero: a client that sent 1e-400 did not mean a free transaction, so say so.
     const bool overflow = IsOverflow(token);
     amount_overflow_ |= overflow;
-    amount = overflow ? (negative ? -1 : 2) * kMaxAmount : 0.0;
+    if (!overflow) {
+      slot_problem_[kAmount] = "amount " + std::string(token.substr(0, 40)) +
+                               " is too small to represent (it would be read as 0)";
+      return simdjson::SUCCESS;
+    }
+    amount = (negative ? -1 : 2) * kMaxAmount;
   } else if (ec != std::errc() || ptr != token.data() + token.size()) {
     return kBadNumber;
   }
@@ -755,7 +758,7 @@ error_code TransactionParser::Impl::ParseAmount(od::value& v, int depth, ParsedT
 }
 
 error_code TransactionParser::Impl::ParseTimestamp(od::value& v, int depth,
-                                                   ParsedTransaction* out) {
+                                                   Transaction* out) {
   od::json_type type;
   if (auto e = v.type().get(type)) return e;
   if (type != od::json_type::string) {
@@ -773,6 +776,12 @@ error_code TransactionParser::Impl::ParseTimestamp(od::value& v, int depth,
   }
   StatusOr<int64_t> t = ParseRfc3339(text);
   if (t.ok()) {
+    if (*t < kMinTimestamp || *t >= kMaxTimestamp) {
+      slot_problem_[kTimestamp] =
+          "timestamp must be between 2000-01-01T00:00:00Z and 2099-12-31T23:59:59Z (got '" +
+          text_scratch_ + "')";
+      return simdjson::SUCCESS;
+    }
     out->timestamp = *t;
     return simdjson::SUCCESS;
   }
@@ -831,7 +840,7 @@ error_code TransactionParser::Impl::ParseMetadata(od::value& v, int depth) {
 }
 
 error_code TransactionParser::Impl::ParseTransaction(od::object& obj, int depth, int64_t index,
-                                                     ParsedTransaction* out) {
+                                                     Transaction* out) {
   for (int s = 0; s < kNumSlots; ++s) {
     seen_[s] = false;
     slot_problem_[s].clear();
@@ -927,7 +936,7 @@ error_code TransactionParser::Impl::ParseTransaction(od::object& obj, int depth,
   return simdjson::SUCCESS;
 }
 
-error_code TransactionParser::Impl::ParseRootObject(od::document& doc, ParsedTransaction* out) {
+error_code TransactionParser::Impl::ParseRootObject(od::document& doc, Transaction* out) {
   if (auto e = doc.type().get(root_type_)) return e;
   if (root_type_ != od::json_type::object) return kWrongRoot;
   od::object obj;
@@ -936,7 +945,7 @@ error_code TransactionParser::Impl::ParseRootObject(od::document& doc, ParsedTra
   return CheckEnd(doc);
 }
 
-Status TransactionParser::Impl::Parse(std::string_view body, ParsedTransaction* out,
+Status TransactionParser::Impl::Parse(std::string_view body, Transaction* out,
                                       std::vector<FieldProblem>* problems) {
   problems->clear();
   problems_ = problems;
@@ -960,7 +969,7 @@ Status TransactionParser::Impl::Parse(std::string_view body, ParsedTransaction* 
 }
 
 error_code TransactionParser::Impl::ParseItems(od::array& items, int depth, size_t max_items,
-                                               std::vector<ParsedTransaction>* out) {
+                                               std::vector<Transaction>* out) {
   size_t n = 0;
   for (auto item : items) {
     od::value v;
@@ -971,7 +980,7 @@ error_code TransactionParser::Impl::ParseItems(od::array& items, int depth, size
       continue;
     }
     if (out->size() <= n) out->emplace_back();
-    ParsedTransaction* tx = &(*out)[n];
+    Transaction* tx = &(*out)[n];
     od::json_type type;
     if (auto e = v.type().get(type)) return e;
     if (type != od::json_type::object) {
@@ -1007,7 +1016,7 @@ error_code TransactionParser::Impl::ParseItems(od::array& items, int depth, size
 }
 
 error_code TransactionParser::Impl::ParseBatchRoot(od::document& doc, size_t max_items,
-                                                   std::vector<ParsedTransaction>* out) {
+                                                   std::vector<Transaction>* out) {
   if (auto e = doc.type().get(root_type_)) return e;
   if (root_type_ == od::json_type::array) {
     od::array items;
@@ -1054,7 +1063,7 @@ error_code TransactionParser::Impl::ParseBatchRoot(od::document& doc, size_t max
 }
 
 Status TransactionParser::Impl::ParseBatch(std::string_view body, size_t max_items,
-                                           std::vector<ParsedTransaction>* out,
+                                           std::vector<Transaction>* out,
                                            std::vector<FieldProblem>* problems) {
   problems->clear();
   problems_ = problems;

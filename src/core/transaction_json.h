@@ -14,7 +14,8 @@
 //   amount          required; a JSON number (a string such as "12.5" is a type problem), finite,
 //                   0 <= amount <= 1e9
 //   timestamp       required; an RFC 3339 string with a zone ('Z' or +HH:MM), e.g.
-//                   "2024-05-01T12:00:00Z"
+//                   "2024-05-01T12:00:00Z", from 2000-01-01 to 2099-12-31 (UTC): a payment
+//                   dated year 1 or 9999 is a client's bug, not a transaction
 //   currency        optional; 3 upper-case letters (ISO 4217 style), e.g. "EUR"
 //   status          optional; "submitted", "accepted" or "rejected"
 //   metadata        optional; an object, anything inside
@@ -25,6 +26,7 @@
 // A UTF-8 byte order mark before the body is ignored (RFC 8259 §8.1 allows it).
 // Numbers beyond a double's range (1e400) are refused as malformed JSON wherever they are, as
 // nlohmann::json refuses them; in `amount` the problem says "amount must be at most 1000000000".
+// An amount too small for a double (1e-400, which would read as 0) is a problem on `amount`.
 // Nesting deeper than kMaxJsonDepth levels is refused (a problem on the body), which bounds the
 // work and stack of the validator whatever arrives.
 #ifndef VIGIL_CORE_TRANSACTION_JSON_H_
@@ -38,11 +40,14 @@
 #include <vector>
 
 #include "vigil/status.h"
+#include "vigil/transaction.h"
 
 namespace vigil {
 
 inline constexpr size_t kMaxIdLength = 128;  // characters (UTF-8 code points)
 inline constexpr double kMaxAmount = 1e9;
+inline constexpr int64_t kMinTimestamp = 946684800;   // 2000-01-01T00:00:00Z
+inline constexpr int64_t kMaxTimestamp = 4102444800;  // 2100-01-01T00:00:00Z (excluded)
 inline constexpr int kMaxJsonDepth = 64;          // the body object is depth 1
 inline constexpr size_t kMaxFieldProblems = 100;  // a batch lists at most this many, then a count
 
@@ -52,28 +57,7 @@ struct FieldProblem {
   std::string problem;  // "amount must be at most 1000000000"
 };
 
-struct ParsedTransaction {
-  // Ids may arrive as JSON strings or integers; kept as their text (an integer as its decimal
-  // digits, exactly as sent).
-  std::string transaction_id, customer_id, terminal_id;
-  // Keys for the feature engine, from IdKey() of customer_id and terminal_id.
-  int64_t customer_key = 0, terminal_key = 0;
-  double amount = 0;
-  int64_t timestamp = 0;  // epoch seconds, UTC
-  std::string currency;   // "" when absent
-  std::string status;     // "" when absent
-  // The object's own JSON text, byte for byte as sent (unknown fields kept), for the store.
-  std::string json;
-};
 
-// The feature engine's integer key for an id's text. The canonical decimal form of a non-negative
-// 64-bit integer ("0", "42", "9223372036854775807": no sign, no leading zero) maps to that integer,
-// whether the id arrived as a JSON integer or a string, so 42 and "42" are one customer. Any other
-// text maps to its 64-bit FNV-1a hash with the top bit cleared (non-negative). A hash can collide
-// with another id's key: with n distinct ids the chance of any collision is about n^2 / 2^64
-// (1e-7 for a million customers), and a collision only merges two customers' feature windows.
-// "007" hashes rather than mapping to 7, because "007" and "7" are different ids.
-int64_t IdKey(std::string_view id_text);
 
 // A TransactionParser parses and validates transaction bodies. It owns the padded copy of the
 // input that simdjson needs and its parser state, both reused across calls, so a warm parser does
@@ -90,7 +74,7 @@ class TransactionParser {
   // *problems lists every problem found (malformed JSON is a single problem on field "" whose
   // text gives line and column), the message summarises them, and *out is unspecified.
   // REQUIRES: out != nullptr, problems != nullptr
-  Status Parse(std::string_view body, ParsedTransaction* out, std::vector<FieldProblem>* problems);
+  Status Parse(std::string_view body, Transaction* out, std::vector<FieldProblem>* problems);
 
   // Parses {"transactions": [obj, ...]} (other top-level keys ignored) or a bare array [obj, ...]:
   // one to max_items transactions. Problems of item i are on fields "transactions[i].<field>"
@@ -99,7 +83,7 @@ class TransactionParser {
   // only for well-formed JSON). At most kMaxFieldProblems problems are listed, then one more on
   // field "" counts the rest. OK: *out holds the transactions in order.
   // REQUIRES: out != nullptr, problems != nullptr
-  Status ParseBatch(std::string_view body, size_t max_items, std::vector<ParsedTransaction>* out,
+  Status ParseBatch(std::string_view body, size_t max_items, std::vector<Transaction>* out,
                     std::vector<FieldProblem>* problems);
 
  private:

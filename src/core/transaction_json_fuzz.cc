@@ -58,7 +58,7 @@ void CheckProblems(const vigil::Status& s, const std::vector<vigil::FieldProblem
   }
 }
 
-void CheckTransaction(const vigil::ParsedTransaction& tx) {
+void CheckTransaction(const vigil::Transaction& tx) {
   Check(!tx.transaction_id.empty() && !tx.customer_id.empty() && !tx.terminal_id.empty(),
         "ids present");
   Check(tx.amount >= 0 && tx.amount <= vigil::kMaxAmount, "amount in range");
@@ -84,14 +84,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // accepts "{}\0junk"; a raw NUL is never valid JSON.
   const bool accepted = body.find('\0') == std::string_view::npos && nlohmann::json::accept(body);
 
-  vigil::ParsedTransaction tx;
+  vigil::Transaction tx;
   std::vector<vigil::FieldProblem> problems;
   vigil::Status s = parser.Parse(body, &tx, &problems);
   CheckProblems(s, problems, accepted);
   if (s.ok()) {
     CheckTransaction(tx);
     // The stored text parses again to the same transaction.
-    vigil::ParsedTransaction again;
+    vigil::Transaction again;
     std::vector<vigil::FieldProblem> again_problems;
     Check(parser.Parse(tx.json, &again, &again_problems).ok(), "stored json parses again", tx.json);
     Check(again.transaction_id == tx.transaction_id && again.customer_id == tx.customer_id &&
@@ -101,21 +101,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           "stored json gives the same transaction", tx.json);
   }
   // Parsing is a function of the body alone, whatever came before (buffers are reused).
-  vigil::ParsedTransaction second;
+  vigil::Transaction second;
   std::vector<vigil::FieldProblem> second_problems;
   vigil::Status s2 = parser.Parse(body, &second, &second_problems);
   Check(
       s2.ok() == s.ok() && s2.message() == s.message() && second_problems.size() == problems.size(),
       "same body, same result", s2.message());
 
-  std::vector<vigil::ParsedTransaction> batch;
+  std::vector<vigil::Transaction> batch;
   constexpr size_t kMaxItems = 4;
   s = parser.ParseBatch(body, kMaxItems, &batch, &problems);
   CheckProblems(s, problems, accepted);
   Check(problems.size() <= vigil::kMaxFieldProblems + 2, "problems capped");
   if (s.ok()) {
     Check(!batch.empty() && batch.size() <= kMaxItems, "batch size");
-    for (const vigil::ParsedTransaction& item : batch) CheckTransaction(item);
+    for (const vigil::Transaction& item : batch) CheckTransaction(item);
   }
   return 0;
 }

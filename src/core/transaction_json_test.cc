@@ -36,8 +36,8 @@ std::string With(const std::string& key, const std::string& value) {
 class TransactionParserTest : public ::testing::Test {
  protected:
   // Parses `body`, expecting success.
-  ParsedTransaction Ok(const std::string& body) {
-    ParsedTransaction tx;
+  Transaction Ok(const std::string& body) {
+    Transaction tx;
     Status s = parser_.Parse(body, &tx, &problems_);
     EXPECT_TRUE(s.ok()) << body << "\n" << s.ToString();
     EXPECT_TRUE(problems_.empty());
@@ -45,7 +45,7 @@ class TransactionParserTest : public ::testing::Test {
   }
   // Parses `body`, expecting failure; returns the problems.
   std::vector<FieldProblem> Bad(const std::string& body) {
-    ParsedTransaction tx;
+    Transaction tx;
     Status s = parser_.Parse(body, &tx, &problems_);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << body;
     EXPECT_FALSE(problems_.empty()) << body;
@@ -67,7 +67,7 @@ class TransactionParserTest : public ::testing::Test {
 };
 
 TEST_F(TransactionParserTest, ParsesMinimalTransaction) {
-  ParsedTransaction tx = Ok(kMinimal);
+  Transaction tx = Ok(kMinimal);
   EXPECT_EQ(tx.transaction_id, "tx-1");
   EXPECT_EQ(tx.customer_id, "c-7");
   EXPECT_EQ(tx.terminal_id, "t-9");
@@ -87,7 +87,7 @@ TEST_F(TransactionParserTest, ParsesFullTransactionKeepingUnknownFields) {
       "\"EUR\",\n"
       "   \"status\": \"accepted\", \"metadata\": {\"channel\": \"web\", \"tags\": [1, 2.5, null, "
       "true, {\"deep\": []}]},\n   \"merchant_category\": \"5411\", \"risk\": {\"x\": -0.5e-3}}\n ";
-  ParsedTransaction tx = Ok(body);
+  Transaction tx = Ok(body);
   EXPECT_EQ(tx.transaction_id, "123456789");
   EXPECT_EQ(tx.customer_id, "42");
   EXPECT_EQ(tx.customer_key, 42);
@@ -116,7 +116,7 @@ TEST_F(TransactionParserTest, AcceptsEveryStatus) {
 TEST_F(TransactionParserTest, AcceptsVendorIdForTerminalId) {
   std::string body = With("terminal_id", "");
   body.back() = ',';
-  ParsedTransaction tx = Ok(body + R"("vendor_id":"v-3"})");
+  Transaction tx = Ok(body + R"("vendor_id":"v-3"})");
   EXPECT_EQ(tx.terminal_id, "v-3");
   EXPECT_EQ(tx.terminal_key, IdKey("v-3"));
   // Both, equal (an integer and its string are the same text): fine.
@@ -165,7 +165,7 @@ TEST_F(TransactionParserTest, ChecksIds) {
       "transaction_id must be at most 128 characters");
   // Negative and very long integers are ids too, kept as their text.
   EXPECT_EQ(Ok(With("customer_id", "-5")).customer_id, "-5");
-  ParsedTransaction big = Ok(With("customer_id", "123456789012345678901234567890"));
+  Transaction big = Ok(With("customer_id", "123456789012345678901234567890"));
   EXPECT_EQ(big.customer_id, "123456789012345678901234567890");
   EXPECT_EQ(big.customer_key, IdKey("123456789012345678901234567890"));
 }
@@ -187,8 +187,8 @@ TEST(TransactionJsonTest, IdKeysAreTheIntegerOrAStableHash) {
 }
 
 TEST_F(TransactionParserTest, IntegerAndStringIdsShareKeys) {
-  ParsedTransaction a = Ok(With("customer_id", "42"));
-  ParsedTransaction b = Ok(With("customer_id", "\"42\""));
+  Transaction a = Ok(With("customer_id", "42"));
+  Transaction b = Ok(With("customer_id", "\"42\""));
   EXPECT_EQ(a.customer_key, 42);
   EXPECT_EQ(b.customer_key, 42);
   EXPECT_EQ(a.customer_id, b.customer_id);
@@ -210,7 +210,10 @@ TEST_F(TransactionParserTest, ChecksAmount) {
   EXPECT_EQ(Ok(With("amount", "1000000000")).amount, 1e9);
   EXPECT_EQ(Ok(With("amount", "0")).amount, 0.0);
   EXPECT_FALSE(std::signbit(Ok(With("amount", "-0.0")).amount));
-  EXPECT_EQ(Ok(With("amount", "1e-400")).amount, 0.0);
+  // Too small for a double: it would read as 0, which the client did not send.
+  EXPECT_EQ(OneProblem(With("amount", "1e-400"), "amount"),
+            "amount 1e-400 is too small to represent (it would be read as 0)");
+  EXPECT_EQ(Ok(With("amount", "1e-300")).amount, 1e-300);
   EXPECT_EQ(Ok(With("amount", "0.1")).amount, 0.1);
   EXPECT_EQ(Ok(With("amount", "12345678.123456789012345678901234567890")).amount,
             12345678.123456789);
@@ -234,6 +237,18 @@ TEST_F(TransactionParserTest, ChecksTimestamp) {
   EXPECT_EQ(OneProblem(With("timestamp", "\"2024-05-01T25:00:00Z\""), "timestamp"),
             "timestamp '2024-05-01T25:00:00Z' is not an RFC 3339 timestamp (time of day out of "
             "range)");
+  // Sanity bounds: a payment in year 1 or 9999 is a client's bug.
+  EXPECT_EQ(OneProblem(With("timestamp", "\"0001-01-01T00:00:00Z\""), "timestamp"),
+            "timestamp must be between 2000-01-01T00:00:00Z and 2099-12-31T23:59:59Z (got "
+            "'0001-01-01T00:00:00Z')");
+  EXPECT_EQ(OneProblem(With("timestamp", "\"9999-12-31T23:59:59Z\""), "timestamp"),
+            "timestamp must be between 2000-01-01T00:00:00Z and 2099-12-31T23:59:59Z (got "
+            "'9999-12-31T23:59:59Z')");
+  EXPECT_EQ(OneProblem(With("timestamp", "\"1999-12-31T23:59:59Z\""), "timestamp"),
+            "timestamp must be between 2000-01-01T00:00:00Z and 2099-12-31T23:59:59Z (got "
+            "'1999-12-31T23:59:59Z')");
+  EXPECT_EQ(Ok(With("timestamp", "\"2000-01-01T00:00:00Z\"")).timestamp, 946684800);
+  EXPECT_EQ(Ok(With("timestamp", "\"2099-12-31T23:59:59Z\"")).timestamp, 4102444799);
   EXPECT_EQ(OneProblem(With("timestamp", "\"yesterday\""), "timestamp"),
             "timestamp 'yesterday' is not an RFC 3339 timestamp (expected YYYY-MM-DDTHH:MM:SSZ)");
   EXPECT_EQ(OneProblem(With("timestamp", "1714564800"), "timestamp"),
@@ -414,7 +429,7 @@ TEST_F(TransactionParserTest, RejectsEmptyBody) {
 }
 
 TEST_F(TransactionParserTest, IgnoresByteOrderMark) {
-  ParsedTransaction tx = Ok(std::string("\xEF\xBB\xBF") + kMinimal);
+  Transaction tx = Ok(std::string("\xEF\xBB\xBF") + kMinimal);
   EXPECT_EQ(tx.json, kMinimal);
 }
 
@@ -450,10 +465,10 @@ TEST_F(TransactionParserTest, HugeNumbersOutsideAmount) {
 TEST_F(TransactionParserTest, ReusesItselfAcrossBodiesOfAnySize) {
   std::string big = With("metadata", "{\"blob\":\"" + std::string(200000, 'z') + "\"}");
   EXPECT_EQ(Ok(big).json.size(), big.size());
-  ParsedTransaction tx = Ok(kMinimal);
+  Transaction tx = Ok(kMinimal);
   EXPECT_EQ(tx.json, kMinimal);
-  // One ParsedTransaction reused: nothing of the previous transaction leaks into the next.
-  ParsedTransaction reused;
+  // One Transaction reused: nothing of the previous transaction leaks into the next.
+  Transaction reused;
   ASSERT_TRUE(parser_.Parse(With("currency", "\"EUR\""), &reused, &problems_).ok());
   EXPECT_EQ(reused.currency, "EUR");
   ASSERT_TRUE(parser_.Parse(kMinimal, &reused, &problems_).ok());
@@ -474,7 +489,7 @@ std::string Batch(const std::vector<std::string>& items, bool wrapped = true) {
 TEST_F(TransactionParserTest, ParsesBatch) {
   std::string second = With("transaction_id", "\"tx-2\"");
   for (bool wrapped : {true, false}) {
-    std::vector<ParsedTransaction> out;
+    std::vector<Transaction> out;
     Status s = parser_.ParseBatch(Batch({kMinimal, second}, wrapped), 10, &out, &problems_);
     ASSERT_TRUE(s.ok()) << s.ToString();
     ASSERT_EQ(out.size(), 2u);
@@ -484,7 +499,7 @@ TEST_F(TransactionParserTest, ParsesBatch) {
     EXPECT_EQ(out[1].json, second);
   }
   // Other top-level keys are ignored; a reused vector shrinks.
-  std::vector<ParsedTransaction> out(5);
+  std::vector<Transaction> out(5);
   ASSERT_TRUE(
       parser_
           .ParseBatch("{\"request\":{\"id\":1},\"transactions\":[" + std::string(kMinimal) + "]}",
@@ -494,7 +509,7 @@ TEST_F(TransactionParserTest, ParsesBatch) {
 }
 
 TEST_F(TransactionParserTest, BatchWithTooManyItems) {
-  std::vector<ParsedTransaction> out;
+  std::vector<Transaction> out;
   Status s = parser_.ParseBatch(Batch({kMinimal, kMinimal, kMinimal}), 2, &out, &problems_);
   EXPECT_FALSE(s.ok());
   ASSERT_EQ(problems_.size(), 1u);
@@ -508,7 +523,7 @@ TEST_F(TransactionParserTest, BatchWithTooManyItems) {
 }
 
 TEST_F(TransactionParserTest, BatchItemProblemsArePrefixed) {
-  std::vector<ParsedTransaction> out;
+  std::vector<Transaction> out;
   Status s = parser_.ParseBatch(
       Batch({kMinimal, With("amount", "\"1\""), "7", With("timestamp", "")}), 10, &out, &problems_);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
@@ -525,7 +540,7 @@ TEST_F(TransactionParserTest, BatchItemProblemsArePrefixed) {
 
 TEST_F(TransactionParserTest, BatchListsAtMostAHundredProblems) {
   std::vector<std::string> items(300, "{}");
-  std::vector<ParsedTransaction> out;
+  std::vector<Transaction> out;
   ASSERT_FALSE(parser_.ParseBatch(Batch(items), 1000, &out, &problems_).ok());
   ASSERT_EQ(problems_.size(), kMaxFieldProblems + 1);
   EXPECT_EQ(problems_.back().field, "");
@@ -533,7 +548,7 @@ TEST_F(TransactionParserTest, BatchListsAtMostAHundredProblems) {
 }
 
 TEST_F(TransactionParserTest, BatchShapeProblems) {
-  std::vector<ParsedTransaction> out;
+  std::vector<Transaction> out;
   auto one = [&](const std::string& body) {
     EXPECT_FALSE(parser_.ParseBatch(body, 10, &out, &problems_).ok()) << body;
     EXPECT_EQ(problems_.size(), 1u) << body;

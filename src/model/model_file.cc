@@ -81,8 +81,12 @@ Status SaveModel(const ModelFile& m, const std::string& path) {
   return WriteFileAtomically(path, j.dump(1) + "\n");
 }
 
-StatusOr<ModelFile> LoadModel(const std::string& path) {
-  VIGIL_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+StatusOr<ModelFile> LoadModel(const std::string& path, size_t max_bytes) {
+  VIGIL_ASSIGN_OR_RETURN(std::string text, ReadFile(path, max_bytes));
+  return ParseModel(text, path);
+}
+
+StatusOr<ModelFile> ParseModel(std::string_view text, const std::string& path) {
   auto bad = [&](const std::string& why) {
     return InvalidArgument("model file '" + path + "': " + why);
   };

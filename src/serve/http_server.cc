@@ -12,7 +12,7 @@
 // returns; nothing is left in the queue to form a cycle (handler -> connection -> core -> queue).
 #include "serve/http_server.h"
 
-#include "core/json_text.h"
+#include "core/error_json.h"
 #include "core/log.h"
 
 #include <algorithm>
@@ -65,11 +65,7 @@ constexpr int kMaxAcceptsPerTurn = 64;
 HttpResponse ErrorResponse(int status, std::string_view code, std::string_view message) {
   HttpResponse r;
   r.status = status;
-  r.body = "{\"error\": {\"code\": ";
-  AppendJsonString(&r.body, code);
-  r.body += ", \"message\": ";
-  AppendJsonString(&r.body, message);
-  r.body += ", \"details\": []}}";
+  r.body = ErrorJson(code, message);
   return r;
 }
 

@@ -254,7 +254,7 @@ class Recorder {
 };
 
 constexpr std::string_view kInvalidArgumentPrefix =
-    R"({"error": {"code": "invalid_argument", "message": ")";
+    R"({"error":{"code":"invalid_argument","message":")";
 
 // --- Tests --------------------------------------------------------------------------------------
 
@@ -405,8 +405,8 @@ TEST(HttpServerTest, BodyOverTheLimitGets413WithoutCallingTheHandler) {
     EXPECT_EQ(r.headers["content-type"], "application/json");
     EXPECT_EQ(r.headers["connection"], "close");
     EXPECT_EQ(r.body,
-              R"({"error": {"code": "payload_too_large", "message": "request body exceeds the )"
-              R"(limit of 1000 bytes", "details": []}})");
+              R"({"error":{"code":"payload_too_large","message":"request body exceeds the )"
+              R"(limit of 1000 bytes","details":[]}})");
     EXPECT_TRUE(c.Closed());
   }
   {
@@ -639,7 +639,7 @@ TEST(HttpServerTest, MalformedRequestsGet400) {
     ClientResponse r = c.Read();
     EXPECT_EQ(r.status, 400) << bad.substr(0, 40);
     EXPECT_EQ(r.headers["content-type"], "application/json");
-    EXPECT_EQ(r.body.rfind(R"({"error": {"code": "invalid_argument", "message": ")", 0), 0u)
+    EXPECT_EQ(r.body.rfind(R"({"error":{"code":"invalid_argument","message":")", 0), 0u)
         << r.body;
     EXPECT_TRUE(c.Closed());
   }
@@ -647,8 +647,8 @@ TEST(HttpServerTest, MalformedRequestsGet400) {
   // The parser's own words (Beast's "bad version", ...) go to the log; the client gets ours.
   Client c(server->port());
   ASSERT_TRUE(c.Send("GET / HTTX/1.1\r\n\r\n"));
-  EXPECT_EQ(c.Read().body, R"({"error": {"code": "invalid_argument", "message": )"
-                           R"("malformed HTTP request", "details": []}})");
+  EXPECT_EQ(c.Read().body, R"({"error":{"code":"invalid_argument","message":)"
+                           R"("malformed HTTP request","details":[]}})");
   EXPECT_TRUE(log.Has({R"("level":"warn")", "malformed", R"("error":")"}));
 }
 
@@ -666,8 +666,8 @@ TEST(HttpServerTest, HandlerExceptionBecomesAPlain500AndGoesToTheLog) {
     ASSERT_TRUE(c.Send(Get(path)));
     ClientResponse r = c.Read();
     EXPECT_EQ(r.status, 500) << path;
-    EXPECT_EQ(r.body, R"({"error": {"code": "internal", "message": "internal error", )"
-                      R"("details": []}})")
+    EXPECT_EQ(r.body, R"({"error":{"code":"internal","message":"internal error",)"
+                      R"("details":[]}})")
         << path;
   }
   EXPECT_EQ(server->in_flight(), 0u);

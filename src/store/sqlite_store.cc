@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -23,7 +24,7 @@
 namespace vigil {
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 // Scan reads this many rows per read transaction, then calls `fn` with no lock held.
 constexpr int kScanPageRows = 1024;
 // Log pages (4 KiB each) after which a checkpoint copies the log into the database file: SQLite's
@@ -37,7 +38,7 @@ constexpr auto kLaterLimit = std::chrono::milliseconds(20);
 constexpr const char* kColumns =
     "transaction_id, sequence, customer_id, terminal_id, amount, timestamp, transaction_json, "
     "score, decision, anomaly_score, model_name, model_version, reply_json, latency_us, "
-    "recorded_at_us, idempotency_key";
+    "recorded_at_us, idempotency_key, request_fingerprint, features";
 
 // Version 2: `sequence` is the rowid (one B-tree fewer per insert than a UNIQUE column, and the
 // next value needs no lookup), and the Idempotency-Key a client sent is kept, so that a replay is
@@ -59,7 +60,9 @@ CREATE TABLE transactions (
   reply_json       TEXT NOT NULL,
   latency_us       INTEGER NOT NULL,
   recorded_at_us   INTEGER NOT NULL,
-  idempotency_key  TEXT
+  idempotency_key  TEXT,
+  request_fingerprint INTEGER,
+  features         BLOB
 );
 CREATE UNIQUE INDEX transactions_idempotency_key ON transactions (idempotency_key)
   WHERE idempotency_key IS NOT NULL;
@@ -67,7 +70,7 @@ CREATE UNIQUE INDEX transactions_idempotency_key ON transactions (idempotency_ke
 
 constexpr const char* kCreateSchemaRest = R"sql(
 CREATE TABLE store_probe (id INTEGER PRIMARY KEY, checked_at_us INTEGER NOT NULL);
-INSERT INTO schema_version (version) VALUES (2);
+INSERT INTO schema_version (version) VALUES (3);
 )sql";
 
 // Version 1 -> 2, in the set-up transaction: the same records, in the same sequence.
@@ -83,7 +86,17 @@ INSERT INTO transactions (sequence, transaction_id, customer_id, terminal_id, am
     recorded_at_us
   FROM transactions_v1 ORDER BY sequence;
 DROP TABLE transactions_v1;
-UPDATE schema_version SET version = 2;
+UPDATE schema_version SET version = 3;
+)sql";
+
+// Version 2 -> 3: the fingerprint of the request an Idempotency-Key was first used with (so that
+// the key reused for another request is refused, not answered with the first reply), and the
+// feature values the model scored (GET /v1/transactions/{id} shows them). Older rows have
+// neither: NULL.
+constexpr const char* kMigrateFrom2 = R"sql(
+ALTER TABLE transactions ADD COLUMN request_fingerprint INTEGER;
+ALTER TABLE transactions ADD COLUMN features BLOB;
+UPDATE schema_version SET version = 3;
 )sql";
 
 struct DbCloser {
@@ -222,8 +235,16 @@ void BindRecord(sqlite3_stmt* stmt, const TransactionRecord& r) {
   sqlite3_bind_int64(stmt, 14, r.recorded_at_us);
   if (r.idempotency_key.empty()) {
     sqlite3_bind_null(stmt, 15);
+    sqlite3_bind_null(stmt, 16);
   } else {
     BindText(stmt, 15, r.idempotency_key);
+    sqlite3_bind_int64(stmt, 16, static_cast<int64_t>(r.request_fingerprint));
+  }
+  if (r.features.empty()) {
+    sqlite3_bind_null(stmt, 17);
+  } else {
+    sqlite3_bind_blob(stmt, 17, r.features.data(),
+                      static_cast<int>(r.features.size() * sizeof(float)), SQLITE_STATIC);
   }
 }
 
@@ -259,6 +280,14 @@ TransactionRecord ReadRecord(sqlite3_stmt* stmt) {
   r.idempotency_key = ColumnText(stmt, 15);
   r.latency_us = sqlite3_column_int64(stmt, 13);
   r.recorded_at_us = sqlite3_column_int64(stmt, 14);
+  r.request_fingerprint = static_cast<uint64_t>(sqlite3_column_int64(stmt, 16));
+  // Native float32s, as written: the store file is not meant to move between machines of
+  // another byte order.
+  const int bytes = sqlite3_column_bytes(stmt, 17);
+  if (const void* blob = sqlite3_column_blob(stmt, 17); blob != nullptr && bytes > 0) {
+    r.features.resize(static_cast<size_t>(bytes) / sizeof(float));
+    std::memcpy(r.features.data(), blob, r.features.size() * sizeof(float));
+  }
   return r;
 }
 
@@ -300,6 +329,7 @@ Status SetUpDatabase(sqlite3* db, const StoreOptions& options) {
       VIGIL_RETURN_IF_ERROR(Exec(db, path, kTransactionsTable));
       return Exec(db, path, kMigrateFrom1Copy);
     }
+    if (found == 2) return Exec(db, path, kMigrateFrom2);
     if (found != kSchemaVersion) {
       return InvalidArgument("store '" + path + "' has schema version " + std::to_string(found) +
                              "; this build of Vigil reads version " +
@@ -340,8 +370,8 @@ class SqliteStore final : public Store {
   void AppendAll(std::vector<Write> writes, CommitBy by) override;
   void Kick() override;
   StatusOr<std::optional<TransactionRecord>> Get(std::string_view transaction_id) override;
-  StatusOr<std::optional<std::string>> FindReply(std::string_view transaction_id,
-                                                 std::string_view idempotency_key) override;
+  StatusOr<std::optional<std::string>> FindReplyById(std::string_view transaction_id) override;
+  StatusOr<std::optional<KeyedReply>> FindReplyByKey(std::string_view idempotency_key) override;
   Status Scan(const std::function<void(const TransactionRecord&)>& fn) override;
   size_t backlog() const override { return backlog_.load(std::memory_order_relaxed); }
   Status Flush() override;
@@ -461,7 +491,7 @@ Status SqliteStore::Init() {
       insert_, Prepare(w, path,
                        std::string("INSERT INTO transactions (") + kColumns +
                            ") VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-                           "?13, ?14, ?15) ON CONFLICT DO NOTHING"));
+                           "?13, ?14, ?15, ?16, ?17) ON CONFLICT DO NOTHING"));
   VIGIL_ASSIGN_OR_RETURN(commit_, Prepare(w, path, "COMMIT"));
   VIGIL_ASSIGN_OR_RETURN(rollback_, Prepare(w, path, "ROLLBACK"));
 
@@ -475,7 +505,8 @@ Status SqliteStore::Init() {
                                  "SELECT reply_json FROM transactions WHERE transaction_id = ?1"));
   VIGIL_ASSIGN_OR_RETURN(find_by_key_,
                          Prepare(read_db_.get(), path,
-                                 "SELECT reply_json FROM transactions WHERE idempotency_key = ?1"));
+                                 "SELECT reply_json, request_fingerprint FROM transactions "
+                                 "WHERE idempotency_key = ?1"));
   VIGIL_ASSIGN_OR_RETURN(
       scan_page_, Prepare(read_db_.get(), path,
                           std::string("SELECT ") + kColumns +
@@ -706,22 +737,33 @@ StatusOr<std::optional<TransactionRecord>> SqliteStore::Get(std::string_view tra
                      "cannot read transaction '" + std::string(transaction_id) + "'");
 }
 
-StatusOr<std::optional<std::string>> SqliteStore::FindReply(std::string_view transaction_id,
-                                                            std::string_view idempotency_key) {
+StatusOr<std::optional<std::string>> SqliteStore::FindReplyById(
+    std::string_view transaction_id) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  for (auto [stmt, value] : {std::pair{find_by_id_.get(), transaction_id},
-                             std::pair{find_by_key_.get(), idempotency_key}}) {
-    if (value.empty()) continue;
-    ResetOnExit reset(stmt);
-    sqlite3_bind_text(stmt, 1, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
-    const int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW) return std::optional<std::string>(ColumnText(stmt, 0));
-    if (rc != SQLITE_DONE) {
-      return SqliteError(read_db_.get(), options_.path,
-                         "cannot look up transaction '" + std::string(transaction_id) + "'");
-    }
+  sqlite3_stmt* stmt = find_by_id_.get();
+  ResetOnExit reset(stmt);
+  sqlite3_bind_text(stmt, 1, transaction_id.data(), static_cast<int>(transaction_id.size()),
+                    SQLITE_STATIC);
+  const int rc = sqlite3_step(stmt);
+  if (rc == SQLITE_ROW) return std::optional<std::string>(ColumnText(stmt, 0));
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  return SqliteError(read_db_.get(), options_.path, "cannot look up a transaction id");
+}
+
+StatusOr<std::optional<Store::KeyedReply>> SqliteStore::FindReplyByKey(
+    std::string_view idempotency_key) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  sqlite3_stmt* stmt = find_by_key_.get();
+  ResetOnExit reset(stmt);
+  sqlite3_bind_text(stmt, 1, idempotency_key.data(), static_cast<int>(idempotency_key.size()),
+                    SQLITE_STATIC);
+  const int rc = sqlite3_step(stmt);
+  if (rc == SQLITE_ROW) {
+    return std::optional<KeyedReply>(
+        KeyedReply{ColumnText(stmt, 0), static_cast<uint64_t>(sqlite3_column_int64(stmt, 1))});
   }
-  return std::optional<std::string>();
+  if (rc == SQLITE_DONE) return std::optional<KeyedReply>();
+  return SqliteError(read_db_.get(), options_.path, "cannot look up an idempotency key");
 }
 
 Status SqliteStore::Scan(const std::function<void(const TransactionRecord&)>& fn) {

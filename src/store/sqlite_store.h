@@ -1,11 +1,11 @@
 // The embedded Store backend: one SQLite file in WAL mode.
 //
-// Schema (version 1, recorded in `schema_version`):
+// Schema (version 3, recorded in `schema_version`; versions 1 and 2 are migrated in place):
 //
-//   schema_version(version INTEGER NOT NULL)            -- one row: 1
+//   schema_version(version INTEGER NOT NULL)            -- one row: 3
 //   transactions(
-//     transaction_id   TEXT PRIMARY KEY,
-//     sequence         INTEGER NOT NULL UNIQUE,           -- 1, 2, ... in commit order
+//     sequence         INTEGER PRIMARY KEY,               -- the rowid: 1, 2, ... in commit order
+//     transaction_id   TEXT NOT NULL UNIQUE,
 //     customer_id      TEXT NOT NULL,
 //     terminal_id      TEXT NOT NULL,
 //     amount           REAL,                              -- NULL when NaN
@@ -18,7 +18,10 @@
 //     model_version    TEXT NOT NULL,
 //     reply_json       TEXT NOT NULL,                     -- the exact reply body sent
 //     latency_us       INTEGER NOT NULL,
-//     recorded_at_us   INTEGER NOT NULL)                  -- wall clock when queued
+//     recorded_at_us   INTEGER NOT NULL,                  -- wall clock when queued
+//     idempotency_key  TEXT,                              -- unique when not NULL (v2)
+//     request_fingerprint INTEGER,                        -- with a key: its request's hash (v3)
+//     features         BLOB)                              -- float32s the model scored (v3)
 //   store_probe(id INTEGER PRIMARY KEY, checked_at_us INTEGER NOT NULL)  -- CheckWritable's row
 //
 // One table holds a transaction and its prediction: they are written together, read together

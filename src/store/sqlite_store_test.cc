@@ -163,6 +163,8 @@ TEST_F(SqliteStoreTest, RoundTripsEveryField) {
   r.recorded_at_us = 1712345678901234;
   r.sequence = 99;  // ignored: the store assigns it
   r.idempotency_key = "client-key-1";
+  r.request_fingerprint = 0x8000000000000001ULL;
+  r.features = {1.5f, -0.0f, std::numeric_limits<float>::quiet_NaN(), 3e38f};
   ASSERT_TRUE(AppendAndWait(*store, r).ok());
 
   auto got = store->Get("tx-1");
@@ -184,6 +186,12 @@ TEST_F(SqliteStoreTest, RoundTripsEveryField) {
   EXPECT_EQ(g.latency_us, r.latency_us);
   EXPECT_EQ(g.recorded_at_us, r.recorded_at_us);
   EXPECT_EQ(g.idempotency_key, r.idempotency_key);
+  EXPECT_EQ(g.request_fingerprint, r.request_fingerprint);
+  ASSERT_EQ(g.features.size(), 4u);
+  EXPECT_EQ(g.features[0], 1.5f);
+  EXPECT_TRUE(std::signbit(g.features[1]));
+  EXPECT_TRUE(std::isnan(g.features[2]));
+  EXPECT_EQ(g.features[3], 3e38f);
   EXPECT_EQ(g.sequence, 1);
 
   // A finite anomaly score comes back as is; recorded_at_us left at 0 is set on Append.
@@ -575,10 +583,10 @@ TEST_F(SqliteStoreTest, UnusablePathsGiveClearErrors) {
 TEST_F(SqliteStoreTest, RefusesAnotherSchemaVersion) {
   std::string dir = FreshDir("schema");
   { ASSERT_TRUE(OpenOrDie(Options(dir))); }
-  RawDb(dir + "/vigil.db").Exec("UPDATE schema_version SET version = 3");
+  RawDb(dir + "/vigil.db").Exec("UPDATE schema_version SET version = 4");
   auto store = Store::Open(Options(dir));
   ASSERT_FALSE(store.ok());
-  EXPECT_NE(store.status().message().find("schema version 3"), std::string::npos)
+  EXPECT_NE(store.status().message().find("schema version 4"), std::string::npos)
       << store.status().ToString();
 }
 
@@ -590,20 +598,22 @@ TEST_F(SqliteStoreTest, FindReplyByTransactionIdOrIdempotencyKey) {
   TransactionRecord b = MakeRecord("b");
   b.reply_json = "{\"first\":\"b\"}";
   b.idempotency_key = "key-b";
+  b.request_fingerprint = 0xfedcba9876543210ULL;  // all 64 bits survive the INTEGER column
   ASSERT_TRUE(AppendAndWait(*store, a).ok());
   ASSERT_TRUE(AppendAndWait(*store, b).ok());
 
-  auto by_id = store->FindReply("a", "");
+  auto by_id = store->FindReplyById("a");
   ASSERT_TRUE(by_id.ok() && by_id->has_value()) << by_id.status().ToString();
   EXPECT_EQ(**by_id, a.reply_json);
-  auto by_key = store->FindReply("some-new-id", "key-b");
+  auto by_key = store->FindReplyByKey("key-b");
   ASSERT_TRUE(by_key.ok() && by_key->has_value());
-  EXPECT_EQ(**by_key, b.reply_json);
-  EXPECT_FALSE(store->FindReply("c", "")->has_value());
-  EXPECT_FALSE(store->FindReply("c", "key-c")->has_value());
+  EXPECT_EQ((*by_key)->reply_json, b.reply_json);
+  EXPECT_EQ((*by_key)->request_fingerprint, b.request_fingerprint);
+  EXPECT_FALSE(store->FindReplyById("c")->has_value());
+  EXPECT_FALSE(store->FindReplyByKey("key-c")->has_value());
   // Ids and keys are separate: "a" as a key finds nothing, "key-b" as an id neither.
-  EXPECT_FALSE(store->FindReply("x", "a")->has_value());
-  EXPECT_FALSE(store->FindReply("key-b", "")->has_value());
+  EXPECT_FALSE(store->FindReplyByKey("a")->has_value());
+  EXPECT_FALSE(store->FindReplyById("key-b")->has_value());
 
   // A new transaction id under a key already used is a replay: not written.
   TransactionRecord c = MakeRecord("c");
@@ -618,6 +628,44 @@ TEST_F(SqliteStoreTest, FindReplyByTransactionIdOrIdempotencyKey) {
 }
 
 // A store written by the first schema opens, keeps every record in its order, and goes on.
+// A version 2 store gains the request fingerprint and features columns; its rows keep everything.
+TEST_F(SqliteStoreTest, MigratesASchemaVersion2Store) {
+  std::string dir = FreshDir("migrate2");
+  {
+    RawDb v2(dir + "/vigil.db");
+    v2.Exec(R"sql(
+      PRAGMA journal_mode=WAL;
+      CREATE TABLE schema_version (version INTEGER NOT NULL);
+      CREATE TABLE transactions (
+        sequence INTEGER PRIMARY KEY, transaction_id TEXT NOT NULL UNIQUE,
+        customer_id TEXT NOT NULL, terminal_id TEXT NOT NULL, amount REAL,
+        timestamp INTEGER NOT NULL, transaction_json TEXT NOT NULL, score REAL,
+        decision TEXT NOT NULL, anomaly_score REAL, model_name TEXT NOT NULL,
+        model_version TEXT NOT NULL, reply_json TEXT NOT NULL, latency_us INTEGER NOT NULL,
+        recorded_at_us INTEGER NOT NULL, idempotency_key TEXT);
+      CREATE UNIQUE INDEX transactions_idempotency_key ON transactions (idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+      CREATE TABLE store_probe (id INTEGER PRIMARY KEY, checked_at_us INTEGER NOT NULL);
+      INSERT INTO schema_version (version) VALUES (2);
+      INSERT INTO transactions VALUES (1, 'v2-1', 'c', 't', 5.5, 100, '{}', 0.5, 'review',
+        NULL, 'gbdt', 'v1', '{"r":1}', 10, 1000, 'key-1');
+    )sql");
+  }
+  auto store = OpenOrDie(Options(dir));
+  ASSERT_TRUE(store);
+  auto old = store->Get("v2-1");
+  ASSERT_TRUE(old.ok() && old->has_value());
+  EXPECT_EQ((*old)->idempotency_key, "key-1");
+  EXPECT_EQ((*old)->request_fingerprint, 0u);
+  EXPECT_TRUE((*old)->features.empty());
+  EXPECT_EQ((*store->FindReplyByKey("key-1"))->reply_json, "{\"r\":1}");
+  TransactionRecord r = MakeRecord("v3-1");
+  r.features = {1, 2, 3};
+  ASSERT_TRUE(AppendAndWait(*store, r).ok());
+  EXPECT_EQ((*store->Get("v3-1"))->features, (std::vector<float>{1, 2, 3}));
+  EXPECT_EQ((*store->Get("v3-1"))->sequence, 2);
+}
+
 TEST_F(SqliteStoreTest, MigratesASchemaVersion1Store) {
   std::string dir = FreshDir("migrate");
   {
@@ -650,11 +698,12 @@ TEST_F(SqliteStoreTest, MigratesASchemaVersion1Store) {
   EXPECT_EQ((*old)->decision, "review");
   EXPECT_EQ((*old)->reply_json, "{\"r\":2}");
   EXPECT_TRUE(std::isnan((*old)->anomaly_score));
-  EXPECT_EQ(**store->FindReply("old-1", ""), "{\"r\":1}");
+  EXPECT_EQ(**store->FindReplyById("old-1"), "{\"r\":1}");
+  EXPECT_TRUE((*old)->features.empty());
   ASSERT_TRUE(AppendAndWait(*store, MakeRecord("new")).ok());
   EXPECT_EQ((*store->Get("new"))->sequence, 3);
   store.reset();
-  // Reopening finds version 2: nothing to migrate again.
+  // Reopening finds version 3: nothing to migrate again.
   auto again = OpenOrDie(Options(dir));
   ASSERT_TRUE(again);
   EXPECT_EQ((*again->Get("new"))->sequence, 3);

@@ -1,0 +1,727 @@
+#include "vigil/engine.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "core/bloom_filter.h"
+#include "core/file_util.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "core/transaction_json.h"
+#include "engine/prediction_json.h"
+#include "monitor/metrics.h"
+#include "vigil/features.h"
+
+namespace vigil {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// --record async: how long the store writer gathers records before a commit.
+constexpr std::chrono::microseconds kAsyncCommitDelay{2000};
+// --record sync: the scoring thread commits its own record while on average at most this many
+// transactions are in flight (1.5); past that, the writer thread, after the burst.
+constexpr double kCallerCommitMaxInFlight = 1.5;
+// Replies kept in memory for replays (two entries per reply with an Idempotency-Key); older
+// ones are read from the store. About 1 KB each.
+constexpr size_t kRecentReplies = 50000;
+// The filter of ids and keys seen: 32 MiB, 1% false positives (store lookups for nothing) at
+// 28 million transactions; more past that, never a wrong answer.
+constexpr size_t kSeenFilterBits = size_t{1} << 28;
+constexpr size_t kMaxModelNameLength = 128;
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Stem(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  const size_t dot = base.find_last_of('.');
+  return dot == std::string::npos || dot == 0 ? base : base.substr(0, dot);
+}
+
+std::string Folder(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// A model's version: the first 12 hex digits of the FNV-1a hash of its file's bytes.
+std::string ContentVersion(std::string_view bytes) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(Fnv1a64(bytes)));
+  return std::string(buf, 12);
+}
+
+bool ValidModelName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxModelNameLength) return false;
+  const auto ok = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-';
+  };
+  if (!std::isalnum(static_cast<unsigned char>(name[0]))) return false;
+  return std::all_of(name.begin(), name.end(), ok);
+}
+
+// Keys share the Bloom filter with ids; the tag keeps a key from looking like an id to it.
+std::string KeyTag(std::string_view key) {
+  std::string tagged = "\x01k:";
+  tagged += key;
+  return tagged;
+}
+
+TransactionView ViewOf(const Transaction& tx) {
+  return {IdKey(tx.transaction_id), tx.timestamp, tx.customer_key, tx.terminal_key, tx.amount};
+}
+
+size_t NumFeatures() { return Features(FeatureSet::kAll).size(); }
+
+}  // namespace
+
+Prediction Predict(const Scorer& scorer, std::span<const float> features, int explain_top_k) {
+  ScoreResult r = scorer.Score(features, explain_top_k);
+  Prediction p;
+  p.score = r.score;
+  p.decision = r.decision;
+  p.anomaly_score = r.anomaly_score;
+  p.reasons = std::move(r.reasons);
+  p.algorithm = scorer.model().algo;
+  return p;
+}
+
+// A model compiled for serving, with the name and version predictions carry.
+struct LoadedModel {
+  std::unique_ptr<Scorer> scorer;
+  std::string path;
+  ModelInfo info;
+  std::array<Counter*, 3> predictions{};  // vigil_predictions_total{model, decision}, by Decision
+};
+
+struct Engine::Impl {
+  EngineOptions options;
+  std::string models_dir;
+  std::unique_ptr<Store> store;
+  MetricsRegistry metrics;
+  Histogram* score_hist = nullptr;
+
+  mutable std::mutex model_mu;
+  std::shared_ptr<const LoadedModel> model;  // GUARDED_BY(model_mu)
+  std::mutex reload_mu;                      // one reload at a time
+
+  // The online feature state: one engine, updated under its lock (about a microsecond).
+  mutable std::mutex features_mu;
+  std::unique_ptr<FeatureEngine> features;  // GUARDED_BY(features_mu)
+
+  // Idempotency. A transaction id and an Idempotency-Key are looked for in separate
+  // namespaces: among the recent replies in memory, then among the transactions being scored
+  // (a repeat waits for the first's outcome), then in the store: memory stays bounded however
+  // long the engine runs. `recent_*` keep the last kRecentReplies replies and every one whose
+  // record is not committed yet (--record async), which the store could not find. `seen` holds
+  // every id and key accepted, so that a new one (nearly every transaction) skips the store.
+  struct Remembered {
+    std::shared_ptr<const std::string> reply;
+    uint64_t fingerprint = 0;  // of the request, for a key
+    bool committed = false;
+  };
+  // A transaction being scored, and the callers waiting for its outcome: the first is its own.
+  struct Flight {
+    std::string transaction_id, key;
+    uint64_t fingerprint = 0;
+    std::vector<Done> waiters;
+  };
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using ReplyMap = std::unordered_map<std::string, Remembered, StringHash, std::equal_to<>>;
+  using FlightMap =
+      std::unordered_map<std::string, std::shared_ptr<Flight>, StringHash, std::equal_to<>>;
+  std::mutex idem_mu;
+  ReplyMap recent_ids, recent_keys;                             // GUARDED_BY(idem_mu)
+  std::deque<std::pair<ReplyMap*, std::string>> recent_order;  // GUARDED_BY(idem_mu)
+  FlightMap flights_by_id, flights_by_key;                      // GUARDED_BY(idem_mu)
+  BloomFilter seen{kSeenFilterBits};                            // GUARDED_BY(idem_mu)
+
+  std::atomic<bool> stopping{false};
+  std::atomic<int> in_flight{0};
+  std::atomic<int> in_flight_avg16{0};
+  std::atomic<bool> kick_queued{false};
+
+  std::shared_ptr<const LoadedModel> CurrentModel() const {
+    std::lock_guard<std::mutex> lock(model_mu);
+    return model;
+  }
+
+  // Reads, compiles and names a model file. Errors carry the details (for the log and the CLI).
+  StatusOr<std::shared_ptr<const LoadedModel>> LoadModelFile(const std::string& path) {
+    VIGIL_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path, options.max_model_bytes));
+    VIGIL_ASSIGN_OR_RETURN(ModelFile file, ParseModel(bytes, path));
+    auto m = std::make_shared<LoadedModel>();
+    auto scorer = Scorer::Create(std::move(file), Kernel::kAuto,
+                                 options.exact_reasons ? ReasonsMethod::kExact
+                                                       : ReasonsMethod::kFast);
+    if (!scorer.ok()) return scorer.status().WithContext("model file '" + path + "'");
+    m->scorer = std::move(*scorer);
+    m->path = path;
+    m->info.name = Stem(path);
+    m->info.version = ContentVersion(bytes);
+    m->info.algorithm = m->scorer->model().algo;
+    m->info.reasons_method = std::string(m->scorer->reasons_method());
+    for (Decision d : {Decision::kApprove, Decision::kReview, Decision::kDecline}) {
+      m->predictions[static_cast<size_t>(d)] = &metrics.GetCounter(
+          "vigil_predictions_total", "Predictions by model and decision",
+          {{"model", m->info.name}, {"decision", std::string(DecisionName(d))}});
+    }
+    return std::shared_ptr<const LoadedModel>(std::move(m));
+  }
+
+  // Remembers a reply; then forgets the oldest committed ones beyond kRecentReplies.
+  void Remember(const Flight& f, const std::shared_ptr<const std::string>& reply, bool committed)
+      /* REQUIRES(idem_mu) */ {
+    for (auto [map, key] : {std::pair{&recent_ids, &f.transaction_id},
+                            std::pair{&recent_keys, &f.key}}) {
+      if (key->empty()) continue;
+      if (map->try_emplace(*key, Remembered{reply, f.fingerprint, committed}).second) {
+        recent_order.emplace_back(map, *key);
+      }
+    }
+    while (recent_order.size() > kRecentReplies) {
+      auto& [map, key] = recent_order.front();
+      auto it = map->find(std::string_view(key));
+      if (it != map->end() && !it->second.committed) break;  // the store cannot find it yet
+      if (it != map->end()) map->erase(it);
+      recent_order.pop_front();
+    }
+  }
+
+  // Ends a flight: gives every waiter the outcome (the first its own, the rest as replays) and,
+  // with `remember`, keeps the reply for later repeats.
+  void Finish(const std::shared_ptr<Flight>& f, Status status,
+              std::shared_ptr<const std::string> reply, bool replay, bool remember,
+              bool committed) {
+    std::vector<Done> waiters;
+    {
+      std::lock_guard<std::mutex> lock(idem_mu);
+      if (remember) Remember(*f, reply, committed);
+      auto it = flights_by_id.find(std::string_view(f->transaction_id));
+      if (it != flights_by_id.end() && it->second == f) flights_by_id.erase(it);
+      if (!f->key.empty()) {
+        auto k = flights_by_key.find(std::string_view(f->key));
+        if (k != flights_by_key.end() && k->second == f) flights_by_key.erase(k);
+      }
+      waiters = std::move(f->waiters);
+    }
+    for (size_t i = 0; i < waiters.size(); ++i) {
+      ScoreOutcome o;
+      o.status = status;
+      o.replay = i > 0 || replay;
+      if (status.ok()) o.reply = reply;
+      waiters[i](std::move(o));
+    }
+    in_flight.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  // --record async: the record of a reply already given is committed, so the store answers for
+  // it now and memory may forget it.
+  void MarkCommitted(const Flight& f) {
+    std::lock_guard<std::mutex> lock(idem_mu);
+    for (auto [map, key] : {std::pair{&recent_ids, &f.transaction_id},
+                            std::pair{&recent_keys, &f.key}}) {
+      auto it = map->find(std::string_view(*key));
+      if (it != map->end()) it->second.committed = true;
+    }
+  }
+
+  // --record async: a reply already given whose record failed: forget it, so that the store
+  // (which has nothing) is the truth and a retry is scored anew.
+  void Forget(const Flight& f) {
+    std::lock_guard<std::mutex> lock(idem_mu);
+    for (auto [map, key] : {std::pair{&recent_ids, &f.transaction_id},
+                            std::pair{&recent_keys, &f.key}}) {
+      if (!key->empty()) map->erase(std::string(*key));
+    }
+  }
+
+  // Who commits a sync record: the scoring thread while the engine is nearly idle (a moving
+  // average of transactions in flight at most kCallerCommitMaxInFlight), saving two thread
+  // switches, about half the latency at low load. Under load the writer thread, kicked once the
+  // front end has worked through the burst (after_burst), so that a burst makes one commit
+  // rather than the first alone and the rest after it. An average, not the count of the
+  // moment: under load the count drops to 1 at each commit's end, and a transaction that then
+  // committed alone would hold up the others its thread serves.
+  Store::CommitBy ChooseCommitter() {
+    if (options.record != RecordMode::kSync) return Store::CommitBy::kWriter;
+    // Fixed point, 1/16 units; updates from several threads may race, which only blurs it.
+    const int now = std::min(in_flight.load(std::memory_order_relaxed), 1 << 20) * 16;
+    int avg = in_flight_avg16.load(std::memory_order_relaxed);
+    avg += (now - avg) / 8;
+    in_flight_avg16.store(avg, std::memory_order_relaxed);
+    if (avg <= static_cast<int>(kCallerCommitMaxInFlight * 16)) return Store::CommitBy::kCaller;
+    return options.after_burst ? Store::CommitBy::kLater : Store::CommitBy::kWriter;
+  }
+
+  // After an Append with CommitBy::kLater: kicks the store once the burst is handled, once per
+  // burst (a kick already queued will see this record too).
+  void ScheduleKick(Store::CommitBy by) {
+    if (by != Store::CommitBy::kLater || kick_queued.exchange(true)) return;
+    options.after_burst([this] {
+      kick_queued.store(false);
+      store->Kick();
+    });
+  }
+
+  void Append(TransactionRecord rec, std::function<void(const Status&)> on_commit,
+              std::vector<Store::Write>* writes) {
+    if (writes != nullptr) {
+      writes->push_back({std::move(rec), std::move(on_commit)});
+      return;
+    }
+    const Store::CommitBy by = ChooseCommitter();
+    store->Append(std::move(rec), std::move(on_commit), by);
+    ScheduleKick(by);
+  }
+
+  // Undoes the online features of a transaction whose record was not committed.
+  void Uncount(const TransactionView& view) {
+    std::lock_guard<std::mutex> lock(features_mu);
+    features->Remove(view);
+  }
+
+  void ScoreOne(Transaction tx, std::string key, Done done, std::vector<Store::Write>* writes);
+};
+
+void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
+                            std::vector<Store::Write>* writes) {
+  const Clock::time_point start = Clock::now();
+  if (stopping.load(std::memory_order_relaxed)) {
+    return done({Unavailable("the engine is stopping"), false, nullptr});
+  }
+  const uint64_t fingerprint = key.empty() ? 0 : Fnv1a64(tx.json);
+  auto key_reused = [&key] {
+    return AlreadyExists("Idempotency-Key '" + key +
+                         "' was already used for another transaction; use a new key for a new "
+                         "request");
+  };
+
+  std::shared_ptr<const std::string> replay;
+  std::shared_ptr<Flight> flight;
+  bool refused = false;  // the key was used for another transaction
+  bool maybe_seen_id = false, maybe_seen_key = false;
+  {
+    std::lock_guard<std::mutex> lock(idem_mu);
+    if (!key.empty()) {
+      auto it = recent_keys.find(std::string_view(key));
+      if (it != recent_keys.end()) {
+        refused = it->second.fingerprint != fingerprint;
+        if (!refused) replay = it->second.reply;
+      }
+    }
+    if (!replay && !refused) {
+      auto it = recent_ids.find(std::string_view(tx.transaction_id));
+      if (it != recent_ids.end()) replay = it->second.reply;
+    }
+    if (!replay && !refused) {
+      if (!key.empty()) {
+        auto f = flights_by_key.find(std::string_view(key));
+        if (f != flights_by_key.end()) {
+          refused = f->second->fingerprint != fingerprint;
+          if (!refused) {
+            f->second->waiters.push_back(std::move(done));
+            return;
+          }
+        }
+      }
+    }
+    if (!replay && !refused) {
+      auto f = flights_by_id.find(std::string_view(tx.transaction_id));
+      if (f != flights_by_id.end()) {
+        f->second->waiters.push_back(std::move(done));
+        return;
+      }
+      flight = std::make_shared<Flight>();
+      flight->transaction_id = tx.transaction_id;
+      flight->key = key;
+      flight->fingerprint = fingerprint;
+      flight->waiters.push_back(std::move(done));
+      flights_by_id.emplace(tx.transaction_id, flight);
+      if (!key.empty()) flights_by_key.emplace(key, flight);
+      maybe_seen_id = seen.MayContain(tx.transaction_id);
+      seen.Add(tx.transaction_id);
+      if (!key.empty()) {
+        const std::string tagged = KeyTag(key);
+        maybe_seen_key = seen.MayContain(tagged);
+        seen.Add(tagged);
+      }
+    }
+  }
+  // `done` outside the lock: a front end's reply may write to a socket.
+  if (refused) return done({key_reused(), false, nullptr});
+  if (replay) return done({Status::Ok(), true, std::move(replay)});
+  in_flight.fetch_add(1, std::memory_order_relaxed);
+
+  // Not in memory, but perhaps a repeat of something older: the store has every committed
+  // reply. (A false positive of `seen` costs one lookup that finds nothing.)
+  if (maybe_seen_key) {
+    auto stored = store->FindReplyByKey(key);
+    if (!stored.ok()) {
+      Log(LogLevel::kError, "idempotency lookup failed", {{"error", stored.status().message()}});
+      return Finish(flight, Unavailable("the store could not be read; retry"), nullptr, false,
+                    false, false);
+    }
+    if (stored->has_value()) {
+      if ((*stored)->request_fingerprint != fingerprint) {
+        return Finish(flight, key_reused(), nullptr, false, false, false);
+      }
+      return Finish(flight, Status::Ok(),
+                    std::make_shared<const std::string>(std::move((*stored)->reply_json)), true,
+                    true, true);
+    }
+  }
+  if (maybe_seen_id) {
+    auto stored = store->FindReplyById(tx.transaction_id);
+    if (!stored.ok()) {
+      Log(LogLevel::kError, "idempotency lookup failed", {{"error", stored.status().message()}});
+      return Finish(flight, Unavailable("the store could not be read; retry"), nullptr, false,
+                    false, false);
+    }
+    if (stored->has_value()) {
+      return Finish(flight, Status::Ok(), std::make_shared<const std::string>(std::move(**stored)),
+                    true, true, true);
+    }
+  }
+
+  // New: count it, score it, record it.
+  const std::shared_ptr<const LoadedModel> m = CurrentModel();
+  const TransactionView view = ViewOf(tx);
+  TransactionRecord rec;
+  rec.features.resize(NumFeatures());
+  {
+    std::lock_guard<std::mutex> lock(features_mu);
+    features->Update(view, rec.features);
+  }
+  Prediction p = Predict(*m->scorer, rec.features, options.explain_top_k);
+  p.transaction_id = tx.transaction_id;
+  p.model_name = m->info.name;
+  p.model_version = m->info.version;
+  p.latency_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+  auto reply = std::make_shared<const std::string>(RenderPrediction(p));
+  score_hist->Observe(p.score);
+  m->predictions[static_cast<size_t>(p.decision)]->Add();
+
+  rec.transaction_id = std::move(tx.transaction_id);
+  rec.customer_id = std::move(tx.customer_id);
+  rec.terminal_id = std::move(tx.terminal_id);
+  rec.amount = tx.amount;
+  rec.timestamp = tx.timestamp;
+  rec.transaction_json = std::move(tx.json);
+  rec.score = p.score;
+  rec.decision = DecisionName(p.decision);
+  rec.anomaly_score = p.anomaly_score;
+  rec.model_name = m->info.name;
+  rec.model_version = m->info.version;
+  rec.reply_json = *reply;
+  rec.latency_us = p.latency_us;
+  rec.recorded_at_us = NowMicros();
+  rec.idempotency_key = std::move(key);
+  rec.request_fingerprint = fingerprint;
+
+  if (options.record == RecordMode::kAsync) {
+    Finish(flight, Status::Ok(), reply, false, true, /*committed=*/false);
+    return Append(std::move(rec),
+                  [this, flight, view](const Status& s) {
+                    if (s.ok()) return MarkCommitted(*flight);
+                    // Given but not recorded: a crash would have lost it too. Take it out of
+                    // the features and of memory, so that state and store agree.
+                    Uncount(view);
+                    Forget(*flight);
+                    Log(LogLevel::kError, "record lost (--record async)",
+                        {{"transaction_id", flight->transaction_id}, {"error", s.message()}});
+                  },
+                  writes);
+  }
+  Append(std::move(rec),
+         [this, flight, view, reply](const Status& s) {
+           if (s.ok()) return Finish(flight, Status::Ok(), reply, false, true, true);
+           Uncount(view);  // before anyone is told, so a retry finds the state without it
+           if (s.code() == StatusCode::kAlreadyExists) {
+             // Another writer of the same store file recorded this id or key first.
+             auto first = flight->key.empty() ? StatusOr<std::optional<std::string>>(
+                                                    store->FindReplyById(flight->transaction_id))
+                                              : StatusOr<std::optional<std::string>>(
+                                                    std::optional<std::string>());
+             if (first.ok() && first->has_value()) {
+               return Finish(flight, Status::Ok(),
+                             std::make_shared<const std::string>(std::move(**first)), true, true,
+                             true);
+             }
+           }
+           Log(LogLevel::kError, "store commit failed",
+               {{"transaction_id", flight->transaction_id}, {"error", s.message()}});
+           Finish(flight,
+                  Unavailable("the transaction could not be recorded, so it was not counted; "
+                              "retry"),
+                  nullptr, false, false, false);
+         },
+         writes);
+}
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Engine::~Engine() { Stop(); }
+
+StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->models_dir = options.models_dir.empty() ? Folder(options.model_path) : options.models_dir;
+  VIGIL_ASSIGN_OR_RETURN(impl->model, impl->LoadModelFile(options.model_path));
+  StoreOptions so;
+  so.path = options.data_dir + "/vigil.db";
+  so.sync = options.sync;
+  so.busy_timeout_ms = options.store_busy_timeout_ms;
+  // No outcome waits for an async commit: let the writer gather a few milliseconds of records.
+  if (options.record == RecordMode::kAsync) so.commit_delay = kAsyncCommitDelay;
+  VIGIL_ASSIGN_OR_RETURN(impl->store, Store::Open(so));
+  impl->features = std::make_unique<FeatureEngine>(FeatureSet::kAll,
+                                                   impl->model->scorer->engine_options());
+
+  // Rebuild the online state from the records (repeats find their replies there).
+  TransactionParser parser;
+  int64_t replayed = 0, unreadable = 0;
+  Impl* raw = impl.get();
+  VIGIL_RETURN_IF_ERROR(raw->store->Scan([&](const TransactionRecord& rec) {
+    Transaction tx;
+    std::vector<FieldProblem> problems;
+    if (parser.Parse(rec.transaction_json, &tx, &problems).ok()) {
+      raw->features->Insert(ViewOf(tx));
+    } else {
+      ++unreadable;
+    }
+    raw->seen.Add(rec.transaction_id);
+    if (!rec.idempotency_key.empty()) raw->seen.Add(KeyTag(rec.idempotency_key));
+    ++replayed;
+  }));
+  if (unreadable > 0) {
+    Log(LogLevel::kWarn, "stored transactions the parser no longer accepts were not replayed",
+        {{"count", unreadable}});
+  }
+
+  impl->score_hist = &impl->metrics.GetHistogram(
+      "vigil_score", "Fraud scores returned",
+      {0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99});
+  impl->metrics.AddGauge("vigil_store_backlog",
+                         "Records queued for the store writer, not yet committed",
+                         [raw] { return static_cast<double>(raw->store->backlog()); });
+  impl->metrics.AddGauge("vigil_store_committed_records", "Records committed since start",
+                         [raw] { return static_cast<double>(raw->store->committed()); });
+  impl->metrics.AddGauge("vigil_store_commits", "Write transactions committed since start",
+                         [raw] { return static_cast<double>(raw->store->commits()); });
+  Log(LogLevel::kInfo, "engine ready",
+      {{"model", raw->model->info.name},
+       {"version", raw->model->info.version},
+       {"replayed", replayed},
+       {"record", options.record == RecordMode::kSync ? "sync" : "async"},
+       {"reasons", raw->model->info.reasons_method}});
+  return std::make_unique<Engine>(std::move(impl));
+}
+
+void Engine::Score(Transaction tx, std::string idempotency_key, Done done) {
+  impl_->ScoreOne(std::move(tx), std::move(idempotency_key), std::move(done), nullptr);
+}
+
+void Engine::ScoreBatch(std::vector<Transaction> txs,
+                        std::function<void(std::vector<ScoreOutcome>)> done) {
+  if (txs.empty()) return done({});
+  struct BatchState {
+    std::mutex mu;
+    std::vector<ScoreOutcome> outcomes;
+    size_t remaining;
+    std::function<void(std::vector<ScoreOutcome>)> done;
+  };
+  auto state = std::make_shared<BatchState>();
+  state->outcomes.resize(txs.size());
+  state->remaining = txs.size();
+  state->done = std::move(done);
+  std::vector<Store::Write> writes;
+  writes.reserve(txs.size());
+  for (size_t i = 0; i < txs.size(); ++i) {
+    impl_->ScoreOne(std::move(txs[i]), {},
+                    [state, i](ScoreOutcome o) {
+                      bool last;
+                      {
+                        std::lock_guard<std::mutex> lock(state->mu);
+                        state->outcomes[i] = std::move(o);
+                        last = --state->remaining == 0;
+                      }
+                      if (last) state->done(std::move(state->outcomes));
+                    },
+                    &writes);
+  }
+  if (writes.empty()) return;
+  const Store::CommitBy by = impl_->ChooseCommitter();
+  impl_->store->AppendAll(std::move(writes), by);
+  impl_->ScheduleKick(by);
+}
+
+StatusOr<ModelInfo> Engine::Reload(std::string_view name) {
+  Impl& d = *impl_;
+  std::lock_guard<std::mutex> reload_lock(d.reload_mu);
+  std::string path;
+  std::string shown(name);
+  if (name.empty()) {
+    path = d.CurrentModel()->path;
+    shown = d.CurrentModel()->info.name;
+  } else {
+    std::string_view stem = name;
+    if (stem.size() > 6 && stem.substr(stem.size() - 6) == ".model") stem.remove_suffix(6);
+    if (!ValidModelName(stem) || stem.find("..") != std::string_view::npos) {
+      return InvalidArgument(
+          "a model is named by letters, digits, '.', '_' and '-' (at most 128, starting with a "
+          "letter or digit), e.g. \"gbdt\" for gbdt.model in the models folder");
+    }
+    shown = std::string(stem);
+    path = d.models_dir + "/" + shown + ".model";
+  }
+  auto& failed = d.metrics.GetCounter("vigil_model_reloads_total", "Model reloads by result",
+                                      {{"result", "failed"}});
+  auto loaded = d.LoadModelFile(path);
+  if (!loaded.ok()) {
+    failed.Add();
+    Log(LogLevel::kError, "reload failed", {{"model", shown}, {"error", loaded.status().message()}});
+    switch (loaded.status().code()) {
+      case StatusCode::kNotFound:
+        return NotFound("model '" + shown + "' is not in the models folder");
+      case StatusCode::kResourceExhausted:  // a limit of the file, not of the caller: 400
+        return InvalidArgument("model '" + shown + "' is larger than the limit of " +
+                               std::to_string(d.options.max_model_bytes) + " bytes");
+      case StatusCode::kPermissionDenied:
+        return PermissionDenied("model '" + shown + "' cannot be read by the server");
+      case StatusCode::kUnavailable:
+        return Unavailable("model '" + shown + "' could not be read; retry");
+      default:
+        return InvalidArgument("model '" + shown +
+                               "' is not a regular file holding a valid Vigil model (the server "
+                               "log has the details)");
+    }
+  }
+  if ((*loaded)->scorer->engine_options().label_delay_days !=
+      d.CurrentModel()->scorer->engine_options().label_delay_days) {
+    failed.Add();
+    return InvalidArgument("model '" + shown +
+                           "' has another label delay than the serving feature state");
+  }
+  {
+    std::lock_guard<std::mutex> lock(d.model_mu);
+    d.model = std::move(*loaded);
+  }
+  d.metrics.GetCounter("vigil_model_reloads_total", "Model reloads by result", {{"result", "ok"}})
+      .Add();
+  const ModelInfo info = d.CurrentModel()->info;
+  Log(LogLevel::kInfo, "model reloaded",
+      {{"model", info.name}, {"version", info.version}, {"reasons", info.reasons_method}});
+  return info;
+}
+
+ModelInfo Engine::model() const { return impl_->CurrentModel()->info; }
+
+StatusOr<std::optional<TransactionDetail>> Engine::Find(std::string_view transaction_id) {
+  auto rec = impl_->store->Get(transaction_id);
+  if (!rec.ok()) {
+    Log(LogLevel::kError, "store read failed", {{"error", rec.status().message()}});
+    return Unavailable("the store could not be read; retry");
+  }
+  if (!rec->has_value()) return std::optional<TransactionDetail>();
+  TransactionDetail d;
+  d.record = std::move(**rec);
+  if (d.record.features.size() == NumFeatures()) d.feature_names = FeatureNames(FeatureSet::kAll);
+  return std::optional<TransactionDetail>(std::move(d));
+}
+
+Status Engine::AddLabel(std::string_view transaction_id, bool fraud) {
+  std::lock_guard<std::mutex> lock(impl_->features_mu);
+  Status s = impl_->features->AddLabel(IdKey(transaction_id), fraud);
+  if (!s.ok()) {
+    return NotFound("transaction '" + std::string(transaction_id) +
+                    "' is unknown to the online features or older than their windows");
+  }
+  return s;
+}
+
+void Engine::PeekFeatures(const Transaction& tx, std::span<float> out) const {
+  std::lock_guard<std::mutex> lock(impl_->features_mu);
+  impl_->features->Compute(ViewOf(tx), out);
+}
+
+Status Engine::Ready() {
+  if (impl_->stopping.load()) return Unavailable("stopping");
+  Status s = impl_->store->CheckWritable();
+  if (!s.ok()) {
+    Log(LogLevel::kWarn, "store not writable", {{"error", s.message()}});
+    return Unavailable("the store does not take writes");
+  }
+  return s;
+}
+
+Status Engine::Flush() { return impl_->store->Flush(); }
+
+void Engine::Stop() {
+  if (!impl_ || impl_->stopping.exchange(true)) return;
+  Status s = impl_->store->Flush();
+  if (!s.ok()) Log(LogLevel::kError, "store flush failed", {{"error", s.message()}});
+}
+
+int64_t Engine::committed() const { return impl_->store->committed(); }
+size_t Engine::backlog() const { return impl_->store->backlog(); }
+MetricsRegistry& Engine::metrics() { return impl_->metrics; }
+
+Status ScoreDataset(const Scorer& scorer, const Dataset& data, const BatchScoreOptions& options,
+                    const std::function<void(size_t row, const Prediction&)>& sink) {
+  if (options.threads < 0) return InvalidArgument("threads cannot be negative");
+  // Features from the online engine, state replayed in time order; labels, where the data has
+  // them, reach it only after the model's delay, as analyst feedback would.
+  auto feature_progress = [&](double f) {
+    if (options.progress) options.progress(0.5 * f);
+  };
+  const FeatureMatrix m =
+      ComputeFeatures(data, scorer.engine_set(), scorer.engine_options(), feature_progress);
+  const size_t n = m.rows;
+  const int threads = options.threads > 0
+                          ? options.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Blocks of rows: threads score a block, then it goes to the sink in order, so memory stays
+  // bounded and the output does not depend on the thread count.
+  constexpr size_t kBlock = 1 << 16;
+  std::vector<Prediction> results(std::min(n, kBlock));
+  for (size_t block = 0; block < n; block += kBlock) {
+    const size_t rows = std::min(kBlock, n - block);
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      constexpr size_t kChunk = 1024;
+      for (size_t lo; (lo = next.fetch_add(kChunk)) < rows;) {
+        for (size_t i = lo; i < std::min(rows, lo + kChunk); ++i) {
+          results[i] = Predict(scorer, std::span<const float>(m.row(block + i), m.cols()),
+                               options.explain_top_k);
+        }
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    for (size_t i = 0; i < rows; ++i) sink(block + i, results[i]);
+    if (options.progress) options.progress(0.5 + 0.5 * static_cast<double>(block + rows) / n);
+  }
+  return Status::Ok();
+}
+
+}  // namespace vigil

@@ -1,0 +1,469 @@
+#include "vigil/engine.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "core/transaction_json.h"
+#include "vigil/features.h"
+#include "vigil/model.h"
+#include "vigil/simulator.h"
+
+namespace vigil {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Waits for outcomes given on any thread.
+class Outcomes {
+ public:
+  Engine::Done Slot() {
+    std::lock_guard<std::mutex> lock(mu_);
+    const size_t i = all_.size();
+    all_.emplace_back();
+    return [this, i](ScoreOutcome o) {
+      std::lock_guard<std::mutex> lock(mu_);
+      all_[i] = std::move(o);
+      ++given_;
+      cv_.notify_all();
+    };
+  }
+  const std::vector<ScoreOutcome>& Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return given_ == all_.size(); });
+    return all_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<ScoreOutcome> all_;
+  size_t given_ = 0;
+};
+
+ScoreOutcome ScoreNow(Engine& e, Transaction tx, std::string key = "") {
+  Outcomes o;
+  e.Score(std::move(tx), std::move(key), o.Slot());
+  return o.Wait()[0];
+}
+
+// A transaction as a client sends it, parsed as every front end parses it.
+Transaction Tx(const std::string& id, const std::string& customer = "c1",
+               const std::string& terminal = "t1", double amount = 10,
+               const std::string& ts = "2024-05-01T12:00:00Z") {
+  const std::string body = "{\"transaction_id\":\"" + id + "\",\"customer_id\":\"" + customer +
+                           "\",\"terminal_id\":\"" + terminal +
+                           "\",\"amount\":" + std::to_string(amount) + ",\"timestamp\":\"" + ts +
+                           "\"}";
+  TransactionParser parser;
+  Transaction tx;
+  std::vector<FieldProblem> problems;
+  EXPECT_TRUE(parser.Parse(body, &tx, &problems).ok()) << body;
+  return tx;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(fs::temp_directory_path() / ("vigil_engine_test_" + std::to_string(getpid())));
+    fs::remove_all(*dir_);
+    fs::create_directories(*dir_ + "/models");
+    SimulatorOptions so;
+    so.customers = 200;
+    so.terminals = 400;
+    so.days = 30;
+    so.radius = 10;
+    Dataset data = *Simulate(so);
+    FeatureMatrix m = ComputeFeatures(data, FeatureSet::kAll, {});
+    std::vector<uint8_t> y(data.fraud.begin(), data.fraud.end());
+    TrainOptions o;
+    o.algo = Algorithm::kGbdt;
+    o.params = {{"n_estimators", "10"}};
+    o.threads = 1;
+    auto model = TrainModel(m.values, y, m.names, o);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    ASSERT_TRUE(SaveModel(*model, *dir_ + "/models/gbdt.model").ok());
+    o.params = {{"n_estimators", "5"}};
+    auto small = TrainModel(m.values, y, m.names, o);
+    ASSERT_TRUE(SaveModel(*small, *dir_ + "/models/small.model").ok());
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*dir_);
+    delete dir_;
+  }
+
+  void SetUp() override {
+    data_dir_ = *dir_ + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::create_directories(data_dir_);
+  }
+
+  EngineOptions Options() const {
+    EngineOptions o;
+    o.model_path = *dir_ + "/models/gbdt.model";
+    o.data_dir = data_dir_;
+    o.explain_top_k = 2;
+    return o;
+  }
+  std::unique_ptr<Engine> OpenOrDie(const EngineOptions& o) {
+    auto e = Engine::Open(o);
+    EXPECT_TRUE(e.ok()) << e.status().ToString();
+    return e.ok() ? std::move(*e) : nullptr;
+  }
+  std::unique_ptr<Engine> OpenOrDie() { return OpenOrDie(Options()); }
+
+  static std::vector<float> Peek(const Engine& e, const Transaction& tx) {
+    std::vector<float> row(Features(FeatureSet::kAll).size());
+    e.PeekFeatures(tx, row);
+    return row;
+  }
+  static float Feature(const std::vector<float>& row, const std::string& name) {
+    const auto names = FeatureNames(FeatureSet::kAll);
+    return row[std::find(names.begin(), names.end(), name) - names.begin()];
+  }
+
+  static std::string* dir_;
+  std::string data_dir_;
+};
+std::string* EngineTest::dir_ = nullptr;
+
+TEST_F(EngineTest, ScoresRecordsAndAnswersForATransaction) {
+  auto e = OpenOrDie();
+  ScoreOutcome o = ScoreNow(*e, Tx("a"));
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+  EXPECT_FALSE(o.replay);
+  auto reply = nlohmann::json::parse(*o.reply);
+  EXPECT_EQ(reply["transaction_id"], "a");
+  EXPECT_EQ(reply["model"]["name"], "gbdt");
+  EXPECT_EQ(reply["model"]["version"], e->model().version);
+  EXPECT_LE(reply["reasons"].size(), 2u);
+
+  auto found = e->Find("a");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->record.reply_json, *o.reply);
+  // The features the model saw are recorded with their names.
+  ASSERT_EQ((*found)->feature_names, FeatureNames(FeatureSet::kAll));
+  ASSERT_EQ((*found)->record.features.size(), (*found)->feature_names.size());
+  EXPECT_EQ(Feature((*found)->record.features, "amount"), 10.0f);
+  EXPECT_EQ(Feature((*found)->record.features, "customer_nb_tx_1d"), 1.0f);
+  EXPECT_FALSE(e->Find("b")->has_value());
+}
+
+// One id sent by 16 threads at once: scored and counted once, every caller the same reply.
+TEST_F(EngineTest, OneIdFromSixteenThreadsIsScoredOnce) {
+  auto e = OpenOrDie();
+  Outcomes outs;
+  std::vector<Engine::Done> slots;
+  for (int i = 0; i < 16; ++i) slots.push_back(outs.Slot());
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 16; ++i) {
+    threads.emplace_back([&, i] {
+      ready.fetch_add(1);
+      while (ready.load() < 16) {
+      }
+      e->Score(Tx("same", "c9", "t9", 42), "", std::move(slots[i]));
+    });
+  }
+  for (auto& t : threads) t.join();
+  const auto& all = outs.Wait();
+  int fresh = 0;
+  for (const ScoreOutcome& o : all) {
+    ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+    EXPECT_EQ(*o.reply, *all[0].reply);
+    fresh += !o.replay;
+  }
+  EXPECT_EQ(fresh, 1);
+  ASSERT_TRUE(e->Flush().ok());
+  EXPECT_EQ(e->committed(), 1);
+  // Counted once: the next transaction of the customer sees one before it.
+  EXPECT_EQ(Feature(Peek(*e, Tx("next", "c9", "t9", 1)), "customer_nb_tx_1d"), 2.0f);
+}
+
+// The same id in a batch and in a single request at once: one record, one prediction.
+TEST_F(EngineTest, BatchAndSingleRacingOnOneIdCountOnce) {
+  auto e = OpenOrDie();
+  for (int round = 0; round < 20; ++round) {
+    const std::string id = "race-" + std::to_string(round);
+    std::vector<Transaction> batch = {Tx("other-" + std::to_string(round), "c2"), Tx(id, "c2")};
+    std::mutex mu;
+    std::condition_variable cv;
+    int given = 0;
+    std::vector<ScoreOutcome> batch_out;
+    ScoreOutcome single;
+    std::thread t([&] {
+      e->ScoreBatch(batch, [&](std::vector<ScoreOutcome> o) {
+        std::lock_guard<std::mutex> lock(mu);
+        batch_out = std::move(o);
+        ++given;
+        cv.notify_all();
+      });
+    });
+    e->Score(Tx(id, "c2"), "", [&](ScoreOutcome o) {
+      std::lock_guard<std::mutex> lock(mu);
+      single = std::move(o);
+      ++given;
+      cv.notify_all();
+    });
+    t.join();
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return given == 2; });
+    ASSERT_TRUE(single.status.ok());
+    ASSERT_EQ(batch_out.size(), 2u);
+    EXPECT_EQ(*batch_out[1].reply, *single.reply);
+    EXPECT_NE(batch_out[1].replay, single.replay);  // exactly one of them scored it
+  }
+  ASSERT_TRUE(e->Flush().ok());
+  EXPECT_EQ(e->committed(), 40);
+  EXPECT_EQ(Feature(Peek(*e, Tx("probe", "c2")), "customer_nb_tx_1d"), 41.0f);
+}
+
+// Keys and ids are separate namespaces: a key equal to another transaction's id is not a replay.
+TEST_F(EngineTest, KeyEqualToAnotherIdIsItsOwnRequest) {
+  auto e = OpenOrDie();
+  ScoreOutcome first = ScoreNow(*e, Tx("victim", "c3"));
+  ASSERT_TRUE(first.status.ok());
+  ScoreOutcome mine = ScoreNow(*e, Tx("attacker-tx", "c4"), "victim");
+  ASSERT_TRUE(mine.status.ok());
+  EXPECT_FALSE(mine.replay);
+  EXPECT_EQ(nlohmann::json::parse(*mine.reply)["transaction_id"], "attacker-tx");
+  ASSERT_TRUE(e->Flush().ok());
+  EXPECT_TRUE(e->Find("attacker-tx")->has_value());
+  // And an id equal to a key already used is its own transaction too.
+  ScoreOutcome by_key = ScoreNow(*e, Tx("k-tx", "c5"), "shared-name");
+  ScoreOutcome by_id = ScoreNow(*e, Tx("shared-name", "c5"));
+  ASSERT_TRUE(by_key.status.ok() && by_id.status.ok());
+  EXPECT_FALSE(by_id.replay);
+  EXPECT_EQ(nlohmann::json::parse(*by_id.reply)["transaction_id"], "shared-name");
+}
+
+// A key reused for another transaction is refused, in memory, in flight and from the store.
+TEST_F(EngineTest, KeyReusedWithAnotherBodyIsRefused) {
+  auto o = Options();
+  {
+    auto e = OpenOrDie(o);
+    ScoreOutcome first = ScoreNow(*e, Tx("p1", "c6"), "key-1");
+    ASSERT_TRUE(first.status.ok());
+    ScoreOutcome again = ScoreNow(*e, Tx("p1", "c6"), "key-1");
+    ASSERT_TRUE(again.status.ok());
+    EXPECT_TRUE(again.replay);
+    EXPECT_EQ(*again.reply, *first.reply);
+    ScoreOutcome other = ScoreNow(*e, Tx("p2", "c6"), "key-1");
+    EXPECT_EQ(other.status.code(), StatusCode::kAlreadyExists) << other.status.ToString();
+    EXPECT_NE(other.status.message().find("key-1"), std::string::npos);
+    ScoreOutcome amount = ScoreNow(*e, Tx("p1", "c6", "t1", 11), "key-1");
+    EXPECT_EQ(amount.status.code(), StatusCode::kAlreadyExists);
+    ASSERT_TRUE(e->Flush().ok());
+    EXPECT_FALSE(e->Find("p2")->has_value());
+    EXPECT_EQ(e->committed(), 1);
+  }
+  // After a restart the store answers: same body replays, another is refused.
+  auto e = OpenOrDie(o);
+  EXPECT_TRUE(ScoreNow(*e, Tx("p1", "c6"), "key-1").replay);
+  EXPECT_EQ(ScoreNow(*e, Tx("p3", "c6"), "key-1").status.code(), StatusCode::kAlreadyExists);
+  ASSERT_TRUE(e->Flush().ok());
+  EXPECT_FALSE(e->Find("p3")->has_value());
+}
+
+// While the store refuses writes nothing is counted; afterwards a retry counts once.
+TEST_F(EngineTest, FailedCommitsCountNothing) {
+  auto o = Options();
+  o.store_busy_timeout_ms = 20;
+  auto e = OpenOrDie(o);
+  ASSERT_TRUE(ScoreNow(*e, Tx("ok-1", "c7")).status.ok());
+  const std::vector<float> before = Peek(*e, Tx("probe", "c7"));
+
+  sqlite3* blocker = nullptr;
+  ASSERT_EQ(sqlite3_open((data_dir_ + "/vigil.db").c_str(), &blocker), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(blocker, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  for (int i = 0; i < 3; ++i) {
+    ScoreOutcome failed = ScoreNow(*e, Tx("blocked", "c7", "t1", 500));
+    EXPECT_EQ(failed.status.code(), StatusCode::kUnavailable) << failed.status.ToString();
+    EXPECT_EQ(failed.status.message().find("database"), std::string::npos)
+        << "no library internals in the outcome: " << failed.status.message();
+    EXPECT_EQ(Peek(*e, Tx("probe", "c7")), before);
+  }
+  sqlite3_exec(blocker, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(blocker);
+
+  ScoreOutcome retried = ScoreNow(*e, Tx("blocked", "c7", "t1", 500));
+  ASSERT_TRUE(retried.status.ok()) << retried.status.ToString();
+  EXPECT_FALSE(retried.replay);
+  EXPECT_EQ(Feature(Peek(*e, Tx("probe", "c7")), "customer_nb_tx_1d"),
+            Feature(before, "customer_nb_tx_1d") + 1);
+}
+
+// The online state after a restart (rebuilt from the records) equals the live one, whatever
+// repeats and failures came before.
+TEST_F(EngineTest, FeaturesAfterRestartEqualTheLiveOnes) {
+  auto o = Options();
+  o.store_busy_timeout_ms = 20;
+  std::vector<Transaction> probes = {Tx("probe-1", "c1", "t1", 77, "2024-05-02T00:00:00Z"),
+                                     Tx("probe-2", "c2", "t2", 5, "2024-05-09T06:00:00Z"),
+                                     Tx("probe-3", "c8", "t3", 900, "2024-05-20T23:00:00Z")};
+  std::vector<std::vector<float>> live;
+  {
+    auto e = OpenOrDie(o);
+    for (int i = 0; i < 60; ++i) {
+      const std::string day = std::to_string(1 + i % 9);
+      Transaction tx = Tx("tx-" + std::to_string(i), "c" + std::to_string(i % 3),
+                          "t" + std::to_string(i % 4), 10 + i, "2024-05-0" + day + "T1" +
+                              std::to_string(i % 10) + ":00:00Z");
+      ASSERT_TRUE(ScoreNow(*e, tx).status.ok());
+      if (i % 7 == 0) {
+        ASSERT_TRUE(ScoreNow(*e, tx).replay);  // repeats
+      }
+    }
+    sqlite3* blocker = nullptr;
+    ASSERT_EQ(sqlite3_open((data_dir_ + "/vigil.db").c_str(), &blocker), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(blocker, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+    EXPECT_FALSE(ScoreNow(*e, Tx("lost", "c1", "t1", 3000)).status.ok());
+    sqlite3_exec(blocker, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(blocker);
+    for (const Transaction& p : probes) live.push_back(Peek(*e, p));
+  }
+  auto e = OpenOrDie(o);
+  for (size_t i = 0; i < probes.size(); ++i) EXPECT_EQ(Peek(*e, probes[i]), live[i]) << i;
+}
+
+TEST_F(EngineTest, LabelsReachTheTerminalRiskWindows) {
+  auto e = OpenOrDie();
+  ASSERT_TRUE(ScoreNow(*e, Tx("fraud-1", "c1", "risky", 100, "2024-05-01T10:00:00Z")).status.ok());
+  ASSERT_TRUE(ScoreNow(*e, Tx("fine-1", "c2", "risky", 100, "2024-05-01T11:00:00Z")).status.ok());
+  const Transaction later = Tx("later", "c3", "risky", 10, "2024-05-08T12:00:00Z");
+  EXPECT_EQ(Feature(Peek(*e, later), "terminal_risk_1d"), 0.0f);
+  ASSERT_TRUE(e->AddLabel("fraud-1", true).ok());
+  EXPECT_EQ(Feature(Peek(*e, later), "terminal_risk_1d"), 0.5f);
+  EXPECT_EQ(e->AddLabel("never-seen", true).code(), StatusCode::kNotFound);
+}
+
+TEST_F(EngineTest, ReloadTakesANameInTheModelsFolderOnly) {
+  auto o = Options();
+  o.max_model_bytes = 4 << 20;
+  auto e = OpenOrDie(o);
+  const std::string first = e->model().version;
+  for (const char* bad : {"../models/gbdt", "/etc/passwd", "a/b", ".hidden", "..", "x y",
+                          "-rf", ""}) {
+    if (std::string_view(bad).empty()) continue;  // empty means "the current file"
+    auto r = e->Reload(bad);
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(e->Reload("missing").status().code(), StatusCode::kNotFound);
+
+  const std::string models = *dir_ + "/models";
+  // Not a model: the reply must not quote the file.
+  std::ofstream(models + "/secret.model") << "root:x:0:0:root:/root:/bin/bash\n";
+  auto garbage = e->Reload("secret");
+  EXPECT_EQ(garbage.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(garbage.status().message().find("root"), std::string::npos)
+      << garbage.status().message();
+  EXPECT_EQ(garbage.status().message().find(models), std::string::npos)
+      << "no file path in the message: " << garbage.status().message();
+  // A FIFO is refused without blocking; a device too; an oversized file unread.
+  ASSERT_EQ(mkfifo((models + "/fifo.model").c_str(), 0600), 0);
+  EXPECT_EQ(e->Reload("fifo").status().code(), StatusCode::kInvalidArgument);
+  fs::create_symlink("/dev/zero", models + "/zero.model");
+  EXPECT_EQ(e->Reload("zero").status().code(), StatusCode::kInvalidArgument);
+  {
+    std::ofstream big(models + "/big.model");
+    big.seekp((8 << 20) - 1);
+    big.put('x');
+  }
+  auto big = e->Reload("big");
+  EXPECT_EQ(big.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(big.status().message().find("larger than the limit"), std::string::npos);
+  EXPECT_EQ(e->model().version, first);  // none of that changed the model
+
+  auto small = e->Reload("small");
+  ASSERT_TRUE(small.ok()) << small.status().ToString();
+  EXPECT_EQ(small->name, "small");
+  EXPECT_NE(small->version, first);
+  EXPECT_EQ(e->model().name, "small");
+  EXPECT_TRUE(e->Reload("gbdt.model").ok());
+  EXPECT_EQ(e->model().version, first);
+  for (const char* f : {"secret.model", "fifo.model", "zero.model", "big.model"}) {
+    fs::remove(models + "/" + f);
+  }
+}
+
+// Reloads while other threads score: every transaction gets a prediction from one model or
+// the other, none fails.
+TEST_F(EngineTest, ReloadWhileScoring) {
+  auto e = OpenOrDie();
+  std::atomic<bool> done{false};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> scorers;
+  for (int t = 0; t < 2; ++t) {
+    scorers.emplace_back([&, t] {
+      for (int i = 0; i < 300; ++i) {
+        ScoreOutcome o = ScoreNow(*e, Tx("r" + std::to_string(t) + "-" + std::to_string(i)));
+        if (!o.status.ok()) failures.fetch_add(1);
+      }
+    });
+  }
+  std::thread reloader([&] {
+    for (int i = 0; i < 10; ++i) {
+      if (!e->Reload(i % 2 ? "gbdt" : "small").ok()) failures.fetch_add(1);
+    }
+    done = true;
+  });
+  for (auto& t : scorers) t.join();
+  reloader.join();
+  EXPECT_EQ(failures.load(), 0);
+  ASSERT_TRUE(e->Flush().ok());
+  EXPECT_EQ(e->committed(), 600);
+}
+
+TEST_F(EngineTest, StoppedEngineRefusesWork) {
+  auto e = OpenOrDie();
+  e->Stop();
+  EXPECT_EQ(ScoreNow(*e, Tx("late")).status.code(), StatusCode::kUnavailable);
+  EXPECT_FALSE(e->Ready().ok());
+}
+
+TEST(ScoreDatasetTest, PredictsEveryRowInOrderWhateverTheThreads) {
+  SimulatorOptions so;
+  so.customers = 50;
+  so.terminals = 100;
+  so.days = 10;
+  Dataset data = *Simulate(so);
+  FeatureMatrix m = ComputeFeatures(data, FeatureSet::kAll, {});
+  std::vector<uint8_t> y(data.fraud.begin(), data.fraud.end());
+  TrainOptions o;
+  o.params = {{"n_estimators", "5"}};
+  o.threads = 1;
+  auto model = TrainModel(m.values, y, m.names, o);
+  ASSERT_TRUE(model.ok());
+  auto scorer = Scorer::Create(*model);
+  ASSERT_TRUE(scorer.ok());
+  std::vector<std::vector<double>> by_threads;
+  for (int threads : {1, 3}) {
+    std::vector<double> scores;
+    BatchScoreOptions bo;
+    bo.threads = threads;
+    ASSERT_TRUE(ScoreDataset(**scorer, data, bo, [&](size_t row, const Prediction& p) {
+                  EXPECT_EQ(row, scores.size());
+                  scores.push_back(p.score);
+                }).ok());
+    EXPECT_EQ(scores.size(), data.size());
+    by_threads.push_back(scores);
+  }
+  EXPECT_EQ(by_threads[0], by_threads[1]);
+  BatchScoreOptions bad;
+  bad.threads = -1;
+  EXPECT_EQ(ScoreDataset(**scorer, data, bad, [](size_t, const Prediction&) {}).code(),
+            StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace vigil
