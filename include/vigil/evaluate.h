@@ -67,8 +67,9 @@ struct EvaluationRow {
 };
 
 // Computes the features once over the whole data set, then runs the prequential folds for each
-// algorithm. Predictions come from Vigil's scoring engine (Forest); for iforest the score is the
-// anomaly score, trained without labels.
+// algorithm, each fold trained by Train() (vigil/training.h) as `vigil train` trains, without the
+// anomaly forest. Predictions come from Vigil's scoring engine (Forest); for iforest the score is
+// the anomaly score, trained without labels.
 StatusOr<std::vector<EvaluationRow>> EvaluateHandbook(const Dataset& data,
                                                       const EvaluateOptions& options);
 

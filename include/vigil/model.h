@@ -83,8 +83,10 @@ struct TrainOptions {
 // Vigil's default parameters for an algorithm (what `vigil train --help` shows).
 std::map<std::string, std::string> DefaultParams(Algorithm algo);
 
-// Trains on the rows of `x` (row-major, x.size() == labels.size() * names.size()).
-// Fills algo, params, feature names, standardisation and xgboost_json; the caller fills lineage.
+// Trains on the rows of `x` (row-major, x.size() == labels.size() * names.size()): the learning
+// step alone. Fills algo, params, feature names, standardisation and xgboost_json. To train a
+// model file from a data set (windows, metrics, thresholds, anomaly forest, lineage), call Train()
+// in vigil/training.h.
 StatusOr<ModelFile> TrainModel(std::span<const float> x, std::span<const uint8_t> labels,
                                const std::vector<std::string>& names, const TrainOptions& options);
 

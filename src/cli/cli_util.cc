@@ -1,7 +1,5 @@
 #include "cli/cli_util.h"
 
-#include "core/version.h"
-
 #include <unistd.h>
 
 #include <cstdio>
@@ -59,7 +57,5 @@ StatusOr<std::map<std::string, std::string>> ParseParams(const std::vector<std::
   }
   return out;
 }
-
-std::string VersionString() { return std::string(kVersion) + " (" + kGitVersion + ")"; }
 
 }  // namespace vigil::cli

@@ -52,8 +52,6 @@ void AddImportModelCommand(CLI::App& app, int* exit_code);
 void AddBenchCommand(CLI::App& app, int* exit_code);
 void AddServeCommand(CLI::App& app, int* exit_code);
 
-std::string VersionString();
-
 // Parses repeated "--param key=value" options.
 StatusOr<std::map<std::string, std::string>> ParseParams(const std::vector<std::string>& kvs);
 

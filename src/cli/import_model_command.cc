@@ -5,6 +5,7 @@
 
 #include "cli/cli_util.h"
 #include "core/file_util.h"
+#include "core/version.h"
 #include "model/tree.h"
 #include "vigil/scorer.h"
 #include "vigil/time.h"

@@ -2,10 +2,11 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/cli_util.h"
+#include "core/version.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Vigil: real-time fraud detection for payment transactions"};
-  app.set_version_flag("--version", vigil::cli::VersionString());
+  app.set_version_flag("--version", vigil::VersionString());
   app.require_subcommand(1);
   app.set_config("--config", "", "A TOML file of options, [serve] section for serve's (also VIGIL_* variables)");
   app.fallthrough(false);

@@ -1,21 +1,15 @@
+// `vigil train`: options, progress and output around Train() (vigil/training.h).
 #include <CLI/CLI.hpp>
-#include <cmath>
 #include <cstdio>
-#include <ctime>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli/cli_util.h"
-#include "vigil/evaluate.h"
-#include "vigil/forest.h"
 #include "vigil/model.h"
 #include "vigil/time.h"
+#include "vigil/training.h"
 
 namespace vigil::cli {
-namespace {
-
-std::string NowRfc3339() { return FormatRfc3339(static_cast<int64_t>(std::time(nullptr))); }
-
-}  // namespace
 
 void AddTrainCommand(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand("train", "Train a model through XGBoost and write a model file");
@@ -67,6 +61,8 @@ void AddTrainCommand(CLI::App& app, int* exit_code) {
     if (!set.ok()) return fail(set.status());
     auto params = ParseParams(args->params);
     if (!params.ok()) return fail(params.status());
+    // Checked here, before reading the data, so that errors name the flags. Train() checks its
+    // spec again in its own terms, and allows a delay of 0 days, as the evaluation always has.
     if (args->split.train_days < 1 || args->split.delay_days < 1 || args->split.test_days < 0) {
       return fail(InvalidArgument(
           "--train-days and --delay-days must be at least 1, --test-days at least 0"));
@@ -81,106 +77,34 @@ void AddTrainCommand(CLI::App& app, int* exit_code) {
     if (!data.ok()) return fail(data.status());
     if (!data->has_labels) return fail(InvalidArgument(args->data + ": no 'fraud' column to learn from"));
 
-    Progress fprogress("features", args->quiet);
-    FeatureMatrix m = ComputeFeatures(*data, *set, {.label_delay_days = args->split.delay_days},
-                                      fprogress.Callback());
-    fprogress.Done();
-
-    // The training window, and the test window after the delay when the data covers it.
-    const size_t lo = data->LowerBound(*start);
-    const size_t hi = data->LowerBound(*start + int64_t{args->split.train_days} * kSecondsPerDay);
-    Split split;
-    bool has_test = false;
-    if (args->split.test_days > 0) {
-      auto s = HandbookSplit(*data, args->split);
-      if (s.ok()) {
-        split = std::move(*s);
-        has_test = true;
-      } else if (!args->quiet) {
-        std::fprintf(stderr, "train: no test metrics: %s\n", s.status().message().c_str());
-      }
-    }
-    if (!has_test) {
-      for (size_t i = lo; i < hi; ++i) split.train.push_back(i);
-    }
-    if (split.train.empty()) {
-      return fail(InvalidArgument("no transactions between " + args->split.train_start + " and " +
-                                  FormatDate(*start + int64_t{args->split.train_days - 1} * kSecondsPerDay)));
-    }
-    std::vector<float> x;
-    std::vector<uint8_t> y;
-    x.reserve(split.train.size() * m.cols());
-    for (size_t r : split.train) {
-      x.insert(x.end(), m.row(r), m.row(r) + m.cols());
-      y.push_back(data->fraud[r]);
-    }
-    Progress tprogress("train " + args->algo, args->quiet);
-    TrainOptions to;
-    to.algo = *algo;
-    to.params = *params;
-    to.threads = args->threads;
-    to.seed = args->seed;
-    auto model = TrainModel(x, y, m.names, to);
-    if (!model.ok()) return fail(model.status());
-    tprogress.Done();
-    const double train_seconds = tprogress.Seconds();
-
-    model->feature_set = FeatureSetName(*set);
-    model->label_delay_days = args->split.delay_days;
-    model->training = {args->split.train_start, args->split.train_days,
-                       static_cast<int64_t>(y.size()), 0};
-    for (uint8_t l : y) model->training.frauds += l;
-    model->data_fingerprint = data->Fingerprint();
-    model->code_version = VersionString();
-    model->created_at = NowRfc3339();
-    model->metrics["train_seconds"] = train_seconds;
-    if (*algo != Algorithm::kIsolationForest) {
-      // Every supervised model carries an isolation forest over the same inputs, for the
-      // anomaly score beside the fraud probability.
-      TrainOptions io;
-      io.algo = Algorithm::kIsolationForest;
-      io.seed = args->seed;
-      io.threads = args->threads;
-      auto iforest = TrainModel(x, y, m.names, io);
-      if (!iforest.ok()) return fail(iforest.status());
-      model->anomaly_json = iforest->xgboost_json;
-    }
-
-    auto forest = Forest::FromModel(*model);
-    if (!forest.ok()) return fail(forest.status());
-    const int threads = args->threads > 0 ? args->threads : 2;
-    const int64_t first_day = data->timestamp.front() - data->timestamp.front() % kSecondsPerDay;
-    auto evaluate_rows = [&](const std::string& prefix, const std::vector<size_t>& rows,
-                             std::vector<int64_t> days, std::vector<double>* p) {
-      std::vector<float> xs;
-      xs.reserve(rows.size() * m.cols());
-      for (size_t r : rows) xs.insert(xs.end(), m.row(r), m.row(r) + m.cols());
-      p->assign(rows.size(), 0.0);
-      (*forest)->PredictBatch(xs, *p, threads);
-      if (days.empty()) {
-        for (size_t r : rows) days.push_back((data->timestamp[r] - first_day) / kSecondsPerDay);
-      }
-      Split view;
-      view.test = rows;
-      view.test_day = std::move(days);
-      Scores sc = ScoreSplit(*data, view, *p);
-      for (auto [name, v] : {std::pair{"auc", sc.auc}, {"ap", sc.ap}, {"cp100", sc.cp100}}) {
-        if (std::isfinite(v)) model->metrics[prefix + name] = v;
+    TrainSpec spec;
+    spec.algo = *algo;
+    spec.features = *set;
+    spec.split = args->split;
+    spec.params = *params;
+    spec.threads = args->threads;
+    spec.seed = args->seed;
+    spec.targets = args->targets;
+    Progress features_progress("features", args->quiet);
+    std::optional<Progress> train_progress;
+    spec.progress = [&](TrainStep step, double fraction) {
+      if (step == TrainStep::kFeatures) {
+        fraction < 1 ? features_progress.Update(fraction) : features_progress.Done();
+      } else if (fraction == 0) {
+        train_progress.emplace("train " + args->algo, args->quiet);
+      } else {
+        train_progress->Done();
       }
     };
-    std::vector<double> train_p, test_p;
-    evaluate_rows("train_", split.train, {}, &train_p);
-    if (has_test) evaluate_rows("test_", split.test, split.test_day, &test_p);
-
-    // Thresholds on the validation window (the test window after the delay; the training window
-    // when the data has none).
-    const std::vector<size_t>& vrows = has_test ? split.test : split.train;
-    std::vector<uint8_t> vlabels;
-    for (size_t r : vrows) vlabels.push_back(data->fraud[r]);
-    model->thresholds = ChooseThresholds(has_test ? test_p : train_p, vlabels, args->targets);
-    model->has_thresholds = true;
-
-    Status saved = SaveModel(*model, args->out);
+    if (!args->quiet) {
+      spec.notice = [](const std::string& note) {
+        std::fprintf(stderr, "train: %s\n", note.c_str());
+      };
+    }
+    auto trained = Train(*data, spec);
+    if (!trained.ok()) return fail(trained.status());
+    const ModelFile& model = trained->model;
+    Status saved = SaveModel(model, args->out);
     if (!saved.ok()) return fail(saved);
 
     if (args->json) {
@@ -188,25 +112,26 @@ void AddTrainCommand(CLI::App& app, int* exit_code) {
       j["model"] = args->out;
       j["algorithm"] = args->algo;
       j["features"] = args->features;
-      j["train_rows"] = model->training.rows;
-      j["train_frauds"] = model->training.frauds;
-      j["metrics"] = model->metrics;
-      j["thresholds"] = {{"review", model->thresholds.review},
-                         {"decline", model->thresholds.decline},
-                         {"validation", model->thresholds.validation}};
+      j["train_rows"] = model.training.rows;
+      j["train_frauds"] = model.training.frauds;
+      j["metrics"] = model.metrics;
+      j["thresholds"] = {{"review", model.thresholds.review},
+                         {"decline", model.thresholds.decline},
+                         {"validation", model.thresholds.validation}};
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf("model       %s (%s, %s features, %zu inputs)\n", args->out.c_str(),
-                  args->algo.c_str(), args->features.c_str(), m.cols());
+                  args->algo.c_str(), args->features.c_str(), model.feature_names.size());
       std::printf("training    %s + %d days: %lld transactions, %lld frauds, %.1f s\n",
                   args->split.train_start.c_str(), args->split.train_days,
-                  static_cast<long long>(model->training.rows),
-                  static_cast<long long>(model->training.frauds), train_seconds);
-      const auto& t = model->thresholds;
+                  static_cast<long long>(model.training.rows),
+                  static_cast<long long>(model.training.frauds), model.metrics.at("train_seconds"));
+      const auto& t = model.thresholds;
       const auto& v = t.validation;
-      std::printf("thresholds  on %s (%.0f transactions, %.0f frauds)\n",
-                  has_test ? "the test window" : "the training window (no test window)",
-                  v.at("rows"), v.at("frauds"));
+      std::printf(
+          "thresholds  on %s (%.0f transactions, %.0f frauds)\n",
+          trained->has_test_window ? "the test window" : "the training window (no test window)",
+          v.at("rows"), v.at("frauds"));
       std::printf("  review  >= %.4f  %5.2f%% of transactions, precision %.3f, recall %.3f\n",
                   t.review, 100 * v.at("review_rate"), v.at("review_precision"),
                   v.at("review_recall"));
@@ -215,9 +140,9 @@ void AddTrainCommand(CLI::App& app, int* exit_code) {
                   v.at("decline_recall"));
       for (const char* w : {"train", "test"}) {
         std::string p = w;
-        if (!model->metrics.count(p + "_auc")) continue;
-        std::printf("%-11s AUC %.3f  AP %.3f  CP@100 %.3f\n", w, model->metrics[p + "_auc"],
-                    model->metrics[p + "_ap"], model->metrics[p + "_cp100"]);
+        if (!model.metrics.count(p + "_auc")) continue;
+        std::printf("%-11s AUC %.3f  AP %.3f  CP@100 %.3f\n", w, model.metrics.at(p + "_auc"),
+                    model.metrics.at(p + "_ap"), model.metrics.at(p + "_cp100"));
       }
     }
   });

@@ -3,16 +3,15 @@
 #include <algorithm>
 #include <bit>
 
+#include "core/hash.h"
+
 namespace vigil {
 namespace {
 
-// 64-bit FNV-1a then a murmur3 finalizer: cheap for short ids, well mixed in every bit.
+// 64-bit FNV-1a then a murmur3 finalizer: cheap for short ids, well mixed in every bit. The
+// filter lives in memory only, so the hash may change between releases.
 uint64_t Hash(std::string_view s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
+  uint64_t h = Fnv1a64(s);
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdULL;
   h ^= h >> 33;

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "core/file_util.h"
+#include "core/hash.h"
 #include "vigil/time.h"
 
 namespace vigil {
@@ -59,21 +60,19 @@ size_t Dataset::LowerBound(int64_t t) const {
 }
 
 std::string Dataset::Fingerprint() const {
-  uint64_t h = 1469598103934665603ULL;
-  auto mix = [&h](const void* p, size_t n) {
-    const auto* b = static_cast<const unsigned char*>(p);
-    for (size_t i = 0; i < n; ++i) {
-      h ^= b[i];
-      h *= 1099511628211ULL;
-    }
+  // FNV-1a over the rows, each value's bytes as they lie in memory (little-endian on x86-64 and
+  // AArch64): transaction_id, timestamp, customer_id, terminal_id, amount, then fraud if labelled.
+  uint64_t h = kFnv1a64OffsetBasis;
+  auto mix = [&h](const auto& value) {
+    h = Fnv1a64({reinterpret_cast<const char*>(&value), sizeof value}, h);
   };
   for (size_t i = 0; i < size(); ++i) {
-    mix(&transaction_id[i], 8);
-    mix(&timestamp[i], 8);
-    mix(&customer_id[i], 8);
-    mix(&terminal_id[i], 8);
-    mix(&amount[i], 8);
-    if (has_labels) mix(&fraud[i], 1);
+    mix(transaction_id[i]);
+    mix(timestamp[i]);
+    mix(customer_id[i]);
+    mix(terminal_id[i]);
+    mix(amount[i]);
+    if (has_labels) mix(fraud[i]);
   }
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));

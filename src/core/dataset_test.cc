@@ -30,6 +30,31 @@ TEST(DatasetCsvTest, RoundTrips) {
   std::remove(path.c_str());
 }
 
+// Model lineage records the fingerprint, so its value is pinned: FNV-1a 64 (published offset
+// basis) over each row's little-endian int64 ids and timestamp, double amount, then the fraud
+// byte. The expected values come from a separate Python implementation of that definition.
+TEST(DatasetFingerprintTest, IsFnv1aOverTheColumns) {
+  Dataset empty;
+  EXPECT_EQ(empty.Fingerprint(), "cbf29ce484222325") << "FNV-1a's offset basis: nothing hashed";
+  Dataset d;
+  d.has_labels = true;
+  d.Append(0, 1522540831, 3, 7, 12.34, 1, 2);
+  d.Append(1, 1522540900, 4, 7, 0.1 + 0.2, 0, 0);
+  EXPECT_EQ(d.Fingerprint(), "bdabb7cd173989d4");
+  // Not the value of the truncated offset basis (1469598103934665603) it was once computed with.
+  EXPECT_NE(d.Fingerprint(), "c4e189af53dfafbe");
+  Dataset unlabelled = d;
+  unlabelled.has_labels = false;
+  EXPECT_EQ(unlabelled.Fingerprint(), "cf42060910ea87bd");
+  Dataset other = d;
+  other.amount[1] = 0.3;  // one bit away from 0.1 + 0.2
+  EXPECT_NE(other.Fingerprint(), d.Fingerprint());
+  // The scenario is not part of the content fingerprinted.
+  Dataset scenario = d;
+  scenario.fraud_scenario[0] = 1;
+  EXPECT_EQ(scenario.Fingerprint(), d.Fingerprint());
+}
+
 TEST(DatasetCsvTest, AcceptsVendorIdAndNoLabels) {
   auto d = ReadTransactionsCsv(WriteTemp(
       "vendor.csv", "transaction_id,timestamp,customer_id,vendor_id,amount\n"

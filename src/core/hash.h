@@ -1,5 +1,5 @@
-// FNV-1a, 64 bits (http://www.isthe.com/chongo/tech/comp/fnv/): the one non-cryptographic hash of
-// bytes used for ids, keys, fingerprints and versions.
+// The one 64-bit FNV-1a (Fowler, Noll, Vo) in Vigil: stable across builds, machines and releases,
+// so its values may be stored (a model's data fingerprint) and compared later.
 #ifndef VIGIL_CORE_HASH_H_
 #define VIGIL_CORE_HASH_H_
 
@@ -8,15 +8,19 @@
 
 namespace vigil {
 
-inline constexpr uint64_t kFnv1a64Offset = 14695981039346656037ULL;
-inline constexpr uint64_t kFnv1a64Prime = 1099511628211ULL;
+// The published parameters (http://www.isthe.com/chongo/tech/comp/fnv/). The offset basis has 20
+// digits: a copy missing its last digit (1469598103934665603) is a different, unpublished hash.
+inline constexpr uint64_t kFnv1a64OffsetBasis = 14695981039346656037ull;
+inline constexpr uint64_t kFnv1a64Prime = 1099511628211ull;
 
-constexpr uint64_t Fnv1a64(std::string_view bytes, uint64_t h = kFnv1a64Offset) {
+// FNV-1a of `bytes`, or, given the state a previous call returned, its continuation: hashing in
+// pieces equals hashing the concatenation, Fnv1a64(b, Fnv1a64(a)) == Fnv1a64(a + b).
+constexpr uint64_t Fnv1a64(std::string_view bytes, uint64_t state = kFnv1a64OffsetBasis) {
   for (char c : bytes) {
-    h ^= static_cast<unsigned char>(c);
-    h *= kFnv1a64Prime;
+    state ^= static_cast<unsigned char>(c);
+    state *= kFnv1a64Prime;
   }
-  return h;
+  return state;
 }
 
 }  // namespace vigil

@@ -1,32 +1,17 @@
 #include "vigil/evaluate.h"
 
-#include <chrono>
 #include <cmath>
-#include <thread>
 #include <unordered_set>
-
-#include "vigil/forest.h"
 
 #include "vigil/metrics.h"
 #include "vigil/time.h"
+#include "vigil/training.h"
 
 namespace vigil {
 namespace {
 
 int64_t DayIndex(const Dataset& data, size_t row, int64_t first_midnight) {
   return (data.timestamp[row] - first_midnight) / kSecondsPerDay;
-}
-
-std::vector<float> Gather(const FeatureMatrix& m, const std::vector<size_t>& rows) {
-  std::vector<float> x(rows.size() * m.cols());
-  for (size_t i = 0; i < rows.size(); ++i) {
-    std::copy(m.row(rows[i]), m.row(rows[i]) + m.cols(), x.begin() + i * m.cols());
-  }
-  return x;
-}
-
-double Seconds(std::chrono::steady_clock::time_point since) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
 
 }  // namespace
@@ -99,52 +84,52 @@ Scores ScoreSplit(const Dataset& data, const Split& split, const std::vector<dou
 StatusOr<std::vector<EvaluationRow>> EvaluateHandbook(const Dataset& data,
                                                       const EvaluateOptions& options) {
   if (options.folds < 1) return InvalidArgument("--folds must be at least 1");
-  std::vector<Split> splits;
+  // Every fold's windows are checked before the features, the long step.
+  std::vector<SplitOptions> folds;
   VIGIL_ASSIGN_OR_RETURN(int64_t first_start, ParseDate(options.split.train_start));
   for (int f = 0; f < options.folds; ++f) {
     SplitOptions so = options.split;
     so.train_start = FormatDate(first_start + int64_t{f} * options.split.test_days * kSecondsPerDay);
-    VIGIL_ASSIGN_OR_RETURN(Split s, HandbookSplit(data, so));
-    splits.push_back(std::move(s));
+    VIGIL_RETURN_IF_ERROR(HandbookSplit(data, so).status());
+    folds.push_back(std::move(so));
   }
   if (options.progress) options.progress("computing features");
   FeatureOptions fo;
   fo.label_delay_days = options.split.delay_days;
   const FeatureMatrix m = ComputeFeatures(data, options.features, fo);
 
-  const int threads = options.train.threads > 0
-                          ? options.train.threads
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<EvaluationRow> rows;
   for (Algorithm algo : options.algos) {
     EvaluationRow row;
     row.algo = AlgorithmName(algo);
     row.features = FeatureSetName(options.features);
-    for (size_t f = 0; f < splits.size(); ++f) {
+    for (size_t f = 0; f < folds.size(); ++f) {
       if (options.progress) {
         options.progress(row.algo + " fold " + std::to_string(f + 1) + "/" +
-                         std::to_string(splits.size()));
+                         std::to_string(folds.size()));
       }
-      const Split& s = splits[f];
-      std::vector<float> xtrain = Gather(m, s.train);
-      std::vector<uint8_t> ytrain;
-      for (size_t r : s.train) ytrain.push_back(data.fraud[r]);
-      TrainOptions to = options.train;
-      to.algo = algo;
+      // Trained as `vigil train` trains, minus the anomaly forest: the evaluation measures the
+      // model on its test window and keeps nothing.
+      TrainSpec spec;
+      spec.algo = algo;
+      spec.features = options.features;
+      spec.split = folds[f];
+      spec.params = options.train.params;
+      spec.threads = options.train.threads;
+      spec.seed = options.train.seed;
+      spec.anomaly_forest = false;
       if (algo == Algorithm::kIsolationForest) {
         // Shared --param options are XGBoost's; the isolation forest takes only its own.
         const auto own = DefaultParams(algo);
-        std::erase_if(to.params, [&](const auto& kv) { return own.count(kv.first) == 0; });
+        std::erase_if(spec.params, [&](const auto& kv) { return own.count(kv.first) == 0; });
       }
-      auto t0 = std::chrono::steady_clock::now();
-      VIGIL_ASSIGN_OR_RETURN(ModelFile model, TrainModel(xtrain, ytrain, m.names, to));
-      row.train_seconds += Seconds(t0);
-      t0 = std::chrono::steady_clock::now();
-      VIGIL_ASSIGN_OR_RETURN(std::unique_ptr<Forest> forest, Forest::FromModel(model));
-      std::vector<double> p(s.test.size());
-      forest->PredictBatch(Gather(m, s.test), p, threads);
-      row.predict_seconds += Seconds(t0);
-      row.folds.push_back(ScoreSplit(data, s, p, options.k));
+      VIGIL_ASSIGN_OR_RETURN(TrainResult trained, Train(data, m, spec));
+      if (!trained.has_test_window) {
+        return Internal("fold " + std::to_string(f + 1) + " lost its test window");
+      }
+      row.train_seconds += trained.model.metrics.at("train_seconds");
+      row.predict_seconds += trained.predict_seconds;
+      row.folds.push_back(ScoreSplit(data, trained.split, trained.test_scores, options.k));
     }
     const double n = static_cast<double>(row.folds.size());
     for (const Scores& s : row.folds) {
