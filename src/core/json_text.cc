@@ -31,7 +31,11 @@ void AppendJsonString(std::string* out, std::string_view s) {
   out->push_back('"');
 }
 
-void AppendJsonNumber(std::string* out, double v) {
+namespace {
+
+// Shortest round-trip text of a float or a double (std::to_chars picks by the type).
+template <typename T>
+void AppendShortest(std::string* out, T v) {
   if (!std::isfinite(v)) {
     *out += "null";
     return;
@@ -41,14 +45,9 @@ void AppendJsonNumber(std::string* out, double v) {
   out->append(buf, end);
 }
 
-void AppendJsonNumber(std::string* out, float v) {
-  if (!std::isfinite(v)) {
-    *out += "null";
-    return;
-  }
-  char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out->append(buf, end);
-}
+}  // namespace
+
+void AppendJsonNumber(std::string* out, double v) { AppendShortest(out, v); }
+void AppendJsonNumber(std::string* out, float v) { AppendShortest(out, v); }
 
 }  // namespace vigil

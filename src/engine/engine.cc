@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdio>
 #include <deque>
-#include <mutex>
 #include <thread>
 #include <unordered_map>
 
@@ -15,6 +14,7 @@
 #include "core/file_util.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "core/mutex.h"
 #include "core/transaction_json.h"
 #include "engine/prediction_json.h"
 #include "monitor/metrics.h"
@@ -114,13 +114,13 @@ struct Engine::Impl {
   MetricsRegistry metrics;
   Histogram* score_hist = nullptr;
 
-  mutable std::mutex model_mu;
-  std::shared_ptr<const LoadedModel> model;  // GUARDED_BY(model_mu)
-  std::mutex reload_mu;                      // one reload at a time
+  mutable Mutex model_mu;
+  std::shared_ptr<const LoadedModel> model GUARDED_BY(model_mu);
+  Mutex reload_mu;  // one reload at a time
 
   // The online feature state: one engine, updated under its lock (about a microsecond).
-  mutable std::mutex features_mu;
-  std::unique_ptr<FeatureEngine> features;  // GUARDED_BY(features_mu)
+  mutable Mutex features_mu;
+  std::unique_ptr<FeatureEngine> features GUARDED_BY(features_mu);
 
   // Idempotency. A transaction id and an Idempotency-Key are looked for in separate
   // namespaces: among the recent replies in memory, then among the transactions being scored
@@ -146,19 +146,19 @@ struct Engine::Impl {
   using ReplyMap = std::unordered_map<std::string, Remembered, StringHash, std::equal_to<>>;
   using FlightMap =
       std::unordered_map<std::string, std::shared_ptr<Flight>, StringHash, std::equal_to<>>;
-  std::mutex idem_mu;
-  ReplyMap recent_ids, recent_keys;                             // GUARDED_BY(idem_mu)
-  std::deque<std::pair<ReplyMap*, std::string>> recent_order;  // GUARDED_BY(idem_mu)
-  FlightMap flights_by_id, flights_by_key;                      // GUARDED_BY(idem_mu)
-  BloomFilter seen{kSeenFilterBits};                            // GUARDED_BY(idem_mu)
+  Mutex idem_mu;
+  ReplyMap recent_ids GUARDED_BY(idem_mu), recent_keys GUARDED_BY(idem_mu);
+  std::deque<std::pair<ReplyMap*, std::string>> recent_order GUARDED_BY(idem_mu);
+  FlightMap flights_by_id GUARDED_BY(idem_mu), flights_by_key GUARDED_BY(idem_mu);
+  BloomFilter seen GUARDED_BY(idem_mu){kSeenFilterBits};
 
   std::atomic<bool> stopping{false};
   std::atomic<int> in_flight{0};
   std::atomic<int> in_flight_avg16{0};
   std::atomic<bool> kick_queued{false};
 
-  std::shared_ptr<const LoadedModel> CurrentModel() const {
-    std::lock_guard<std::mutex> lock(model_mu);
+  std::shared_ptr<const LoadedModel> CurrentModel() const EXCLUDES(model_mu) {
+    MutexLock lock(&model_mu);
     return model;
   }
 
@@ -187,7 +187,7 @@ struct Engine::Impl {
 
   // Remembers a reply; then forgets the oldest committed ones beyond kRecentReplies.
   void Remember(const Flight& f, const std::shared_ptr<const std::string>& reply, bool committed)
-      /* REQUIRES(idem_mu) */ {
+      REQUIRES(idem_mu) {
     for (auto [map, key] : {std::pair{&recent_ids, &f.transaction_id},
                             std::pair{&recent_keys, &f.key}}) {
       if (key->empty()) continue;
@@ -211,7 +211,7 @@ struct Engine::Impl {
               bool committed) {
     std::vector<Done> waiters;
     {
-      std::lock_guard<std::mutex> lock(idem_mu);
+      MutexLock lock(&idem_mu);
       if (remember) Remember(*f, reply, committed);
       auto it = flights_by_id.find(std::string_view(f->transaction_id));
       if (it != flights_by_id.end() && it->second == f) flights_by_id.erase(it);
@@ -234,7 +234,7 @@ struct Engine::Impl {
   // --record async: the record of a reply already given is committed, so the store answers for
   // it now and memory may forget it.
   void MarkCommitted(const Flight& f) {
-    std::lock_guard<std::mutex> lock(idem_mu);
+    MutexLock lock(&idem_mu);
     for (auto [map, key] : {std::pair{&recent_ids, &f.transaction_id},
                             std::pair{&recent_keys, &f.key}}) {
       auto it = map->find(std::string_view(*key));
@@ -245,7 +245,7 @@ struct Engine::Impl {
   // --record async: a reply already given whose record failed: forget it, so that the store
   // (which has nothing) is the truth and a retry is scored anew.
   void Forget(const Flight& f) {
-    std::lock_guard<std::mutex> lock(idem_mu);
+    MutexLock lock(&idem_mu);
     for (auto [map, key] : {std::pair{&recent_ids, &f.transaction_id},
                             std::pair{&recent_keys, &f.key}}) {
       if (!key->empty()) map->erase(std::string(*key));
@@ -293,7 +293,7 @@ struct Engine::Impl {
 
   // Undoes the online features of a transaction whose record was not committed.
   void Uncount(const TransactionView& view) {
-    std::lock_guard<std::mutex> lock(features_mu);
+    MutexLock lock(&features_mu);
     features->Remove(view);
   }
 
@@ -318,7 +318,7 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
   bool refused = false;  // the key was used for another transaction
   bool maybe_seen_id = false, maybe_seen_key = false;
   {
-    std::lock_guard<std::mutex> lock(idem_mu);
+    MutexLock lock(&idem_mu);
     if (!key.empty()) {
       auto it = recent_keys.find(std::string_view(key));
       if (it != recent_keys.end()) {
@@ -406,7 +406,7 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
   TransactionRecord rec;
   rec.features.resize(NumFeatures());
   {
-    std::lock_guard<std::mutex> lock(features_mu);
+    MutexLock lock(&features_mu);
     features->Update(view, rec.features);
   }
   Prediction p = Predict(*m->scorer, rec.features, options.explain_top_k);
@@ -484,7 +484,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->models_dir = options.models_dir.empty() ? Folder(options.model_path) : options.models_dir;
-  VIGIL_ASSIGN_OR_RETURN(impl->model, impl->LoadModelFile(options.model_path));
+  VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<const LoadedModel> first,
+                         impl->LoadModelFile(options.model_path));
   StoreOptions so;
   so.path = options.data_dir + "/vigil.db";
   so.sync = options.sync;
@@ -492,8 +493,15 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   // No outcome waits for an async commit: let the writer gather a few milliseconds of records.
   if (options.record == RecordMode::kAsync) so.commit_delay = kAsyncCommitDelay;
   VIGIL_ASSIGN_OR_RETURN(impl->store, Store::Open(so));
-  impl->features = std::make_unique<FeatureEngine>(FeatureSet::kAll,
-                                                   impl->model->scorer->engine_options());
+  {
+    MutexLock lock(&impl->model_mu);
+    impl->model = first;
+  }
+  {
+    MutexLock lock(&impl->features_mu);
+    impl->features =
+        std::make_unique<FeatureEngine>(FeatureSet::kAll, first->scorer->engine_options());
+  }
 
   // Rebuild the online state from the records (repeats find their replies there).
   TransactionParser parser;
@@ -503,10 +511,12 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
     Transaction tx;
     std::vector<FieldProblem> problems;
     if (parser.Parse(rec.transaction_json, &tx, &problems).ok()) {
+      MutexLock lock(&raw->features_mu);  // uncontended: nothing else runs yet
       raw->features->Insert(ViewOf(tx));
     } else {
       ++unreadable;
     }
+    MutexLock lock(&raw->idem_mu);
     raw->seen.Add(rec.transaction_id);
     if (!rec.idempotency_key.empty()) raw->seen.Add(KeyTag(rec.idempotency_key));
     ++replayed;
@@ -527,11 +537,11 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   impl->metrics.AddGauge("vigil_store_commits", "Write transactions committed since start",
                          [raw] { return static_cast<double>(raw->store->commits()); });
   Log(LogLevel::kInfo, "engine ready",
-      {{"model", raw->model->info.name},
-       {"version", raw->model->info.version},
+      {{"model", first->info.name},
+       {"version", first->info.version},
        {"replayed", replayed},
        {"record", options.record == RecordMode::kSync ? "sync" : "async"},
-       {"reasons", raw->model->info.reasons_method}});
+       {"reasons", first->info.reasons_method}});
   return std::make_unique<Engine>(std::move(impl));
 }
 
@@ -543,27 +553,31 @@ void Engine::ScoreBatch(std::vector<Transaction> txs,
                         std::function<void(std::vector<ScoreOutcome>)> done) {
   if (txs.empty()) return done({});
   struct BatchState {
-    std::mutex mu;
-    std::vector<ScoreOutcome> outcomes;
-    size_t remaining;
+    Mutex mu;
+    std::vector<ScoreOutcome> outcomes GUARDED_BY(mu);
+    size_t remaining GUARDED_BY(mu) = 0;
     std::function<void(std::vector<ScoreOutcome>)> done;
   };
   auto state = std::make_shared<BatchState>();
-  state->outcomes.resize(txs.size());
-  state->remaining = txs.size();
+  {
+    MutexLock lock(&state->mu);
+    state->outcomes.resize(txs.size());
+    state->remaining = txs.size();
+  }
   state->done = std::move(done);
   std::vector<Store::Write> writes;
   writes.reserve(txs.size());
   for (size_t i = 0; i < txs.size(); ++i) {
     impl_->ScoreOne(std::move(txs[i]), {},
                     [state, i](ScoreOutcome o) {
-                      bool last;
+                      std::vector<ScoreOutcome> all;
                       {
-                        std::lock_guard<std::mutex> lock(state->mu);
+                        MutexLock lock(&state->mu);
                         state->outcomes[i] = std::move(o);
-                        last = --state->remaining == 0;
+                        if (--state->remaining > 0) return;
+                        all = std::move(state->outcomes);
                       }
-                      if (last) state->done(std::move(state->outcomes));
+                      state->done(std::move(all));
                     },
                     &writes);
   }
@@ -575,7 +589,7 @@ void Engine::ScoreBatch(std::vector<Transaction> txs,
 
 StatusOr<ModelInfo> Engine::Reload(std::string_view name) {
   Impl& d = *impl_;
-  std::lock_guard<std::mutex> reload_lock(d.reload_mu);
+  MutexLock reload_lock(&d.reload_mu);
   std::string path;
   std::string shown(name);
   if (name.empty()) {
@@ -621,7 +635,7 @@ StatusOr<ModelInfo> Engine::Reload(std::string_view name) {
                            "' has another label delay than the serving feature state");
   }
   {
-    std::lock_guard<std::mutex> lock(d.model_mu);
+    MutexLock lock(&d.model_mu);
     d.model = std::move(*loaded);
   }
   d.metrics.GetCounter("vigil_model_reloads_total", "Model reloads by result", {{"result", "ok"}})
@@ -648,7 +662,7 @@ StatusOr<std::optional<TransactionDetail>> Engine::Find(std::string_view transac
 }
 
 Status Engine::AddLabel(std::string_view transaction_id, bool fraud) {
-  std::lock_guard<std::mutex> lock(impl_->features_mu);
+  MutexLock lock(&impl_->features_mu);
   Status s = impl_->features->AddLabel(IdKey(transaction_id), fraud);
   if (!s.ok()) {
     return NotFound("transaction '" + std::string(transaction_id) +
@@ -658,7 +672,7 @@ Status Engine::AddLabel(std::string_view transaction_id, bool fraud) {
 }
 
 void Engine::PeekFeatures(const Transaction& tx, std::span<float> out) const {
-  std::lock_guard<std::mutex> lock(impl_->features_mu);
+  MutexLock lock(&impl_->features_mu);
   impl_->features->Compute(ViewOf(tx), out);
 }
 

@@ -1,9 +1,7 @@
 #include "serve/scoring_service.h"
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -11,6 +9,7 @@
 #include "core/error_json.h"
 #include "core/json_text.h"
 #include "core/log.h"
+#include "core/mutex.h"
 #include "core/transaction_json.h"
 #include "engine/prediction_json.h"
 #include "monitor/metrics.h"
@@ -67,45 +66,46 @@ class AdminWorker {
   AdminWorker& operator=(const AdminWorker&) = delete;
 
   // False once stopping: the task will not run.
-  bool Post(std::function<void()> task) {
+  bool Post(std::function<void()> task) EXCLUDES(mu_) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (stopping_) return false;
       tasks_.push_back(std::move(task));
     }
-    cv_.notify_one();
+    cv_.Signal();
     return true;
   }
 
-  void Stop() {
+  // Finishes the task at hand, drops the rest, joins the thread. Idempotent.
+  void Stop() EXCLUDES(mu_) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_ && !thread_.joinable()) return;
+      MutexLock lock(&mu_);
       stopping_ = true;
       tasks_.clear();
     }
-    cv_.notify_one();
+    cv_.Signal();
     if (thread_.joinable()) thread_.join();
   }
 
  private:
-  void Loop() {
-    std::unique_lock<std::mutex> lock(mu_);
+  void Loop() EXCLUDES(mu_) {
     while (true) {
-      cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
-      if (stopping_) return;
-      std::function<void()> task = std::move(tasks_.front());
-      tasks_.pop_front();
-      lock.unlock();
+      std::function<void()> task;
+      {
+        MutexLock lock(&mu_);
+        while (!stopping_ && tasks_.empty()) cv_.Wait(&mu_);
+        if (stopping_) return;
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
       task();
-      lock.lock();
     }
   }
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;                    // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<std::function<void()>> tasks_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 
