@@ -9,7 +9,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libboost-dev libsqlite3-dev libsimdjson-dev sqlite3
   clang-14 libclang-rt-14-dev
-  jq curl wrk prometheus python3 python3-numpy python3-xgboost
+  jq curl wrk prometheus python3 python3-numpy python3-xgboost python3-sklearn
 )
 
 missing=()
