@@ -61,7 +61,7 @@ struct TransactionView {
 // Not thread-safe: one owner per engine (route each customer and terminal to one owner).
 class FeatureEngine {
  public:
-  FeatureEngine(FeatureSet set, FeatureOptions options = {});
+  explicit FeatureEngine(FeatureSet set, FeatureOptions options = {});
   ~FeatureEngine();
   FeatureEngine(const FeatureEngine&) = delete;
   FeatureEngine& operator=(const FeatureEngine&) = delete;

@@ -176,6 +176,7 @@ void AddTrainCommand(CLI::App& app, int* exit_code) {
     // when the data has none).
     const std::vector<size_t>& vrows = has_test ? split.test : split.train;
     std::vector<uint8_t> vlabels;
+    vlabels.reserve(vrows.size());
     for (size_t r : vrows) vlabels.push_back(data->fraud[r]);
     model->thresholds = ChooseThresholds(has_test ? test_p : train_p, vlabels, args->targets);
     model->has_thresholds = true;

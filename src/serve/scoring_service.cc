@@ -282,7 +282,9 @@ struct ScoringService::Impl {
         if (!ids.idempotency_key.empty()) seen.Add(ids.idempotency_key);
       }
     }
-    if (replay) return done(200, *replay);  // outside the lock: replying writes to the socket
+    // Outside the lock: replying writes to the socket. (`done` was moved only when `replay`
+    // stayed empty.)
+    if (replay) return done(200, *replay);  // NOLINT(bugprone-use-after-move)
     // Not in memory, but perhaps a replay of something older: the store has every committed
     // reply. (A false positive of `seen` costs one lookup that finds nothing.)
     if (maybe_seen) {
@@ -362,14 +364,14 @@ struct ScoringService::Impl {
     std::function<void(const Status&)> on_commit;
     if (options.record == RecordMode::kAsync) {
       Finish(ids, 200, std::move(body), true, /*committed=*/false);
-      on_commit = [this, ids](const Status& s) {
+      on_commit = [this, ids = std::move(ids)](const Status& s) {
         if (!s.ok() && s.code() != StatusCode::kAlreadyExists) {
           LogJson("error", "record lost: " + s.message(), "\"transaction_id\":\"" + ids.transaction_id + "\"");
         }
         MarkCommitted(ids);
       };
     } else {
-      on_commit = [this, ids, body = std::move(body)](const Status& s) mutable {
+      on_commit = [this, ids = std::move(ids), body = std::move(body)](const Status& s) mutable {
         if (s.ok()) return Finish(ids, 200, std::move(body), true, true);
         if (s.code() == StatusCode::kAlreadyExists) {
           // A replay under another key raced the first past the checks above: reply the first's.
@@ -456,7 +458,7 @@ struct ScoringService::Impl {
 
   void Handle(HttpRequest&& req, std::function<void(HttpResponse&&)> respond) {
     const Clock::time_point start = Clock::now();
-    auto reply = [this, start, respond](Route route, HttpResponse&& r) {
+    auto reply = [this, start, respond = std::move(respond)](Route route, HttpResponse&& r) {
       Count(route, r.status, start);
       respond(std::move(r));
     };
