@@ -101,7 +101,7 @@ class TerminalWindows;  // src/features/terminal_windows.h
 // scratch in the engine); Insert, Remove, Update and AddLabel need exclusive access.
 class FeatureEngine {
  public:
-  FeatureEngine(FeatureSet set, FeatureOptions options = {});
+  explicit FeatureEngine(FeatureSet set, FeatureOptions options = {});
   ~FeatureEngine();
   FeatureEngine(const FeatureEngine&) = delete;
   FeatureEngine& operator=(const FeatureEngine&) = delete;

@@ -102,11 +102,13 @@ class [[nodiscard]] StatusOr {
   } while (0)
 
 // `lhs = value of expr` (a StatusOr), or returns its Status from the calling function.
+// NOLINTBEGIN(bugprone-macro-parentheses): lhs may be a declaration (`auto x`), tmp is a name.
 #define VIGIL_ASSIGN_OR_RETURN(lhs, expr) \
   VIGIL_ASSIGN_OR_RETURN_IMPL_(VIGIL_CONCAT_(vigil_statusor_, __LINE__), lhs, expr)
 #define VIGIL_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                                 \
   if (!tmp.ok()) return tmp.status();                \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)
 
 #endif  // VIGIL_STATUS_H_

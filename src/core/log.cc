@@ -3,17 +3,17 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <mutex>
 
 #include "core/json_text.h"
+#include "core/mutex.h"
 #include "vigil/time.h"
 
 namespace vigil {
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
-std::mutex g_mu;
-std::function<void(std::string_view)> g_sink;  // GUARDED_BY(g_mu)
+Mutex g_mu;
+std::function<void(std::string_view)> g_sink GUARDED_BY(g_mu);
 
 // Appends `s` as a JSON string, each byte sequence that is not valid UTF-8 as U+FFFD.
 void AppendSafeString(std::string* out, std::string_view s) {
@@ -93,7 +93,7 @@ std::string FormatLogLine(LogLevel level, std::string_view msg,
 void Log(LogLevel level, std::string_view msg, std::initializer_list<LogField> fields) {
   if (static_cast<int>(level) < g_level.load(std::memory_order_relaxed)) return;
   std::string line = FormatLogLine(level, msg, fields);
-  std::lock_guard<std::mutex> lock(g_mu);
+  MutexLock lock(&g_mu);
   if (g_sink) return g_sink(line);
   line.push_back('\n');
   std::fwrite(line.data(), 1, line.size(), stderr);
@@ -102,7 +102,7 @@ void Log(LogLevel level, std::string_view msg, std::initializer_list<LogField> f
 void SetLogLevel(LogLevel level) { g_level.store(static_cast<int>(level)); }
 
 void SetLogSink(std::function<void(std::string_view line)> sink) {
-  std::lock_guard<std::mutex> lock(g_mu);
+  MutexLock lock(&g_mu);
   g_sink = std::move(sink);
 }
 

@@ -11,8 +11,12 @@
 
 #include "model/forest_layout.h"
 
+#if defined(__clang__)  // clang has no `#pragma GCC target`
+#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2")
+#endif
 
 #include "model/forest_walk.h"
 
@@ -146,4 +150,8 @@ void TreeSumsAvx2(const ForestLayout& layout, const float* rows, size_t n, float
 
 }  // namespace vigil
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif

@@ -12,11 +12,16 @@
 
 #include "model/forest_layout.h"
 
+#if defined(__clang__)  // clang has no `#pragma GCC target`
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl"))), \
+                             apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl")
 // g++ 12 warns inside avx512fintrin.h about its own _mm512_undefined_* placeholders.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include "model/forest_walk.h"
 
@@ -114,5 +119,9 @@ void TreeSumsAvx512(const ForestLayout& layout, const float* rows, size_t n, flo
 
 }  // namespace vigil
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
+#endif

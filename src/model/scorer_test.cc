@@ -74,6 +74,7 @@ TEST_F(ScorerTest, ReadsModelInputsByNameInAnyOrder) {
   std::vector<std::string> names = {"customer_amount_ratio_30d", "amount", "terminal_risk_7d"};
   const auto all = FeatureNames(FeatureSet::kAll);
   std::vector<size_t> idx;
+  idx.reserve(names.size());
   for (const auto& n : names) idx.push_back(std::find(all.begin(), all.end(), n) - all.begin());
   std::vector<float> x;
   std::vector<uint8_t> y;

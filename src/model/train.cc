@@ -131,19 +131,23 @@ StatusOr<ModelFile> TrainModel(std::span<const float> x, std::span<const uint8_t
     model.feature_mean.assign(cols, 0.0);
     model.feature_scale.assign(cols, 0.0);
     std::vector<size_t> present(cols, 0);
-    for (size_t r = 0; r < rows; ++r)
-      for (size_t c = 0; c < cols; ++c)
+    for (size_t r = 0; r < rows; ++r) {
+      for (size_t c = 0; c < cols; ++c) {
         if (!std::isnan(x[r * cols + c])) {
           model.feature_mean[c] += x[r * cols + c];
           ++present[c];
         }
+      }
+    }
     for (size_t c = 0; c < cols; ++c) model.feature_mean[c] /= std::max<size_t>(present[c], 1);
-    for (size_t r = 0; r < rows; ++r)
-      for (size_t c = 0; c < cols; ++c)
+    for (size_t r = 0; r < rows; ++r) {
+      for (size_t c = 0; c < cols; ++c) {
         if (!std::isnan(x[r * cols + c])) {
           const double d = x[r * cols + c] - model.feature_mean[c];
           model.feature_scale[c] += d * d;
         }
+      }
+    }
     for (size_t c = 0; c < cols; ++c) {
       double& s = model.feature_scale[c];
       s = std::sqrt(s / std::max<size_t>(present[c], 1));

@@ -195,6 +195,7 @@ TEST(XGBoostJsonTest, SurvivesTruncationAndCorruption) {
     y[r] = x[r * 15] + 0.5f * normal(rng) > 0.3f;
   }
   std::vector<std::string> names;
+  names.reserve(15);
   for (int c = 0; c < 15; ++c) names.push_back("f" + std::to_string(c));
   TrainOptions options;
   options.params = {{"n_estimators", "5"}};

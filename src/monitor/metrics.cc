@@ -75,7 +75,7 @@ double Histogram::sum() const {
 
 Counter& MetricsRegistry::GetCounter(const std::string& name, const std::string& help,
                                      const Labels& labels) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Family& f = families_[name];
   f.type = Type::kCounter;
   f.help = help;
@@ -86,7 +86,7 @@ Counter& MetricsRegistry::GetCounter(const std::string& name, const std::string&
 
 Histogram& MetricsRegistry::GetHistogram(const std::string& name, const std::string& help,
                                          const std::vector<double>& bounds, const Labels& labels) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Family& f = families_[name];
   f.type = Type::kHistogram;
   f.help = help;
@@ -97,7 +97,7 @@ Histogram& MetricsRegistry::GetHistogram(const std::string& name, const std::str
 
 void MetricsRegistry::AddGauge(const std::string& name, const std::string& help,
                                std::function<double()> read) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Family& f = families_[name];
   f.type = Type::kGauge;
   f.help = help;
@@ -105,7 +105,7 @@ void MetricsRegistry::AddGauge(const std::string& name, const std::string& help,
 }
 
 std::string MetricsRegistry::Render() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::string out;
   for (const auto& [name, f] : families_) {
     const char* type = f.type == Type::kCounter ? "counter"

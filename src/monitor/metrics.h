@@ -11,9 +11,10 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
+
+#include "core/mutex.h"
 
 namespace vigil {
 
@@ -67,8 +68,8 @@ class MetricsRegistry {
     std::map<std::string, std::unique_ptr<Histogram>> histograms;  // by rendered labels
     std::function<double()> gauge;
   };
-  mutable std::mutex mu_;
-  std::map<std::string, Family> families_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::string, Family> families_ GUARDED_BY(mu_);
 };
 
 }  // namespace vigil

@@ -762,7 +762,7 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions&
   return server;
 }
 
-HttpServer::~HttpServer() { Stop(); }
+HttpServer::~HttpServer() { Stop(); }  // NOLINT(bugprone-exception-escape): see the header
 
 void HttpServer::Stop(std::chrono::milliseconds drain) {
   std::lock_guard stop_lock(stop_mu_);

@@ -151,6 +151,7 @@ std::string Post(const std::string& target, const std::string& body) {
 }
 
 // Answers at once with "<method> <path>?<query> remote=<remote> x=<x-test header>|<body>".
+// NOLINTNEXTLINE(performance-unnecessary-value-param): the signature of an HttpHandler
 void Echo(HttpRequest&& request, std::function<void(HttpResponse&&)> respond) {
   HttpResponse r;
   r.content_type = "text/plain";
@@ -292,7 +293,7 @@ TEST(HttpServerTest, HeaderNamesAreLowerCasedAndHeadSendsNoBody) {
   ASSERT_NE(server, nullptr);
   Client c(server->port());
   ASSERT_TRUE(c.Send("HEAD / HTTP/1.1\r\nHost: a\r\nX-MiXeD-Case: V\r\n\r\n"));
-  ClientResponse r = c.Read(/*head=*/true);
+  ClientResponse r = c.Read(/*no_body=*/true);
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.headers["content-length"], "10");
   EXPECT_EQ(r.body, "");

@@ -55,16 +55,19 @@ TEST(NumpyRandomTest, PoissonMatchesNumpy) {
   // rs = np.random.RandomState(42); [rs.poisson(2.5) for _ in range(10)]  (multiplication)
   NumpyRandomState rs(42);
   std::vector<int64_t> small;
+  small.reserve(10);
   for (int i = 0; i < 10; ++i) small.push_back(rs.Poisson(2.5));
   EXPECT_EQ(small, (std::vector<int64_t>{4, 1, 3, 3, 1, 2, 2, 3, 2, 2}));
   // rs = np.random.RandomState(42); [rs.poisson(37.5) for _ in range(10)]  (PTRS)
   rs.Seed(42);
   std::vector<int64_t> large;
+  large.reserve(10);
   for (int i = 0; i < 10; ++i) large.push_back(rs.Poisson(37.5));
   EXPECT_EQ(large, (std::vector<int64_t>{35, 42, 30, 39, 44, 31, 34, 36, 39, 34}));
   // rs = np.random.RandomState(7); [rs.poisson(1e4) for _ in range(5)]
   rs.Seed(7);
   std::vector<int64_t> huge;
+  huge.reserve(5);
   for (int i = 0; i < 5; ++i) huge.push_back(rs.Poisson(1e4));
   EXPECT_EQ(huge, (std::vector<int64_t>{9823, 9983, 10000, 9930, 10052}));
   EXPECT_EQ(rs.Poisson(0), 0);
@@ -89,6 +92,7 @@ TEST(PyRandomTest, ChoiceMatchesCpython) {
   // random.seed(5); [random.choice(range(100)) for _ in range(5)]
   PyRandom py(5);
   std::vector<uint64_t> picks;
+  picks.reserve(5);
   for (int i = 0; i < 5; ++i) picks.push_back(py.Choice(100));
   EXPECT_EQ(picks, (std::vector<uint64_t>{79, 32, 94, 45, 88}));
 }

@@ -20,7 +20,7 @@ namespace vigil {
 namespace {
 
 // The book's fixed parameters (SimulatedDataset.ipynb).
-constexpr double kMeanTimeOfDay = 86400 / 2;
+constexpr double kMeanTimeOfDay = 86400.0 / 2;
 constexpr double kStdTimeOfDay = 20000;
 constexpr double kScenario1Threshold = 220;
 constexpr int kScenario2Terminals = 2;

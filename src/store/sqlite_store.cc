@@ -7,19 +7,19 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <filesystem>
 #include <functional>
 #include <limits>
 #include <list>
-#include <mutex>
 #include <string>
 #include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "core/mutex.h"
 
 namespace vigil {
 namespace {
@@ -365,7 +365,8 @@ class SqliteStore final : public Store {
   ~SqliteStore() override;
 
   // Opens the connections, sets up the schema, prepares statements, starts the writer.
-  Status Init();
+  // Not analysed: it sets up the guarded connections before any other thread can see them.
+  Status Init() NO_THREAD_SAFETY_ANALYSIS;
 
   void AppendAll(std::vector<Write> writes, CommitBy by) override;
   void Kick() override;
@@ -382,9 +383,10 @@ class SqliteStore final : public Store {
  private:
   void WriterLoop();
   // Commits the queue, batch after batch, until it is empty or max_batches were committed,
-  // calling the `done` callbacks. REQUIRES: `lock` holds mu_ and the caller set committing_ (so
-  // one thread commits at a time, on the one write connection). Returns with the lock held.
-  void DrainQueue(std::unique_lock<std::mutex>& lock, size_t max_batches = SIZE_MAX);
+  // calling the `done` callbacks, with mu_ released while a batch commits. REQUIRES: the caller
+  // set committing_ (so one thread commits at a time, on the one write connection). Returns with
+  // mu_ held.
+  void DrainQueue(size_t max_batches = SIZE_MAX) REQUIRES(mu_);
   // Checkpoints run on their own thread and connection, off the commit path: a commit never
   // waits while the log is copied into the database file and synced, which showed as a
   // several-millisecond stall every ~1,000 pages. Commits on the writer and probe connections
@@ -408,31 +410,31 @@ class SqliteStore final : public Store {
   StmtPtr commit_;
   StmtPtr rollback_;
 
-  std::mutex read_mu_;
-  DbPtr read_db_;      // GUARDED_BY(read_mu_)
-  StmtPtr get_;        // GUARDED_BY(read_mu_)
-  StmtPtr scan_page_;  // GUARDED_BY(read_mu_)
-  StmtPtr find_by_id_;   // GUARDED_BY(read_mu_)
-  StmtPtr find_by_key_;  // GUARDED_BY(read_mu_)
+  Mutex read_mu_;
+  DbPtr read_db_ GUARDED_BY(read_mu_);
+  StmtPtr get_ GUARDED_BY(read_mu_);
+  StmtPtr scan_page_ GUARDED_BY(read_mu_);
+  StmtPtr find_by_id_ GUARDED_BY(read_mu_);
+  StmtPtr find_by_key_ GUARDED_BY(read_mu_);
 
-  std::mutex probe_mu_;
-  DbPtr probe_db_;          // GUARDED_BY(probe_mu_)
-  StmtPtr probe_begin_;     // GUARDED_BY(probe_mu_)
-  StmtPtr probe_write_;     // GUARDED_BY(probe_mu_)
-  StmtPtr probe_commit_;    // GUARDED_BY(probe_mu_)
-  StmtPtr probe_rollback_;  // GUARDED_BY(probe_mu_)
+  Mutex probe_mu_;
+  DbPtr probe_db_ GUARDED_BY(probe_mu_);
+  StmtPtr probe_begin_ GUARDED_BY(probe_mu_);
+  StmtPtr probe_write_ GUARDED_BY(probe_mu_);
+  StmtPtr probe_commit_ GUARDED_BY(probe_mu_);
+  StmtPtr probe_rollback_ GUARDED_BY(probe_mu_);
 
-  std::mutex mu_;
-  std::condition_variable work_cv_;  // the writer waits: queue_ not empty, or stopping_
-  std::condition_variable done_cv_;  // Flush waits: its FlushWaiter finished
-  std::deque<Pending> queue_;        // GUARDED_BY(mu_)
-  bool stopping_ = false;            // GUARDED_BY(mu_)
-  bool committing_ = false;          // GUARDED_BY(mu_): a thread is in DrainQueue
-  bool wake_ = false;                // GUARDED_BY(mu_): the queue is to be committed now
+  Mutex mu_;
+  CondVar work_cv_;  // the writer waits: queue_ not empty, or stopping_
+  CondVar done_cv_;  // Flush waits: its FlushWaiter finished
+  std::deque<Pending> queue_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
+  bool committing_ GUARDED_BY(mu_) = false;  // a thread is in DrainQueue
+  bool wake_ GUARDED_BY(mu_) = false;        // the queue is to be committed now
   // Every appended record gets a ticket 1, 2, ...; tickets <= completed_ have had `done` called.
-  uint64_t enqueued_ = 0;                  // GUARDED_BY(mu_)
-  uint64_t completed_ = 0;                 // GUARDED_BY(mu_)
-  std::list<FlushWaiter*> flush_waiters_;  // GUARDED_BY(mu_)
+  uint64_t enqueued_ GUARDED_BY(mu_) = 0;
+  uint64_t completed_ GUARDED_BY(mu_) = 0;
+  std::list<FlushWaiter*> flush_waiters_ GUARDED_BY(mu_);
 
   std::atomic<size_t> backlog_{0};
   std::atomic<int64_t> committed_{0};
@@ -441,11 +443,11 @@ class SqliteStore final : public Store {
   std::thread writer_;  // set by Init, joined by the destructor
 
   DbPtr checkpoint_db_;  // checkpointer thread only (Init before it starts)
-  std::mutex checkpoint_mu_;
-  std::condition_variable checkpoint_cv_;
-  bool checkpoint_wanted_ = false;  // GUARDED_BY(checkpoint_mu_)
-  bool checkpoint_stop_ = false;    // GUARDED_BY(checkpoint_mu_)
-  std::mutex checkpoint_run_mu_;    // held while a checkpoint runs (one at a time)
+  Mutex checkpoint_mu_;
+  CondVar checkpoint_cv_;
+  bool checkpoint_wanted_ GUARDED_BY(checkpoint_mu_) = false;
+  bool checkpoint_stop_ GUARDED_BY(checkpoint_mu_) = false;
+  Mutex checkpoint_run_mu_;         // held while a checkpoint runs (one at a time)
   std::atomic<int> wal_pages_{0};   // log size after the last commit
   std::thread checkpointer_;        // set by Init, joined by the destructor
 };
@@ -453,18 +455,18 @@ class SqliteStore final : public Store {
 SqliteStore::~SqliteStore() {
   if (writer_.joinable()) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       stopping_ = true;
     }
-    work_cv_.notify_all();
+    work_cv_.SignalAll();
     writer_.join();  // the writer drains the queue before it returns
   }
   if (checkpointer_.joinable()) {
     {
-      std::lock_guard<std::mutex> lock(checkpoint_mu_);
+      MutexLock lock(&checkpoint_mu_);
       checkpoint_stop_ = true;
     }
-    checkpoint_cv_.notify_all();
+    checkpoint_cv_.SignalAll();
     checkpointer_.join();
   }
   // Closing the last connection checkpoints what is left.
@@ -540,10 +542,10 @@ int SqliteStore::OnWalCommit(void* store, sqlite3* db, const char* schema, int p
   self->wal_pages_.store(pages, std::memory_order_relaxed);
   if (pages >= kCheckpointPages) {
     {
-      std::lock_guard<std::mutex> lock(self->checkpoint_mu_);
+      MutexLock lock(&self->checkpoint_mu_);
       self->checkpoint_wanted_ = true;
     }
-    self->checkpoint_cv_.notify_one();
+    self->checkpoint_cv_.Signal();
   }
   return SQLITE_OK;
 }
@@ -551,15 +553,15 @@ int SqliteStore::OnWalCommit(void* store, sqlite3* db, const char* schema, int p
 void SqliteStore::CheckpointLoop() {
   for (;;) {
     {
-      std::unique_lock<std::mutex> lock(checkpoint_mu_);
-      checkpoint_cv_.wait(lock, [this] { return checkpoint_stop_ || checkpoint_wanted_; });
+      MutexLock lock(&checkpoint_mu_);
+      while (!checkpoint_stop_ && !checkpoint_wanted_) checkpoint_cv_.Wait(&checkpoint_mu_);
       if (checkpoint_stop_) return;
       checkpoint_wanted_ = false;
     }
     // PASSIVE: copies what was committed when it began, never blocks the writer or readers. A
     // failure (a full disk, say) leaves the frames in the log, which stays valid; a later commit
     // past the threshold tries again.
-    std::lock_guard<std::mutex> lock(checkpoint_run_mu_);
+    MutexLock lock(&checkpoint_run_mu_);
     (void)sqlite3_wal_checkpoint_v2(checkpoint_db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
                                     nullptr, nullptr);
   }
@@ -570,7 +572,7 @@ void SqliteStore::CatchUpCheckpoint() {
   // a busy writer never catches up with. So past kCheckpointPages * 4 the writer, between two
   // of its transactions, waits for the checkpointer's round and copies the few frames left.
   if (wal_pages_.load(std::memory_order_relaxed) < kCheckpointPages * 4) return;
-  std::lock_guard<std::mutex> lock(checkpoint_run_mu_);
+  MutexLock lock(&checkpoint_run_mu_);
   int log = 0, copied = 0;
   if (sqlite3_wal_checkpoint_v2(write_db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log,
                                 &copied) == SQLITE_OK &&
@@ -586,42 +588,41 @@ void SqliteStore::AppendAll(std::vector<Write> writes, CommitBy by) {
     if (w.record.recorded_at_us == 0) w.record.recorded_at_us = now;
   }
   backlog_.fetch_add(writes.size(), std::memory_order_relaxed);
-  std::unique_lock<std::mutex> lock(mu_);
+  ReleasableMutexLock lock(&mu_);
   for (Write& w : writes) queue_.push_back(std::move(w));
   enqueued_ += writes.size();
   if (by == CommitBy::kLater) return;  // Kick() wakes the writer
   if (by == CommitBy::kWriter || committing_) {
     wake_ = true;
-    lock.unlock();
-    work_cv_.notify_one();
+    lock.Release();
+    work_cv_.Signal();
     return;
   }
   // One batch here; what arrives meanwhile is the writer thread's.
   committing_ = true;
-  DrainQueue(lock, /*max_batches=*/1);
+  DrainQueue(/*max_batches=*/1);
   committing_ = false;
   if (stopping_ || !queue_.empty()) {
     wake_ = true;
-    work_cv_.notify_one();
+    work_cv_.Signal();
   }
 }
 
 void SqliteStore::Kick() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (queue_.empty()) return;
     wake_ = true;
   }
-  work_cv_.notify_one();
+  work_cv_.Signal();
 }
 
 void SqliteStore::WriterLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (;;) {
-    auto ready = [this] { return !committing_ && (stopping_ || (wake_ && !queue_.empty())); };
-    while (!ready()) {
+    while (committing_ || !(stopping_ || (wake_ && !queue_.empty()))) {
       // A timed wait: records appended kLater whose kick never came are committed anyway.
-      if (work_cv_.wait_for(lock, kLaterLimit) == std::cv_status::timeout && !queue_.empty()) {
+      if (work_cv_.WaitFor(&mu_, kLaterLimit) == std::cv_status::timeout && !queue_.empty()) {
         wake_ = true;
       }
     }
@@ -630,11 +631,11 @@ void SqliteStore::WriterLoop() {
     committing_ = true;
     if (options_.commit_delay.count() > 0 && !stopping_ && queue_.size() < options_.max_batch) {
       // A plain sleep, not a wait on work_cv_: every Append would wake a waiting writer.
-      lock.unlock();
+      mu_.Unlock();
       std::this_thread::sleep_for(options_.commit_delay);
-      lock.lock();
+      mu_.Lock();
     }
-    DrainQueue(lock);
+    DrainQueue();
     committing_ = false;
   }
 }
@@ -644,7 +645,7 @@ namespace {
 thread_local bool t_draining = false;
 }  // namespace
 
-void SqliteStore::DrainQueue(std::unique_lock<std::mutex>& lock, size_t max_batches) {
+void SqliteStore::DrainQueue(size_t max_batches) {
   t_draining = true;
   std::vector<Pending> batch;
   std::vector<Status> results;
@@ -655,7 +656,7 @@ void SqliteStore::DrainQueue(std::unique_lock<std::mutex>& lock, size_t max_batc
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
-    lock.unlock();
+    mu_.Unlock();
     Status batch_status = CommitBatch(batch, &results);
     int64_t ok =
         std::count_if(results.begin(), results.end(), [](const Status& s) { return s.ok(); });
@@ -669,7 +670,7 @@ void SqliteStore::DrainQueue(std::unique_lock<std::mutex>& lock, size_t max_batc
     batch.clear();
     results.clear();
     CatchUpCheckpoint();
-    lock.lock();
+    mu_.Lock();
     completed_ += n;
     for (auto it = flush_waiters_.begin(); it != flush_waiters_.end();) {
       FlushWaiter* w = *it;
@@ -682,7 +683,7 @@ void SqliteStore::DrainQueue(std::unique_lock<std::mutex>& lock, size_t max_batc
         ++it;
       }
     }
-    done_cv_.notify_all();
+    done_cv_.SignalAll();
   }
   t_draining = false;
 }
@@ -725,7 +726,7 @@ Status SqliteStore::CommitBatch(std::vector<Pending>& batch, std::vector<Status>
 }
 
 StatusOr<std::optional<TransactionRecord>> SqliteStore::Get(std::string_view transaction_id) {
-  std::lock_guard<std::mutex> lock(read_mu_);
+  MutexLock lock(&read_mu_);
   sqlite3_stmt* stmt = get_.get();
   ResetOnExit reset(stmt);
   sqlite3_bind_text(stmt, 1, transaction_id.data(), static_cast<int>(transaction_id.size()),
@@ -739,7 +740,7 @@ StatusOr<std::optional<TransactionRecord>> SqliteStore::Get(std::string_view tra
 
 StatusOr<std::optional<std::string>> SqliteStore::FindReplyById(
     std::string_view transaction_id) {
-  std::lock_guard<std::mutex> lock(read_mu_);
+  MutexLock lock(&read_mu_);
   sqlite3_stmt* stmt = find_by_id_.get();
   ResetOnExit reset(stmt);
   sqlite3_bind_text(stmt, 1, transaction_id.data(), static_cast<int>(transaction_id.size()),
@@ -752,7 +753,7 @@ StatusOr<std::optional<std::string>> SqliteStore::FindReplyById(
 
 StatusOr<std::optional<Store::KeyedReply>> SqliteStore::FindReplyByKey(
     std::string_view idempotency_key) {
-  std::lock_guard<std::mutex> lock(read_mu_);
+  MutexLock lock(&read_mu_);
   sqlite3_stmt* stmt = find_by_key_.get();
   ResetOnExit reset(stmt);
   sqlite3_bind_text(stmt, 1, idempotency_key.data(), static_cast<int>(idempotency_key.size()),
@@ -772,7 +773,7 @@ Status SqliteStore::Scan(const std::function<void(const TransactionRecord&)>& fn
   for (;;) {
     page.clear();
     {
-      std::lock_guard<std::mutex> lock(read_mu_);
+      MutexLock lock(&read_mu_);
       sqlite3_stmt* stmt = scan_page_.get();
       ResetOnExit reset(stmt);
       sqlite3_bind_int64(stmt, 1, after);
@@ -792,20 +793,20 @@ Status SqliteStore::Flush() {
   if (t_draining) {
     return Internal("Store::Flush called from a done callback would wait for itself");
   }
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (completed_ >= enqueued_) return Status::Ok();
   wake_ = true;  // records appended kLater are not to wait for a kick
-  work_cv_.notify_one();
+  work_cv_.Signal();
   FlushWaiter waiter;
   waiter.start = completed_;
   waiter.target = enqueued_;
   flush_waiters_.push_back(&waiter);
-  done_cv_.wait(lock, [&waiter] { return waiter.finished; });
+  while (!waiter.finished) done_cv_.Wait(&mu_);
   return waiter.status;
 }
 
 Status SqliteStore::CheckWritable() {
-  std::lock_guard<std::mutex> lock(probe_mu_);
+  MutexLock lock(&probe_mu_);
   sqlite3* db = probe_db_.get();
   Status s = StepDone(db, probe_begin_.get(), "not writable");
   if (s.ok()) {

@@ -400,6 +400,7 @@ TEST_F(SqliteStoreTest, LaterRecordsAreCommittedOnKickFlushOrSafetyNet) {
   constexpr auto kLater = Store::CommitBy::kLater;
   auto burst = [](const std::string& prefix) {
     std::vector<Store::Write> writes;
+    writes.reserve(10);
     for (int i = 0; i < 10; ++i) writes.push_back({MakeRecord(prefix + std::to_string(i)), nullptr});
     return writes;
   };
