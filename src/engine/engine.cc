@@ -206,8 +206,8 @@ struct Engine::Impl {
 
   // Ends a flight: gives every waiter the outcome (the first its own, the rest as replays) and,
   // with `remember`, keeps the reply for later repeats.
-  void Finish(const std::shared_ptr<Flight>& f, Status status,
-              std::shared_ptr<const std::string> reply, bool replay, bool remember,
+  void Finish(const std::shared_ptr<Flight>& f, const Status& status,
+              const std::shared_ptr<const std::string>& reply, bool replay, bool remember,
               bool committed) {
     std::vector<Done> waiters;
     {
@@ -365,8 +365,10 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
     }
   }
   // `done` outside the lock: a front end's reply may write to a socket.
+  // NOLINTBEGIN(bugprone-use-after-move): `done` was moved only where neither is set.
   if (refused) return done({key_reused(), false, nullptr});
   if (replay) return done({Status::Ok(), true, std::move(replay)});
+  // NOLINTEND(bugprone-use-after-move)
   in_flight.fetch_add(1, std::memory_order_relaxed);
 
   // Not in memory, but perhaps a repeat of something older: the store has every committed

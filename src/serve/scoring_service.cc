@@ -131,7 +131,7 @@ struct ScoringService::Impl {
     Status s = parser.Parse(req.http.body, &tx, &problems);
     if (!s.ok()) return respond(ErrorResponse(s, problems));
     engine->Score(std::move(tx), std::move(*key),
-                  [respond = std::move(respond)](ScoreOutcome o) { respond(OutcomeResponse(o)); });
+                  [respond = std::move(respond)](const ScoreOutcome& o) { respond(OutcomeResponse(o)); });
   }
 
   void ScoreBatch(RouteRequest&& req, Respond respond) {
@@ -161,7 +161,7 @@ struct ScoringService::Impl {
     });
   }
 
-  void GetTransaction(RouteRequest&& req, Respond respond) {
+  void GetTransaction(RouteRequest&& req, const Respond& respond) {
     const std::string_view id = req.Param("id");
     if (id.size() > 4 * kMaxIdLength) return respond(ErrorResponse(NotFound("no such transaction")));
     auto found = engine->Find(id);
@@ -174,14 +174,14 @@ struct ScoringService::Impl {
     respond(JsonResponse(200, RenderTransactionDetail(**found)));
   }
 
-  void Ready(Respond respond) {
+  void Ready(const Respond& respond) {
     Status s = stopping.load() ? Unavailable("stopping") : engine->Ready();
     if (!s.ok()) return respond(ErrorResponse(Unavailable("not ready: " + s.message())));
     respond(JsonResponse(200, "{\"status\":\"ready\",\"model\":" + ModelJson(engine->model()) + "}"));
   }
 
   // {"model": "name"} or no body (the current file again), on the admin thread.
-  void ReloadModel(RouteRequest&& req, Respond respond) {
+  void ReloadModel(RouteRequest&& req, const Respond& respond) {
     std::string name;
     if (!req.http.body.empty()) {
       auto j = nlohmann::json::parse(req.http.body, nullptr, /*allow_exceptions=*/false);
@@ -208,20 +208,20 @@ struct ScoringService::Impl {
     r.Add({"POST", "/v1/score/batch", Role::kScorer, Reach::kAnywhere, BodyKind::kJson,
            [this](RouteRequest&& q, Respond p) { ScoreBatch(std::move(q), std::move(p)); }});
     r.Add({"GET", "/v1/transactions/{id}", Role::kAnalyst, Reach::kAnywhere, BodyKind::kNone,
-           [this](RouteRequest&& q, Respond p) { GetTransaction(std::move(q), std::move(p)); }});
+           [this](RouteRequest&& q, const Respond& p) { GetTransaction(std::move(q), p); }});
     r.Add({"GET", "/healthz", Role::kPublic, Reach::kAnywhere, BodyKind::kNone,
-           [](RouteRequest&&, Respond p) { p(JsonResponse(200, "{\"status\":\"ok\"}")); }});
+           [](RouteRequest&&, const Respond& p) { p(JsonResponse(200, "{\"status\":\"ok\"}")); }});
     r.Add({"GET", "/readyz", Role::kPublic, Reach::kAnywhere, BodyKind::kNone,
-           [this](RouteRequest&&, Respond p) { Ready(std::move(p)); }});
+           [this](RouteRequest&&, const Respond& p) { Ready(p); }});
     r.Add({"GET", "/metrics", Role::kViewer, Reach::kAnywhere, BodyKind::kNone,
-           [this](RouteRequest&&, Respond p) {
+           [this](RouteRequest&&, const Respond& p) {
              HttpResponse m;
              m.content_type = "text/plain; version=0.0.4";
              m.body = engine->metrics().Render();
              p(std::move(m));
            }});
     r.Add({"POST", "/v1/admin/reload", Role::kAdmin, Reach::kLoopback, BodyKind::kOptionalJson,
-           [this](RouteRequest&& q, Respond p) { ReloadModel(std::move(q), std::move(p)); }});
+           [this](RouteRequest&& q, const Respond& p) { ReloadModel(std::move(q), p); }});
   }
 };
 
