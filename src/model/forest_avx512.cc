@@ -40,15 +40,13 @@ struct Avx512Ops {
     __m512 r[kRegs];
   };
 
-  static Row LoadRow(const float* x, size_t width) {
-    Row row;
+  static void LoadRow(const float* x, size_t width, Row* row) {
     for (int i = 0; i < kRegs; ++i) {
       const size_t begin = static_cast<size_t>(i) * 16;
       const size_t valid = width > begin ? std::min<size_t>(width - begin, 16) : 0;
       const __mmask16 mask = static_cast<__mmask16>((uint32_t{1} << valid) - 1);
-      row.r[i] = _mm512_maskz_loadu_ps(mask, x + begin);
+      row->r[i] = _mm512_maskz_loadu_ps(mask, x + begin);
     }
-    return row;
   }
   static bool HasNaN(const Row& row) {
     __mmask16 nan = _mm512_cmp_ps_mask(row.r[0], row.r[0], _CMP_UNORD_Q);
@@ -65,7 +63,11 @@ struct Avx512Ops {
 
   static VF Lookup(const Row& row, VI in) {
     if constexpr (kRegs == 1) {
-      return _mm512_permutexvar_ps(in, row.r[0]);  // index bits 0-3
+      // index bits 0-3. The masked form with every lane selected compiles to the same vpermps,
+      // without _mm512_permutexvar_ps's _mm512_undefined_ps() pass-through, which g++ 12
+      // reports as used uninitialised (-Wuninitialized) once -fsanitize=undefined is on.
+      return _mm512_mask_permutexvar_ps(_mm512_setzero_ps(), static_cast<__mmask16>(0xFFFF), in,
+                                        row.r[0]);
     } else {
       return _mm512_permutex2var_ps(row.r[0], in, row.r[1]);  // index bits 0-4
     }
