@@ -164,9 +164,11 @@ TEST_F(EngineTest, OneIdFromSixteenThreadsIsScoredOnce) {
   auto e = OpenOrDie();
   Outcomes outs;
   std::vector<Engine::Done> slots;
+  slots.reserve(16);
   for (int i = 0; i < 16; ++i) slots.push_back(outs.Slot());
   std::atomic<int> ready{0};
   std::vector<std::thread> threads;
+  threads.reserve(16);
   for (int i = 0; i < 16; ++i) {
     threads.emplace_back([&, i] {
       ready.fetch_add(1);
@@ -403,6 +405,7 @@ TEST_F(EngineTest, ReloadWhileScoring) {
   std::atomic<bool> done{false};
   std::atomic<int> failures{0};
   std::vector<std::thread> scorers;
+  scorers.reserve(2);
   for (int t = 0; t < 2; ++t) {
     scorers.emplace_back([&, t] {
       for (int i = 0; i < 300; ++i) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <bit>
 #include <cstring>
 #include <cstdio>
 #include <fstream>
@@ -259,7 +260,7 @@ std::vector<float> ProbeRows(const FeatureEngine& engine, int64_t t) {
 void ExpectSameRows(const std::vector<float>& a, const std::vector<float>& b, const char* what) {
   ASSERT_EQ(a.size(), b.size()) << what;
   for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(std::memcmp(&a[i], &b[i], sizeof(float)), 0)
+    ASSERT_EQ(std::bit_cast<uint32_t>(a[i]), std::bit_cast<uint32_t>(b[i]))
         << what << ": value " << i << " " << a[i] << " vs " << b[i];
   }
 }
@@ -433,6 +434,7 @@ TEST(FeatureEngineTest, ComputeRunsConcurrently) {
   const std::vector<float> want = ProbeRows(shared, d.timestamp.back());
   std::vector<std::vector<float>> got(4);
   std::vector<std::thread> threads;
+  threads.reserve(got.size());
   for (auto& g : got) {
     threads.emplace_back([&shared, &g, &d] {
       for (int r = 0; r < 20; ++r) g = ProbeRows(shared, d.timestamp.back());

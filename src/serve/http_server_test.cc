@@ -232,7 +232,7 @@ class LogCapture {
 class Recorder {
  public:
   HttpHandler Handler() {
-    return [this](HttpRequest&& request, std::function<void(HttpResponse&&)> respond) {
+    return [this](HttpRequest&& request, const std::function<void(HttpResponse&&)>& respond) {
       HttpResponse r;
       r.content_type = "text/plain";
       r.body = request.method + " " + request.path;

@@ -11,7 +11,7 @@ namespace {
 class RouterTest : public ::testing::Test {
  protected:
   RouterTest() : router_(metrics_) {
-    auto echo = [](RouteRequest&& q, Respond p) {
+    auto echo = [](RouteRequest&& q, const Respond& p) {
       std::string body = "{\"method\":\"" + q.http.method + "\",\"id\":";
       nlohmann::json id = std::string(q.Param("id"));
       p(JsonResponse(200, body + id.dump() + "}"));
