@@ -152,11 +152,14 @@ constexpr int MaxWindowDays(FeatureSource source) {
   return days;
 }
 
+// (Not `reason_text != nullptr`: g++ 12 with -fsanitize=null, part of the sanitizer build,
+// cannot fold a function's address compared with null in a constant expression. features_test
+// checks that every feature has a reason formatter.)
 constexpr bool CatalogIsWellFormed() {
   size_t book = 0;
   for (size_t i = 0; i < std::size(kFeatureCatalog); ++i) {
     const CatalogEntry& e = kFeatureCatalog[i];
-    if (Index(e.id) != i || e.reason_text == nullptr) return false;
+    if (Index(e.id) != i) return false;
     if (e.in_book) {
       if (book != i) return false;  // the book set must be a prefix of "all"
       ++book;
