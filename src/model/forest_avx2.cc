@@ -19,6 +19,17 @@
 namespace vigil {
 namespace {
 
+// A row of kRegs registers. Explicitly instantiated here, inside the target region (see
+// forest_walk.h).
+template <int kRegs>
+struct Avx2Row {
+  __m256 r[kRegs];
+};
+template struct Avx2Row<1>;
+template struct Avx2Row<2>;
+template struct Avx2Row<3>;
+template struct Avx2Row<4>;
+
 template <int kRegs>
 struct Avx2Ops {
   static constexpr int kLanes = 8;
@@ -27,9 +38,7 @@ struct Avx2Ops {
   using VI = __m256i;
   using VF = __m256;
   using M = __m256;  // all ones in the lanes that go left
-  struct Row {
-    __m256 r[kRegs];
-  };
+  using Row = Avx2Row<kRegs>;
 
   static Row LoadRow(const float* x, size_t width) {
     Row row;

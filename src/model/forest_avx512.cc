@@ -23,6 +23,15 @@
 namespace vigil {
 namespace {
 
+// A row of kRegs registers. Explicitly instantiated here, inside the target region (see
+// forest_walk.h).
+template <int kRegs>
+struct Avx512Row {
+  __m512 r[kRegs];
+};
+template struct Avx512Row<1>;
+template struct Avx512Row<2>;
+
 template <int kRegs>
 struct Avx512Ops {
   static constexpr int kLanes = 16;
@@ -31,9 +40,7 @@ struct Avx512Ops {
   using VI = __m512i;
   using VF = __m512;
   using M = __mmask16;  // set in the lanes that go left
-  struct Row {
-    __m512 r[kRegs];
-  };
+  using Row = Avx512Row<kRegs>;
 
   static Row LoadRow(const float* x, size_t width) {
     Row row;
@@ -60,7 +67,11 @@ struct Avx512Ops {
 
   static VF Lookup(const Row& row, VI in) {
     if constexpr (kRegs == 1) {
-      return _mm512_permutexvar_ps(in, row.r[0]);  // index bits 0-3
+      // index bits 0-3. The masked form with every lane selected compiles to the same vpermps,
+      // without _mm512_permutexvar_ps's _mm512_undefined_ps() pass-through, which g++ 12
+      // reports as used uninitialised (-Wuninitialized) once -fsanitize=undefined is on.
+      return _mm512_mask_permutexvar_ps(_mm512_setzero_ps(), static_cast<__mmask16>(0xFFFF), in,
+                                        row.r[0]);
     } else {
       return _mm512_permutex2var_ps(row.r[0], in, row.r[1]);  // index bits 0-4
     }

@@ -11,6 +11,7 @@
 #include <ostream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/tree.h"
@@ -261,6 +262,79 @@ TEST(ForestKernelTest, KernelsAgreeOnRandomDeepForests) {
         results.push_back(out);
       }
       for (size_t i = 1; i < results.size(); ++i) ASSERT_EQ(results[i], results[0]);
+    }
+  }
+}
+
+// The kernels this CPU runs, asked of the CPU itself rather than of Forest.
+std::vector<Kernel> CpuKernels() {
+  __builtin_cpu_init();
+  std::vector<Kernel> out = {Kernel::kScalar};
+  if (__builtin_cpu_supports("avx2")) out.push_back(Kernel::kAvx2);
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl")) {
+    out.push_back(Kernel::kAvx512);
+  }
+  return out;
+}
+
+// Every kernel the CPU has, forced one at a time, against the scalar kernel bit for bit. Scoring
+// elsewhere goes through the default dispatch, which runs one kernel only, so a kernel that is
+// wrong (here the AVX-512 one was, in the sanitizer build only) must fail here. Covers every row
+// width up to 32 (AVX-512 keeps a row in one or two registers, AVX2 in one to four), a wide row
+// compacted to the features its trees use, missing values, both a pair of rows walked together
+// and a row alone, and a batch of more than one block of rows.
+TEST(ForestKernelTest, EveryKernelTheCpuHasMatchesTheScalarKernel) {
+  const std::vector<Kernel> kernels = CpuKernels();
+  std::string names;
+  for (Kernel k : kernels) {
+    if (!names.empty()) names += " ";
+    names += KernelName(k);
+  }
+  RecordProperty("kernels", names);
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> unit(-1.2f, 1.2f);
+  std::vector<size_t> widths;
+  for (size_t nf = 1; nf <= 32; ++nf) widths.push_back(nf);
+  widths.push_back(48);  // 20 of them used: compacted
+  for (size_t nf : widths) {
+    for (int max_depth : {2, 9}) {
+      SCOPED_TRACE("features " + std::to_string(nf) + " depth " + std::to_string(max_depth));
+      const size_t used = nf <= 32 ? nf : 20;
+      Ensemble e;
+      e.num_features = nf;
+      e.link = Link::kIdentity;
+      e.base_margin = -0.5;
+      const int trees = 1 + static_cast<int>(rng() % 100);
+      for (int i = 0; i < trees; ++i) {
+        Tree t = RandomTree(rng, used, max_depth);
+        // Spread the used features over the row (37 is coprime with 48: no two collide).
+        if (used < nf) {
+          for (int32_t& f : t.feature) f = static_cast<int32_t>((static_cast<size_t>(f) * 37) % nf);
+        }
+        e.trees.push_back(std::move(t));
+      }
+      const size_t rows = 301;  // more than one block of 256, and an odd row at the end of each
+      std::vector<float> x(rows * nf);
+      for (float& v : x) v = unit(rng) > 1.0f ? kNaN : unit(rng);
+
+      auto scalar = Forest::FromEnsemble(e, Kernel::kScalar);
+      ASSERT_TRUE(scalar.ok()) << scalar.status().ToString();
+      std::vector<double> expected(rows);
+      (*scalar)->PredictBatch(x, expected);
+      for (Kernel k : kernels) {
+        SCOPED_TRACE(std::string(KernelName(k)));
+        auto forest = Forest::FromEnsemble(e, k);
+        ASSERT_TRUE(forest.ok()) << forest.status().ToString();
+        ASSERT_EQ((*forest)->kernel(), k);
+        std::vector<double> batch(rows);
+        (*forest)->PredictBatch(x, batch);
+        for (size_t r = 0; r < rows; ++r) {
+          ASSERT_EQ(batch[r], expected[r]) << "batch row " << r;
+          ASSERT_EQ((*forest)->PredictMargin(std::span<const float>(&x[r * nf], nf)), expected[r])
+              << "single row " << r;
+        }
+      }
     }
   }
 }

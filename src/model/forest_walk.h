@@ -19,6 +19,17 @@
 //   VI Next(VI info, M left)                                    ((info >> 6) - left)
 //   VI Step<kNaN>(VI node, const Row&, const uint64_t* nodes)   (one gathered level)
 //   VF Gather(const float* leaf, VI node); VF NegZero(); VF Add(VF, VF); void Store(float*, VF)
+//
+// A SIMD kernel's Row must be a type completed inside the kernel's `#pragma GCC target` region
+// (a struct at namespace scope, or a class template explicitly instantiated there), not a
+// member of its Ops class template: g++ 12 miscompiles returning the latter. The kernel's
+// Run<kRegs> is a function template, so it and the Ops class are instantiated at the end of the
+// file, after `#pragma GCC pop_options`; a Row of one __m512 (__m256) laid out there, without
+// AVX-512 (AVX), gets BLKmode. Returned by value it still comes back in zmm0 (ymm0), but as a
+// PARALLEL, which the vzeroupper pass does not take for a live wide return value: it puts a
+// vzeroupper before the `ret`, and the caller gets lanes 0-3 only. That shows wherever such a
+// function is not inlined. In the -fsanitize=address,undefined build the load lambda of
+// TreeSums was not, and the AVX-512 kernel read features 4-15 of every row as zero.
 #ifndef VIGIL_MODEL_FOREST_WALK_H_
 #define VIGIL_MODEL_FOREST_WALK_H_
 
