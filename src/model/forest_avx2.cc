@@ -23,6 +23,17 @@
 namespace vigil {
 namespace {
 
+// A row of kRegs registers. Explicitly instantiated here, inside the target region (see
+// forest_walk.h).
+template <int kRegs>
+struct Avx2Row {
+  __m256 r[kRegs];
+};
+template struct Avx2Row<1>;
+template struct Avx2Row<2>;
+template struct Avx2Row<3>;
+template struct Avx2Row<4>;
+
 template <int kRegs>
 struct Avx2Ops {
   static constexpr int kLanes = 8;
@@ -31,22 +42,22 @@ struct Avx2Ops {
   using VI = __m256i;
   using VF = __m256;
   using M = __m256;  // all ones in the lanes that go left
-  struct Row {
-    __m256 r[kRegs];
-  };
+  using Row = Avx2Row<kRegs>;
 
-  static void LoadRow(const float* x, size_t width, Row* row) {
+  static Row LoadRow(const float* x, size_t width) {
+    Row row;
     for (int i = 0; i < kRegs; ++i) {
       const size_t begin = static_cast<size_t>(i) * 8;
       if (begin + 8 <= width) {
-        row->r[i] = _mm256_loadu_ps(x + begin);
+        row.r[i] = _mm256_loadu_ps(x + begin);
       } else {
         const int valid = static_cast<int>(width - begin);  // 1..7
         const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), lane);
-        row->r[i] = _mm256_maskload_ps(x + begin, mask);
+        row.r[i] = _mm256_maskload_ps(x + begin, mask);
       }
     }
+    return row;
   }
   static bool HasNaN(const Row& row) {
     __m256 nan = _mm256_cmp_ps(row.r[0], row.r[0], _CMP_UNORD_Q);

@@ -28,6 +28,15 @@
 namespace vigil {
 namespace {
 
+// A row of kRegs registers. Explicitly instantiated here, inside the target region (see
+// forest_walk.h).
+template <int kRegs>
+struct Avx512Row {
+  __m512 r[kRegs];
+};
+template struct Avx512Row<1>;
+template struct Avx512Row<2>;
+
 template <int kRegs>
 struct Avx512Ops {
   static constexpr int kLanes = 16;
@@ -36,17 +45,17 @@ struct Avx512Ops {
   using VI = __m512i;
   using VF = __m512;
   using M = __mmask16;  // set in the lanes that go left
-  struct Row {
-    __m512 r[kRegs];
-  };
+  using Row = Avx512Row<kRegs>;
 
-  static void LoadRow(const float* x, size_t width, Row* row) {
+  static Row LoadRow(const float* x, size_t width) {
+    Row row;
     for (int i = 0; i < kRegs; ++i) {
       const size_t begin = static_cast<size_t>(i) * 16;
       const size_t valid = width > begin ? std::min<size_t>(width - begin, 16) : 0;
       const __mmask16 mask = static_cast<__mmask16>((uint32_t{1} << valid) - 1);
-      row->r[i] = _mm512_maskz_loadu_ps(mask, x + begin);
+      row.r[i] = _mm512_maskz_loadu_ps(mask, x + begin);
     }
+    return row;
   }
   static bool HasNaN(const Row& row) {
     __mmask16 nan = _mm512_cmp_ps_mask(row.r[0], row.r[0], _CMP_UNORD_Q);

@@ -30,7 +30,7 @@ struct ScalarOps {
     int32_t v[kLanes];  // 1: left
   };
 
-  static void LoadRow(const float* x, size_t, Row* row) { row->x = x; }
+  static Row LoadRow(const float* x, size_t) { return Row{x}; }
   static bool HasNaN(const Row&) { return true; }  // the NaN-aware step costs nothing extra here
   static VF LoadF(const float* p) {
     VF r;

@@ -12,7 +12,7 @@
 //   kOwnTop             true: Ops::Top<kNaN>(row, threshold, info) walks the top levels itself
 //                       (per lane, for the portable kernel), instead of loads and blends
 //   VI, VF, M           int32 and float vectors, a per-lane mask; Row, the row in registers
-//   void LoadRow(const float* x, size_t width, Row* row); bool HasNaN(const Row&)
+//   Row LoadRow(const float* x, size_t width); bool HasNaN(const Row&)
 //   VF LoadF(const float*); VI LoadI(const uint32_t*)           (kLanes consecutive values)
 //   VF BlendF(VF a, VF b, M m); VI BlendI(VI a, VI b, M m)      (m ? b : a, per lane)
 //   M Left<kNaN>(const Row&, VF threshold, VI info)             (the lanes that go left)
@@ -20,15 +20,16 @@
 //   VI Step<kNaN>(VI node, const Row&, const uint64_t* nodes)   (one gathered level)
 //   VF Gather(const float* leaf, VI node); VF NegZero(); VF Add(VF, VF); void Store(float*, VF)
 //
-// A Row is never passed or returned by value, only through a pointer or reference: g++ 12
-// miscompiles returning a SIMD kernel's Row. The kernel's Run<kRegs> is a function template,
-// instantiated at the end of the file, after its `#pragma GCC pop_options`, and the Ops class
-// with it; so a Row of one __m512 (__m256) is laid out without AVX-512 (AVX) and gets BLKmode.
-// It is still returned in zmm0 (ymm0), but as a PARALLEL, which the vzeroupper pass does not
-// take for a live wide return value: it puts a vzeroupper before the `ret`, and the caller gets
-// lanes 0-3 only. That bites wherever such a function is not inlined. The load lambda of
-// TreeSums was not in the -fsanitize=address,undefined build, where the AVX-512 kernel read
-// features 4-15 of every row as zero. Vectors themselves (VI, VF) are returned correctly.
+// A SIMD kernel's Row must be a type completed inside the kernel's `#pragma GCC target` region
+// (a struct at namespace scope, or a class template explicitly instantiated there), not a
+// member of its Ops class template: g++ 12 miscompiles returning the latter. The kernel's
+// Run<kRegs> is a function template, so it and the Ops class are instantiated at the end of the
+// file, after `#pragma GCC pop_options`; a Row of one __m512 (__m256) laid out there, without
+// AVX-512 (AVX), gets BLKmode. Returned by value it still comes back in zmm0 (ymm0), but as a
+// PARALLEL, which the vzeroupper pass does not take for a live wide return value: it puts a
+// vzeroupper before the `ret`, and the caller gets lanes 0-3 only. That shows wherever such a
+// function is not inlined. In the -fsanitize=address,undefined build the load lambda of
+// TreeSums was not, and the AVX-512 kernel read features 4-15 of every row as zero.
 #ifndef VIGIL_MODEL_FOREST_WALK_H_
 #define VIGIL_MODEL_FOREST_WALK_H_
 
@@ -182,7 +183,7 @@ struct Walker {
   static void TreeSums(const ForestLayout& f, const float* rows, size_t n, float* sums) {
     const size_t width = f.num_features;
     float compact[2][kMaxRegisterFeatures];
-    auto load = [&](size_t i, int slot, Row* row) {
+    auto load = [&](size_t i, int slot) {
       const float* x = rows + i * width;
       if (!f.compact_features.empty()) {
         for (size_t c = 0; c < f.compact_features.size(); ++c) {
@@ -190,13 +191,11 @@ struct Walker {
         }
         x = compact[slot];
       }
-      Ops::LoadRow(x, f.row_width, row);
+      return Ops::LoadRow(x, f.row_width);
     };
     size_t i = 0;
     for (; i + 2 <= n; i += 2) {
-      Row pair[2];
-      load(i, 0, &pair[0]);
-      load(i + 1, 1, &pair[1]);
+      const Row pair[2] = {load(i, 0), load(i + 1, 1)};
       // The NaN-aware step is exact for rows without NaN too.
       if (Ops::HasNaN(pair[0]) || Ops::HasNaN(pair[1])) {
         TreeSum<2, true>(f, pair, sums + i);
@@ -205,8 +204,7 @@ struct Walker {
       }
     }
     if (i < n) {
-      Row row;
-      load(i, 0, &row);
+      const Row row = load(i, 0);
       if (Ops::HasNaN(row)) {
         TreeSum<1, true>(f, &row, sums + i);
       } else {
