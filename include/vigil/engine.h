@@ -60,8 +60,9 @@ struct ModelInfo {
 
 enum class RecordMode {
   kSync,   // the outcome is given once the record is committed: a kill -9 loses nothing given
-  kAsync,  // the outcome is given at once, the record committed in the background: lower
-           // latency; a crash may lose the last few milliseconds of records
+  kAsync,  // the outcome is given first, the record written right after it: with
+           // Durability::kPowerLoss the reply does not wait for the disk; a crash may lose the
+           // records of the replies given last
 };
 
 struct EngineOptions {
@@ -70,17 +71,14 @@ struct EngineOptions {
   std::string models_dir;
   // Model files are regular files of at most this many bytes; anything else is refused unread.
   size_t max_model_bytes = size_t{512} << 20;
-  std::string data_dir = "data";  // the store lives at <data_dir>/vigil.db
+  std::string data_dir = "data";  // the store's folder (vigil/store.h)
   RecordMode record = RecordMode::kSync;
-  SyncMode sync = SyncMode::kNormal;
-  // How long a commit waits for a lock another process holds on the store before it fails.
+  // What a record must survive before its outcome is given (--record sync) or counted.
+  Durability durability = Durability::kProcessCrash;
+  // How long an index write waits for a lock another process holds on the index file.
   int store_busy_timeout_ms = 5000;
   int explain_top_k = 3;       // reasons per prediction (0: none)
   bool exact_reasons = false;  // ReasonsMethod::kExact rather than kFast (vigil/scorer.h)
-  // Under load, records wait to be committed together until `after_burst` runs the task it is
-  // given: a front end that works through a burst of requests at once (an HTTP I/O thread)
-  // runs it after the burst. Empty: each record is committed as soon as possible.
-  std::function<void(std::function<void()>)> after_burst;
 };
 
 // How one Score call ended.

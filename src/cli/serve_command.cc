@@ -35,7 +35,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                   "async: reply first, commit in the background")
       ->capture_default_str()->envname("VIGIL_RECORD")->check(CLI::IsMember({"sync", "async"}));
   cmd->add_option("--sync", args->sync,
-                  "SQLite synchronous: normal survives a process crash, full also a power loss")
+                  "normal: a record is committed once written to the OS (survives a process crash); full: once on disk (fdatasync; survives a power loss too)")
       ->capture_default_str()->envname("VIGIL_SYNC")->check(CLI::IsMember({"normal", "full"}));
   cmd->add_option("--max-batch", o.max_batch, "Transactions per /v1/score/batch call")
       ->capture_default_str()->envname("VIGIL_MAX_BATCH");
@@ -50,7 +50,8 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->callback([args, exit_code] {
     ServeOptions o = args->serve;
     o.engine.record = args->record == "async" ? RecordMode::kAsync : RecordMode::kSync;
-    o.engine.sync = args->sync == "full" ? SyncMode::kFull : SyncMode::kNormal;
+    o.engine.durability =
+        args->sync == "full" ? Durability::kPowerLoss : Durability::kProcessCrash;
     if (o.port < 0 || o.port > 65535) {
       *exit_code = Fail("serve", InvalidArgument("--port must be 0..65535"));
       return;

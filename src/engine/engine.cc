@@ -25,11 +25,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// --record async: how long the store writer gathers records before a commit.
-constexpr std::chrono::microseconds kAsyncCommitDelay{2000};
-// --record sync: the scoring thread commits its own record while on average at most this many
-// transactions are in flight (1.5); past that, the writer thread, after the burst.
-constexpr double kCallerCommitMaxInFlight = 1.5;
 // Replies kept in memory for replays (two entries per reply with an Idempotency-Key); older
 // ones are read from the store. About 1 KB each.
 constexpr size_t kRecentReplies = 50000;
@@ -153,9 +148,7 @@ struct Engine::Impl {
   BloomFilter seen GUARDED_BY(idem_mu){kSeenFilterBits};
 
   std::atomic<bool> stopping{false};
-  std::atomic<int> in_flight{0};
-  std::atomic<int> in_flight_avg16{0};
-  std::atomic<bool> kick_queued{false};
+  WriteOptions write_options;
 
   std::shared_ptr<const LoadedModel> CurrentModel() const EXCLUDES(model_mu) {
     MutexLock lock(&model_mu);
@@ -228,7 +221,6 @@ struct Engine::Impl {
       if (status.ok()) o.reply = reply;
       waiters[i](std::move(o));
     }
-    in_flight.fetch_sub(1, std::memory_order_relaxed);
   }
 
   // --record async: the record of a reply already given is committed, so the store answers for
@@ -252,43 +244,13 @@ struct Engine::Impl {
     }
   }
 
-  // Who commits a sync record: the scoring thread while the engine is nearly idle (a moving
-  // average of transactions in flight at most kCallerCommitMaxInFlight), saving two thread
-  // switches, about half the latency at low load. Under load the writer thread, kicked once the
-  // front end has worked through the burst (after_burst), so that a burst makes one commit
-  // rather than the first alone and the rest after it. An average, not the count of the
-  // moment: under load the count drops to 1 at each commit's end, and a transaction that then
-  // committed alone would hold up the others its thread serves.
-  Store::CommitBy ChooseCommitter() {
-    if (options.record != RecordMode::kSync) return Store::CommitBy::kWriter;
-    // Fixed point, 1/16 units; updates from several threads may race, which only blurs it.
-    const int now = std::min(in_flight.load(std::memory_order_relaxed), 1 << 20) * 16;
-    int avg = in_flight_avg16.load(std::memory_order_relaxed);
-    avg += (now - avg) / 8;
-    in_flight_avg16.store(avg, std::memory_order_relaxed);
-    if (avg <= static_cast<int>(kCallerCommitMaxInFlight * 16)) return Store::CommitBy::kCaller;
-    return options.after_burst ? Store::CommitBy::kLater : Store::CommitBy::kWriter;
-  }
-
-  // After an Append with CommitBy::kLater: kicks the store once the burst is handled, once per
-  // burst (a kick already queued will see this record too).
-  void ScheduleKick(Store::CommitBy by) {
-    if (by != Store::CommitBy::kLater || kick_queued.exchange(true)) return;
-    options.after_burst([this] {
-      kick_queued.store(false);
-      store->Kick();
-    });
-  }
-
   void Append(TransactionRecord rec, std::function<void(const Status&)> on_commit,
               std::vector<Store::Write>* writes) {
     if (writes != nullptr) {
       writes->push_back({std::move(rec), std::move(on_commit)});
       return;
     }
-    const Store::CommitBy by = ChooseCommitter();
-    store->Append(std::move(rec), std::move(on_commit), by);
-    ScheduleKick(by);
+    store->Append(std::move(rec), write_options, std::move(on_commit));
   }
 
   // Undoes the online features of a transaction whose record was not committed.
@@ -369,7 +331,6 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
   if (refused) return done({key_reused(), false, nullptr});
   if (replay) return done({Status::Ok(), true, std::move(replay)});
   // NOLINTEND(bugprone-use-after-move)
-  in_flight.fetch_add(1, std::memory_order_relaxed);
 
   // Not in memory, but perhaps a repeat of something older: the store has every committed
   // reply. (A false positive of `seen` costs one lookup that finds nothing.)
@@ -456,18 +417,6 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
          [this, flight, view, reply](const Status& s) {
            if (s.ok()) return Finish(flight, Status::Ok(), reply, false, true, true);
            Uncount(view);  // before anyone is told, so a retry finds the state without it
-           if (s.code() == StatusCode::kAlreadyExists) {
-             // Another writer of the same store file recorded this id or key first.
-             auto first = flight->key.empty() ? StatusOr<std::optional<std::string>>(
-                                                    store->FindReplyById(flight->transaction_id))
-                                              : StatusOr<std::optional<std::string>>(
-                                                    std::optional<std::string>());
-             if (first.ok() && first->has_value()) {
-               return Finish(flight, Status::Ok(),
-                             std::make_shared<const std::string>(std::move(**first)), true, true,
-                             true);
-             }
-           }
            Log(LogLevel::kError, "store commit failed",
                {{"transaction_id", flight->transaction_id}, {"error", s.message()}});
            Finish(flight,
@@ -489,12 +438,10 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<const LoadedModel> first,
                          impl->LoadModelFile(options.model_path));
   StoreOptions so;
-  so.path = options.data_dir + "/vigil.db";
-  so.sync = options.sync;
+  so.dir = options.data_dir;
   so.busy_timeout_ms = options.store_busy_timeout_ms;
-  // No outcome waits for an async commit: let the writer gather a few milliseconds of records.
-  if (options.record == RecordMode::kAsync) so.commit_delay = kAsyncCommitDelay;
   VIGIL_ASSIGN_OR_RETURN(impl->store, Store::Open(so));
+  impl->write_options.durability = options.durability;
   {
     MutexLock lock(&impl->model_mu);
     impl->model = first;
@@ -505,28 +452,22 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
         std::make_unique<FeatureEngine>(FeatureSet::kAll, first->scorer->engine_options());
   }
 
-  // Rebuild the online state from the records (repeats find their replies there).
-  TransactionParser parser;
-  int64_t replayed = 0, unreadable = 0;
+  // Rebuild the online state from the records (repeats find their replies there), with the
+  // values the live engine used: the keys are IdKey of the ids it recorded.
+  int64_t replayed = 0;
   Impl* raw = impl.get();
   VIGIL_RETURN_IF_ERROR(raw->store->Scan([&](const TransactionRecord& rec) {
-    Transaction tx;
-    std::vector<FieldProblem> problems;
-    if (parser.Parse(rec.transaction_json, &tx, &problems).ok()) {
+    const TransactionView view{IdKey(rec.transaction_id), rec.timestamp, IdKey(rec.customer_id),
+                               IdKey(rec.terminal_id), rec.amount};
+    {
       MutexLock lock(&raw->features_mu);  // uncontended: nothing else runs yet
-      raw->features->Insert(ViewOf(tx));
-    } else {
-      ++unreadable;
+      raw->features->Insert(view);
     }
     MutexLock lock(&raw->idem_mu);
     raw->seen.Add(rec.transaction_id);
     if (!rec.idempotency_key.empty()) raw->seen.Add(KeyTag(rec.idempotency_key));
     ++replayed;
   }));
-  if (unreadable > 0) {
-    Log(LogLevel::kWarn, "stored transactions the parser no longer accepts were not replayed",
-        {{"count", unreadable}});
-  }
 
   impl->score_hist = &impl->metrics.GetHistogram(
       "vigil_score", "Fraud scores returned",
@@ -584,9 +525,7 @@ void Engine::ScoreBatch(std::vector<Transaction> txs,
                     &writes);
   }
   if (writes.empty()) return;
-  const Store::CommitBy by = impl_->ChooseCommitter();
-  impl_->store->AppendAll(std::move(writes), by);
-  impl_->ScheduleKick(by);
+  impl_->store->AppendAll(std::move(writes), impl_->write_options);
 }
 
 StatusOr<ModelInfo> Engine::Reload(std::string_view name) {

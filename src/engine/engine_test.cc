@@ -1,7 +1,6 @@
 #include "vigil/engine.h"
 
 #include <fcntl.h>
-#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,9 +11,11 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <thread>
 
+#include "core/full_disk_for_test.h"
 #include "core/transaction_json.h"
 #include "vigil/features.h"
 #include "vigil/model.h"
@@ -277,45 +278,62 @@ TEST_F(EngineTest, KeyReusedWithAnotherBodyIsRefused) {
   EXPECT_FALSE(e->Find("p3")->has_value());
 }
 
-// While the store refuses writes nothing is counted; afterwards a retry counts once.
-TEST_F(EngineTest, FailedCommitsCountNothing) {
-  auto o = Options();
-  o.store_busy_timeout_ms = 20;
-  auto e = OpenOrDie(o);
-  ASSERT_TRUE(ScoreNow(*e, Tx("ok-1", "c7")).status.ok());
-  const std::vector<float> before = Peek(*e, Tx("probe", "c7"));
+// Fills the disk under `e`'s data folder and scores until the store refuses: the journal's last
+// page may still take a record or two. Returns the refusal.
+ScoreOutcome ScoreUntilTheDiskRefuses(Engine& e, FullDiskForTest& disk, const std::string& tag) {
+  disk.Fill();
+  ScoreOutcome o;
+  for (int i = 0; i < 50; ++i) {
+    std::promise<ScoreOutcome> p;
+    e.Score(Tx(tag + std::to_string(i), "c7", "t1", 500), "",
+            [&p](ScoreOutcome r) { p.set_value(std::move(r)); });
+    o = p.get_future().get();
+    if (!o.status.ok()) break;
+  }
+  return o;
+}
 
-  sqlite3* blocker = nullptr;
-  ASSERT_EQ(sqlite3_open((data_dir_ + "/vigil.db").c_str(), &blocker), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(blocker, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+// While the disk is full nothing is counted; once space returns a retry counts once, without a
+// restart.
+TEST_F(EngineTest, FailedCommitsCountNothing) {
+  FullDiskForTest disk(data_dir_, 8 << 20);
+  ASSERT_TRUE(disk.mounted()) << disk.error();
+  auto e = OpenOrDie();
+  ASSERT_TRUE(ScoreNow(*e, Tx("ok-1", "c7")).status.ok());
+  const ScoreOutcome full = ScoreUntilTheDiskRefuses(*e, disk, "fill-");
+  ASSERT_EQ(full.status.code(), StatusCode::kUnavailable) << full.status.ToString();
+  const std::vector<float> before = Peek(*e, Tx("probe", "c7"));
   for (int i = 0; i < 3; ++i) {
     ScoreOutcome failed = ScoreNow(*e, Tx("blocked", "c7", "t1", 500));
     EXPECT_EQ(failed.status.code(), StatusCode::kUnavailable) << failed.status.ToString();
-    EXPECT_EQ(failed.status.message().find("database"), std::string::npos)
-        << "no library internals in the outcome: " << failed.status.message();
+    EXPECT_EQ(failed.status.message().find("space"), std::string::npos)
+        << "no system internals in the outcome: " << failed.status.message();
+    EXPECT_EQ(failed.status.message().find(data_dir_), std::string::npos)
+        << "no path in the outcome: " << failed.status.message();
     EXPECT_EQ(Peek(*e, Tx("probe", "c7")), before);
   }
-  sqlite3_exec(blocker, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_close(blocker);
+  disk.Free();
 
   ScoreOutcome retried = ScoreNow(*e, Tx("blocked", "c7", "t1", 500));
   ASSERT_TRUE(retried.status.ok()) << retried.status.ToString();
   EXPECT_FALSE(retried.replay);
   EXPECT_EQ(Feature(Peek(*e, Tx("probe", "c7")), "customer_nb_tx_1d"),
             Feature(before, "customer_nb_tx_1d") + 1);
+  ASSERT_TRUE(e->Flush().ok());  // the index caught up too
+  EXPECT_TRUE(e->Find("blocked")->has_value());
 }
 
 // The online state after a restart (rebuilt from the records) equals the live one, whatever
 // repeats and failures came before.
 TEST_F(EngineTest, FeaturesAfterRestartEqualTheLiveOnes) {
-  auto o = Options();
-  o.store_busy_timeout_ms = 20;
+  FullDiskForTest disk(data_dir_, 8 << 20);
+  ASSERT_TRUE(disk.mounted()) << disk.error();
   std::vector<Transaction> probes = {Tx("probe-1", "c1", "t1", 77, "2024-05-02T00:00:00Z"),
                                      Tx("probe-2", "c2", "t2", 5, "2024-05-09T06:00:00Z"),
-                                     Tx("probe-3", "c8", "t3", 900, "2024-05-20T23:00:00Z")};
+                                     Tx("probe-3", "c7", "t1", 900, "2024-05-20T23:00:00Z")};
   std::vector<std::vector<float>> live;
   {
-    auto e = OpenOrDie(o);
+    auto e = OpenOrDie();
     for (int i = 0; i < 60; ++i) {
       const std::string day = std::to_string(1 + i % 9);
       Transaction tx = Tx("tx-" + std::to_string(i), "c" + std::to_string(i % 3),
@@ -326,15 +344,11 @@ TEST_F(EngineTest, FeaturesAfterRestartEqualTheLiveOnes) {
         ASSERT_TRUE(ScoreNow(*e, tx).replay);  // repeats
       }
     }
-    sqlite3* blocker = nullptr;
-    ASSERT_EQ(sqlite3_open((data_dir_ + "/vigil.db").c_str(), &blocker), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(blocker, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
-    EXPECT_FALSE(ScoreNow(*e, Tx("lost", "c1", "t1", 3000)).status.ok());
-    sqlite3_exec(blocker, "ROLLBACK", nullptr, nullptr, nullptr);
-    sqlite3_close(blocker);
+    EXPECT_FALSE(ScoreUntilTheDiskRefuses(*e, disk, "lost-").status.ok());
+    disk.Free();
     for (const Transaction& p : probes) live.push_back(Peek(*e, p));
   }
-  auto e = OpenOrDie(o);
+  auto e = OpenOrDie();
   for (size_t i = 0; i < probes.size(); ++i) EXPECT_EQ(Peek(*e, probes[i]), live[i]) << i;
 }
 

@@ -807,6 +807,5 @@ void HttpServer::Wait() {
 
 size_t HttpServer::in_flight() const { return core_->in_flight.load(std::memory_order_relaxed); }
 
-void HttpServer::Post(std::function<void()> fn) { net::post(core_->ioc, std::move(fn)); }
 
 }  // namespace vigil

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/log.h"
 #include "core/mutex.h"
 
 namespace vigil {
@@ -30,9 +31,6 @@ constexpr int kScanPageRows = 1024;
 // Log pages (4 KiB each) after which a checkpoint copies the log into the database file: SQLite's
 // own default.
 constexpr int kCheckpointPages = 1000;
-// CommitBy::kLater: the longest records wait for a Kick() that does not come (a caller's bug)
-// before the writer commits them anyway; also how often an idle writer wakes to check.
-constexpr auto kLaterLimit = std::chrono::milliseconds(20);
 
 // The columns of `transactions`, in the order BindRecord and ReadRecord use.
 constexpr const char* kColumns =
@@ -149,10 +147,10 @@ Status Exec(sqlite3* db, const std::string& path, const char* sql) {
 }
 
 // PRAGMA synchronous is per connection: every connection that writes (commits or checkpoints)
-// needs the store's level.
-Status SetSynchronous(sqlite3* db, const std::string& path, SyncMode sync) {
-  return Exec(db, path,
-              sync == SyncMode::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+// needs it. NORMAL: in WAL mode a commit survives a process crash; a power loss may undo the
+// last ones, which the journal still has.
+Status SetSynchronous(sqlite3* db, const std::string& path) {
+  return Exec(db, path, "PRAGMA synchronous=NORMAL");
 }
 
 StatusOr<StmtPtr> Prepare(sqlite3* db, const std::string& path, const std::string& sql) {
@@ -217,8 +215,9 @@ void BindDouble(sqlite3_stmt* stmt, int index, double v) {
   }
 }
 
-// Binds every column of kColumns except `sequence` (the store assigns it).
+// Binds every column of kColumns (`sequence` as ?18).
 void BindRecord(sqlite3_stmt* stmt, const TransactionRecord& r) {
+  sqlite3_bind_int64(stmt, 18, r.sequence);
   BindText(stmt, 1, r.transaction_id);
   BindText(stmt, 2, r.customer_id);
   BindText(stmt, 3, r.terminal_id);
@@ -292,7 +291,7 @@ TransactionRecord ReadRecord(sqlite3_stmt* stmt) {
 }
 
 // Sets WAL mode and the sync level, and creates or checks the schema.
-Status SetUpDatabase(sqlite3* db, const StoreOptions& options) {
+Status SetUpDatabase(sqlite3* db, const SqliteOptions& options) {
   const std::string& path = options.path;
   // journal_mode answers with the mode in force: anything but "wal" (e.g. a file system without
   // shared memory, or ":memory:") would silently lose WAL's concurrent reads.
@@ -306,7 +305,7 @@ Status SetUpDatabase(sqlite3* db, const StoreOptions& options) {
                          mode + "')");
     }
   }
-  VIGIL_RETURN_IF_ERROR(SetSynchronous(db, path, options.sync));
+  VIGIL_RETURN_IF_ERROR(SetSynchronous(db, path));
 
   VIGIL_RETURN_IF_ERROR(Exec(db, path, "BEGIN IMMEDIATE"));
   Status s = [&]() -> Status {
@@ -345,7 +344,7 @@ Status SetUpDatabase(sqlite3* db, const StoreOptions& options) {
 }
 
 // A record waiting for the writer.
-using Pending = Store::Write;
+using Pending = SqliteIndex::Write;
 
 // A caller of Flush, waiting for the writer to complete tickets up to `target`.
 struct FlushWaiter {
@@ -355,25 +354,26 @@ struct FlushWaiter {
   bool finished = false;
 };
 
-// The SQLite Store. See sqlite_store.h for the schema and connections.
-// Thread-safe (the Store contract): the queue and counters are guarded by mu_, the reader
-// connection by read_mu_, the probe connection by probe_mu_; the writer connection is touched
-// only by the writer thread once it runs.
-class SqliteStore final : public Store {
+// The SQLite index. See sqlite_store.h for the schema and connections.
+// Thread-safe: the queue and counters are guarded by mu_, the reader connection by read_mu_, the
+// probe connection by probe_mu_; the writer connection is touched only by the writer thread once
+// it runs.
+class SqliteStore final : public SqliteIndex {
  public:
-  explicit SqliteStore(const StoreOptions& options) : options_(options) {}
+  explicit SqliteStore(const SqliteOptions& options) : options_(options) {}
   ~SqliteStore() override;
 
   // Opens the connections, sets up the schema, prepares statements, starts the writer.
   // Not analysed: it sets up the guarded connections before any other thread can see them.
   Status Init() NO_THREAD_SAFETY_ANALYSIS;
 
-  void AppendAll(std::vector<Write> writes, CommitBy by) override;
-  void Kick() override;
+  void AppendAll(std::vector<Write> writes) override;
   StatusOr<std::optional<TransactionRecord>> Get(std::string_view transaction_id) override;
   StatusOr<std::optional<std::string>> FindReplyById(std::string_view transaction_id) override;
-  StatusOr<std::optional<KeyedReply>> FindReplyByKey(std::string_view idempotency_key) override;
+  StatusOr<std::optional<Store::KeyedReply>> FindReplyByKey(std::string_view idempotency_key) override;
   Status Scan(const std::function<void(const TransactionRecord&)>& fn) override;
+  StatusOr<int64_t> LastSequence() override;
+  StatusOr<int64_t> DeleteAfter(int64_t sequence) override;
   size_t backlog() const override { return backlog_.load(std::memory_order_relaxed); }
   Status Flush() override;
   Status CheckWritable() override;
@@ -382,11 +382,9 @@ class SqliteStore final : public Store {
 
  private:
   void WriterLoop();
-  // Commits the queue, batch after batch, until it is empty or max_batches were committed,
-  // calling the `done` callbacks, with mu_ released while a batch commits. REQUIRES: the caller
-  // set committing_ (so one thread commits at a time, on the one write connection). Returns with
-  // mu_ held.
-  void DrainQueue(size_t max_batches = SIZE_MAX) REQUIRES(mu_);
+  // Commits the queue, batch after batch, until it is empty, calling the `done` callbacks, with
+  // mu_ released while a batch commits. Writer thread only. Returns with mu_ held.
+  void DrainQueue() REQUIRES(mu_);
   // Checkpoints run on their own thread and connection, off the commit path: a commit never
   // waits while the log is copied into the database file and synced, which showed as a
   // several-millisecond stall every ~1,000 pages. Commits on the writer and probe connections
@@ -401,7 +399,7 @@ class SqliteStore final : public Store {
   // Runs a statement that returns no rows (BEGIN, COMMIT, ...).
   Status StepDone(sqlite3* db, sqlite3_stmt* stmt, std::string_view what);
 
-  const StoreOptions options_;
+  const SqliteOptions options_;
 
   // Writer connection and its statements: writer thread only (Init before it starts).
   DbPtr write_db_;
@@ -416,6 +414,7 @@ class SqliteStore final : public Store {
   StmtPtr scan_page_ GUARDED_BY(read_mu_);
   StmtPtr find_by_id_ GUARDED_BY(read_mu_);
   StmtPtr find_by_key_ GUARDED_BY(read_mu_);
+  StmtPtr last_sequence_ GUARDED_BY(read_mu_);
 
   Mutex probe_mu_;
   DbPtr probe_db_ GUARDED_BY(probe_mu_);
@@ -429,8 +428,9 @@ class SqliteStore final : public Store {
   CondVar done_cv_;  // Flush waits: its FlushWaiter finished
   std::deque<Pending> queue_ GUARDED_BY(mu_);
   bool stopping_ GUARDED_BY(mu_) = false;
-  bool committing_ GUARDED_BY(mu_) = false;  // a thread is in DrainQueue
-  bool wake_ GUARDED_BY(mu_) = false;        // the queue is to be committed now
+  bool hurry_ GUARDED_BY(mu_) = false;  // a Flush waits: no commit_delay
+  CondVar retry_cv_;                     // a failed batch waits retry_after (or for stopping_)
+  std::atomic<bool> retrying_{false};    // the last batch failed and waits to be tried again
   // Every appended record gets a ticket 1, 2, ...; tickets <= completed_ have had `done` called.
   uint64_t enqueued_ GUARDED_BY(mu_) = 0;
   uint64_t completed_ GUARDED_BY(mu_) = 0;
@@ -459,6 +459,7 @@ SqliteStore::~SqliteStore() {
       stopping_ = true;
     }
     work_cv_.SignalAll();
+    retry_cv_.SignalAll();
     writer_.join();  // the writer drains the queue before it returns
   }
   if (checkpointer_.joinable()) {
@@ -486,13 +487,13 @@ Status SqliteStore::Init() {
   VIGIL_RETURN_IF_ERROR(SetUpDatabase(write_db_.get(), options_));
   sqlite3* w = write_db_.get();
   VIGIL_ASSIGN_OR_RETURN(begin_, Prepare(w, path, "BEGIN IMMEDIATE"));
-  // ON CONFLICT DO NOTHING rather than INSERT OR IGNORE: only a repeated id or idempotency key
-  // is skipped (changes() == 0); any other failure is an error that rolls the batch back. A NULL
-  // sequence is the largest so far plus one (rows are never deleted).
+  // ON CONFLICT DO NOTHING rather than INSERT OR IGNORE: only a repeated id, idempotency key or
+  // sequence is skipped (changes() == 0); any other failure is an error that rolls the batch
+  // back.
   VIGIL_ASSIGN_OR_RETURN(
       insert_, Prepare(w, path,
                        std::string("INSERT INTO transactions (") + kColumns +
-                           ") VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+                           ") VALUES (?1, ?18, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
                            "?13, ?14, ?15, ?16, ?17) ON CONFLICT DO NOTHING"));
   VIGIL_ASSIGN_OR_RETURN(commit_, Prepare(w, path, "COMMIT"));
   VIGIL_ASSIGN_OR_RETURN(rollback_, Prepare(w, path, "ROLLBACK"));
@@ -509,6 +510,9 @@ Status SqliteStore::Init() {
                          Prepare(read_db_.get(), path,
                                  "SELECT reply_json, request_fingerprint FROM transactions "
                                  "WHERE idempotency_key = ?1"));
+  VIGIL_ASSIGN_OR_RETURN(last_sequence_, Prepare(read_db_.get(), path,
+                                                 "SELECT COALESCE(MAX(sequence), 0) FROM "
+                                                 "transactions"));
   VIGIL_ASSIGN_OR_RETURN(
       scan_page_, Prepare(read_db_.get(), path,
                           std::string("SELECT ") + kColumns +
@@ -517,7 +521,7 @@ Status SqliteStore::Init() {
   VIGIL_ASSIGN_OR_RETURN(probe_db_,
                          OpenConnection(path, SQLITE_OPEN_READWRITE, options_.busy_timeout_ms));
   sqlite3* p = probe_db_.get();
-  VIGIL_RETURN_IF_ERROR(SetSynchronous(p, path, options_.sync));
+  VIGIL_RETURN_IF_ERROR(SetSynchronous(p, path));
   VIGIL_ASSIGN_OR_RETURN(probe_begin_, Prepare(p, path, "BEGIN IMMEDIATE"));
   VIGIL_ASSIGN_OR_RETURN(
       probe_write_,
@@ -527,7 +531,7 @@ Status SqliteStore::Init() {
 
   VIGIL_ASSIGN_OR_RETURN(checkpoint_db_,
                          OpenConnection(path, SQLITE_OPEN_READWRITE, options_.busy_timeout_ms));
-  VIGIL_RETURN_IF_ERROR(SetSynchronous(checkpoint_db_.get(), path, options_.sync));
+  VIGIL_RETURN_IF_ERROR(SetSynchronous(checkpoint_db_.get(), path));
   // Replaces SQLite's automatic checkpoint on the connections that commit.
   sqlite3_wal_hook(w, &SqliteStore::OnWalCommit, this);
   sqlite3_wal_hook(p, &SqliteStore::OnWalCommit, this);
@@ -581,38 +585,13 @@ void SqliteStore::CatchUpCheckpoint() {
   }
 }
 
-void SqliteStore::AppendAll(std::vector<Write> writes, CommitBy by) {
+void SqliteStore::AppendAll(std::vector<Write> writes) {
   if (writes.empty()) return;
-  const int64_t now = NowMicros();
-  for (Write& w : writes) {
-    if (w.record.recorded_at_us == 0) w.record.recorded_at_us = now;
-  }
   backlog_.fetch_add(writes.size(), std::memory_order_relaxed);
-  ReleasableMutexLock lock(&mu_);
-  for (Write& w : writes) queue_.push_back(std::move(w));
-  enqueued_ += writes.size();
-  if (by == CommitBy::kLater) return;  // Kick() wakes the writer
-  if (by == CommitBy::kWriter || committing_) {
-    wake_ = true;
-    lock.Release();
-    work_cv_.Signal();
-    return;
-  }
-  // One batch here; what arrives meanwhile is the writer thread's.
-  committing_ = true;
-  DrainQueue(/*max_batches=*/1);
-  committing_ = false;
-  if (stopping_ || !queue_.empty()) {
-    wake_ = true;
-    work_cv_.Signal();
-  }
-}
-
-void SqliteStore::Kick() {
   {
     MutexLock lock(&mu_);
-    if (queue_.empty()) return;
-    wake_ = true;
+    for (Write& w : writes) queue_.push_back(std::move(w));
+    enqueued_ += writes.size();
   }
   work_cv_.Signal();
 }
@@ -620,23 +599,16 @@ void SqliteStore::Kick() {
 void SqliteStore::WriterLoop() {
   MutexLock lock(&mu_);
   for (;;) {
-    while (committing_ || !(stopping_ || (wake_ && !queue_.empty()))) {
-      // A timed wait: records appended kLater whose kick never came are committed anyway.
-      if (work_cv_.WaitFor(&mu_, kLaterLimit) == std::cv_status::timeout && !queue_.empty()) {
-        wake_ = true;
-      }
-    }
+    while (!stopping_ && queue_.empty()) work_cv_.Wait(&mu_);
     if (queue_.empty()) return;  // stopping, and everything queued is done
-    wake_ = false;
-    committing_ = true;
-    if (options_.commit_delay.count() > 0 && !stopping_ && queue_.size() < options_.max_batch) {
+    if (options_.commit_delay.count() > 0 && !stopping_ && !hurry_ &&
+        queue_.size() < options_.max_batch) {
       // A plain sleep, not a wait on work_cv_: every Append would wake a waiting writer.
       mu_.Unlock();
       std::this_thread::sleep_for(options_.commit_delay);
       mu_.Lock();
     }
     DrainQueue();
-    committing_ = false;
   }
 }
 
@@ -645,11 +617,11 @@ namespace {
 thread_local bool t_draining = false;
 }  // namespace
 
-void SqliteStore::DrainQueue(size_t max_batches) {
+void SqliteStore::DrainQueue() {
   t_draining = true;
   std::vector<Pending> batch;
   std::vector<Status> results;
-  for (size_t round = 0; round < max_batches && !queue_.empty(); ++round) {
+  while (!queue_.empty()) {
     const uint64_t first_ticket = completed_ + 1;
     const size_t n = std::min(queue_.size(), options_.max_batch);
     for (size_t i = 0; i < n; ++i) {
@@ -658,12 +630,44 @@ void SqliteStore::DrainQueue(size_t max_batches) {
     }
     mu_.Unlock();
     Status batch_status = CommitBatch(batch, &results);
+    if (!batch_status.ok() && options_.retry_after.count() > 0) {
+      mu_.Lock();
+      if (!stopping_) {
+        // Kept, in order, and tried again: the index stays a prefix of what was queued. A Flush
+        // waiting for these records learns of the failure now.
+        for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
+        batch.clear();
+        results.clear();
+        for (auto it = flush_waiters_.begin(); it != flush_waiters_.end();) {
+          FlushWaiter* w = *it;
+          if (first_ticket > w->target) {
+            ++it;
+            continue;
+          }
+          if (w->status.ok()) w->status = batch_status;
+          w->finished = true;
+          it = flush_waiters_.erase(it);
+        }
+        done_cv_.SignalAll();
+        if (!retrying_) {
+          Log(LogLevel::kError, "index: a write failed; retrying until it succeeds",
+              {{"error", batch_status.message()}});
+        }
+        retrying_ = true;
+        (void)retry_cv_.WaitFor(&mu_, options_.retry_after);
+        continue;
+      }
+      mu_.Unlock();
+    }
+    if (batch_status.ok() && retrying_.exchange(false)) {
+      Log(LogLevel::kInfo, "index: writes succeed again");
+    }
     int64_t ok =
         std::count_if(results.begin(), results.end(), [](const Status& s) { return s.ok(); });
     committed_.fetch_add(ok, std::memory_order_relaxed);
     if (batch_status.ok()) commits_.fetch_add(1, std::memory_order_relaxed);
     backlog_.fetch_sub(batch.size(), std::memory_order_relaxed);
-    // Outside the lock: a callback may take its time, or call Append or Get.
+    // Outside the lock: a callback may call Append or Get.
     for (size_t i = 0; i < batch.size(); ++i) {
       if (batch[i].done) batch[i].done(results[i]);
     }
@@ -700,7 +704,7 @@ Status SqliteStore::CommitBatch(std::vector<Pending>& batch, std::vector<Status>
   results->assign(batch.size(), Status::Ok());
   Status failure = StepDone(db, begin_.get(), "cannot begin a write transaction");
   for (size_t i = 0; failure.ok() && i < batch.size(); ++i) {
-    const TransactionRecord& r = batch[i].record;
+    const TransactionRecord& r = *batch[i].record;
     if (r.transaction_id.empty()) {
       (*results)[i] = InvalidArgument("transaction_id is empty");
       continue;
@@ -760,10 +764,10 @@ StatusOr<std::optional<Store::KeyedReply>> SqliteStore::FindReplyByKey(
                     SQLITE_STATIC);
   const int rc = sqlite3_step(stmt);
   if (rc == SQLITE_ROW) {
-    return std::optional<KeyedReply>(
-        KeyedReply{ColumnText(stmt, 0), static_cast<uint64_t>(sqlite3_column_int64(stmt, 1))});
+    return std::optional<Store::KeyedReply>(
+        Store::KeyedReply{ColumnText(stmt, 0), static_cast<uint64_t>(sqlite3_column_int64(stmt, 1))});
   }
-  if (rc == SQLITE_DONE) return std::optional<KeyedReply>();
+  if (rc == SQLITE_DONE) return std::optional<Store::KeyedReply>();
   return SqliteError(read_db_.get(), options_.path, "cannot look up an idempotency key");
 }
 
@@ -795,14 +799,34 @@ Status SqliteStore::Flush() {
   }
   MutexLock lock(&mu_);
   if (completed_ >= enqueued_) return Status::Ok();
-  wake_ = true;  // records appended kLater are not to wait for a kick
-  work_cv_.Signal();
   FlushWaiter waiter;
   waiter.start = completed_;
   waiter.target = enqueued_;
   flush_waiters_.push_back(&waiter);
+  hurry_ = true;
   while (!waiter.finished) done_cv_.Wait(&mu_);
+  hurry_ = !flush_waiters_.empty();
   return waiter.status;
+}
+
+StatusOr<int64_t> SqliteStore::LastSequence() {
+  MutexLock lock(&read_mu_);
+  sqlite3_stmt* stmt = last_sequence_.get();
+  ResetOnExit reset(stmt);
+  if (sqlite3_step(stmt) != SQLITE_ROW) {
+    return SqliteError(read_db_.get(), options_.path, "cannot read the last sequence");
+  }
+  return sqlite3_column_int64(stmt, 0);
+}
+
+StatusOr<int64_t> SqliteStore::DeleteAfter(int64_t sequence) {
+  VIGIL_RETURN_IF_ERROR(Flush());
+  // The probe connection: the writer's belongs to the writer thread, and it is idle now.
+  MutexLock lock(&probe_mu_);
+  sqlite3* db = probe_db_.get();
+  const std::string sql = "DELETE FROM transactions WHERE sequence > " + std::to_string(sequence);
+  VIGIL_RETURN_IF_ERROR(Exec(db, options_.path, sql.c_str()));
+  return static_cast<int64_t>(sqlite3_changes(db));
 }
 
 Status SqliteStore::CheckWritable() {
@@ -822,7 +846,7 @@ Status SqliteStore::CheckWritable() {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const StoreOptions& options) {
+StatusOr<std::unique_ptr<SqliteIndex>> SqliteIndex::Open(const SqliteOptions& options) {
   if (options.max_batch < 1) return InvalidArgument("store: max_batch must be at least 1");
   if (options.commit_delay.count() < 0) {
     return InvalidArgument("store: commit_delay must not be negative");
@@ -831,7 +855,7 @@ StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const StoreOptions& options) {
   VIGIL_RETURN_IF_ERROR(CheckLocation(options.path));
   auto store = std::make_unique<SqliteStore>(options);
   VIGIL_RETURN_IF_ERROR(store->Init());
-  return std::unique_ptr<Store>(std::move(store));
+  return std::unique_ptr<SqliteIndex>(std::move(store));
 }
 
 }  // namespace vigil

@@ -1,24 +1,356 @@
 #include "vigil/store.h"
 
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "core/log.h"
+#include "core/mutex.h"
+#include "journal/journal.h"
+#include "store/record_codec.h"
 #include "store/sqlite_store.h"
 
 namespace vigil {
+namespace {
+
+// A failed index write is tried again after this long.
+constexpr std::chrono::milliseconds kIndexRetry{200};
+// Records copied per journal write when an older store's index is copied into a new journal.
+constexpr size_t kMigrateChunk = 4096;
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status CheckFolder(const std::string& dir) {
+  namespace fs = std::filesystem;
+  if (dir.empty()) return InvalidArgument("store: the data folder is empty");
+  std::error_code ec;
+  const fs::file_status st = fs::status(dir, ec);
+  if (!fs::exists(st)) return InvalidArgument("store: folder '" + dir + "' does not exist");
+  if (!fs::is_directory(st)) return InvalidArgument("store: '" + dir + "' is not a folder");
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    return PermissionDenied("store: folder '" + dir + "' is not writable");
+  }
+  return Status::Ok();
+}
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using RecordMap = std::unordered_map<std::string, std::shared_ptr<const TransactionRecord>,
+                                     StringHash, std::equal_to<>>;
+
+// The Store: the journal as the commit point, the SQLite index behind it (vigil/store.h).
+// Thread-safe: the records not yet indexed are guarded by pending_mu_; the journal and the
+// index are thread-safe themselves.
+class JournaledStore final : public Store {
+ public:
+  explicit JournaledStore(const StoreOptions& options) : options_(options) {}
+  ~JournaledStore() override { (void)Flush(); }
+
+  Status Init();
+
+  void AppendAll(std::vector<Write> writes, const WriteOptions& options) override;
+  StatusOr<std::optional<TransactionRecord>> Get(std::string_view transaction_id) override;
+  StatusOr<std::optional<std::string>> FindReplyById(std::string_view transaction_id) override;
+  StatusOr<std::optional<KeyedReply>> FindReplyByKey(std::string_view idempotency_key) override;
+  Status Scan(const std::function<void(const TransactionRecord&)>& fn) override;
+  size_t backlog() const override { return backlog_.load(std::memory_order_relaxed); }
+  Status Flush() override;
+  Status CheckWritable() override { return index_->CheckWritable(); }
+  int64_t committed() const override { return committed_.load(std::memory_order_relaxed); }
+  int64_t commits() const override { return commits_.load(std::memory_order_relaxed); }
+
+ private:
+  // Copies the records of a store that predates the journal (an index and no journal) into it.
+  Status Migrate();
+  // Holds records in memory and hands them to the index, which forgets them once written.
+  void Index(std::vector<std::shared_ptr<const TransactionRecord>> records);
+
+  const StoreOptions options_;
+  std::unique_ptr<Journal> journal_;
+
+  Mutex pending_mu_;
+  RecordMap pending_ids_ GUARDED_BY(pending_mu_);
+  RecordMap pending_keys_ GUARDED_BY(pending_mu_);
+  std::atomic<size_t> backlog_{0};
+  std::atomic<int64_t> committed_{0};
+  std::atomic<int64_t> commits_{0};
+
+  // Records appended with Durability::kPowerLoss whose callbacks have not run yet; Flush waits
+  // for them (they call into the store's owner).
+  Mutex syncs_mu_;
+  CondVar syncs_cv_;
+  int64_t syncs_outstanding_ GUARDED_BY(syncs_mu_) = 0;
+
+  // Destroyed first: its writer drains its queue, whose callbacks use pending_*.
+  std::unique_ptr<SqliteIndex> index_;
+};
+
+Status JournaledStore::Init() {
+  VIGIL_RETURN_IF_ERROR(CheckFolder(options_.dir));
+  JournalOptions jo;
+  jo.dir = options_.dir + "/journal";
+  jo.segment_bytes = options_.segment_bytes;
+  auto journal = Journal::Open(jo);
+  if (!journal.ok()) return journal.status().WithContext("store '" + options_.dir + "'");
+  journal_ = std::move(*journal);
+  SqliteOptions so;
+  so.path = options_.dir + "/vigil.db";
+  so.commit_delay = options_.index_delay;
+  so.busy_timeout_ms = options_.busy_timeout_ms;
+  so.retry_after = kIndexRetry;
+  VIGIL_ASSIGN_OR_RETURN(index_, SqliteIndex::Open(so));
+
+  VIGIL_ASSIGN_OR_RETURN(const int64_t indexed, index_->LastSequence());
+  const auto journaled = static_cast<int64_t>(journal_->next_offset()) - 1;
+  if (journaled == 0 && indexed > 0) return Migrate();
+  if (indexed > journaled) {
+    // The index outlived the journal's tail (a power loss): the journal is the truth.
+    VIGIL_ASSIGN_OR_RETURN(const int64_t deleted, index_->DeleteAfter(journaled));
+    Log(LogLevel::kWarn, "store: the index held records the journal lost; removed them",
+        {{"records", deleted}, {"after_sequence", journaled}});
+    return Status::Ok();
+  }
+  if (indexed == journaled) return Status::Ok();
+  // The journal holds records the index lacks (a crash before the indexer wrote them).
+  VIGIL_ASSIGN_OR_RETURN(auto reader, journal_->Read(static_cast<uint64_t>(indexed) + 1));
+  std::vector<std::shared_ptr<const TransactionRecord>> batch;
+  JournalEntry e;
+  int64_t count = 0;
+  for (;;) {
+    VIGIL_ASSIGN_OR_RETURN(const bool more, reader->Next(&e));
+    if (!more) break;
+    auto rec = std::make_shared<TransactionRecord>();
+    if (Status s = DecodeRecord(e.payload, rec.get()); !s.ok()) {
+      Log(LogLevel::kError, "store: a journal record could not be decoded; not indexed",
+          {{"offset", e.offset}, {"error", s.message()}});
+      continue;
+    }
+    rec->sequence = static_cast<int64_t>(e.offset);
+    batch.push_back(std::move(rec));
+    ++count;
+    if (batch.size() >= kMigrateChunk) {
+      Index(std::move(batch));
+      batch.clear();
+    }
+  }
+  Index(std::move(batch));
+  Log(LogLevel::kInfo, "store: indexing the records the index lacks",
+      {{"records", count}, {"from_sequence", indexed + 1}});
+  return Status::Ok();
+}
+
+Status JournaledStore::Migrate() {
+  int64_t copied = 0;
+  Status failure = Status::Ok();
+  std::vector<std::string> payloads;
+  auto flush = [&]() -> Status {
+    if (payloads.empty()) return Status::Ok();
+    std::vector<std::string_view> views(payloads.begin(), payloads.end());
+    auto first = journal_->Append(views);
+    if (!first.ok()) return first.status();
+    payloads.clear();
+    return Status::Ok();
+  };
+  Status s = index_->Scan([&](const TransactionRecord& r) {
+    if (!failure.ok()) return;
+    // Offsets are assigned 1, 2, ...: they equal the index's sequences only when those have no
+    // gap, which a store that never deleted a row has.
+    if (r.sequence != copied + 1) {
+      failure = InvalidArgument("store '" + options_.dir + "': the index's sequence " +
+                                std::to_string(r.sequence) + " follows " +
+                                std::to_string(copied) + "; cannot copy it into a journal");
+      return;
+    }
+    payloads.emplace_back();
+    EncodeRecord(r, &payloads.back());
+    ++copied;
+    if (payloads.size() >= kMigrateChunk) failure = flush();
+  });
+  VIGIL_RETURN_IF_ERROR(s);
+  VIGIL_RETURN_IF_ERROR(failure);
+  VIGIL_RETURN_IF_ERROR(flush());
+  VIGIL_RETURN_IF_ERROR(journal_->Sync());
+  Log(LogLevel::kInfo, "store: copied the records of an older store into its new journal",
+      {{"records", copied}});
+  return Status::Ok();
+}
+
+void JournaledStore::Index(std::vector<std::shared_ptr<const TransactionRecord>> records) {
+  if (records.empty()) return;
+  std::vector<SqliteIndex::Write> writes;
+  writes.reserve(records.size());
+  {
+    MutexLock lock(&pending_mu_);
+    for (auto& r : records) {
+      pending_ids_[r->transaction_id] = r;
+      if (!r->idempotency_key.empty()) pending_keys_[r->idempotency_key] = r;
+    }
+  }
+  backlog_.fetch_add(records.size(), std::memory_order_relaxed);
+  for (auto& r : records) {
+    writes.push_back({r, [this, r](const Status& s) {
+                        if (!s.ok()) {
+                          // Not a repeat the engine let through (it checks first) nor a
+                          // failed write (the index retries those): a bug. The journal keeps it.
+                          Log(LogLevel::kError, "store: a record was not indexed",
+                              {{"transaction_id", r->transaction_id}, {"error", s.message()}});
+                        }
+                        backlog_.fetch_sub(1, std::memory_order_relaxed);
+                        MutexLock lock(&pending_mu_);
+                        auto it = pending_ids_.find(std::string_view(r->transaction_id));
+                        if (it != pending_ids_.end() && it->second == r) pending_ids_.erase(it);
+                        if (r->idempotency_key.empty()) return;
+                        auto k = pending_keys_.find(std::string_view(r->idempotency_key));
+                        if (k != pending_keys_.end() && k->second == r) pending_keys_.erase(k);
+                      }});
+  }
+  index_->AppendAll(std::move(writes));
+}
+
+void JournaledStore::AppendAll(std::vector<Write> writes, const WriteOptions& options) {
+  if (writes.empty()) return;
+  const int64_t now = NowMicros();
+  std::vector<std::function<void(const Status&)>> dones;
+  std::vector<std::shared_ptr<TransactionRecord>> records;
+  std::vector<std::string> payloads;
+  dones.reserve(writes.size());
+  records.reserve(writes.size());
+  payloads.reserve(writes.size());
+  for (Write& w : writes) {
+    if (w.record.transaction_id.empty()) {
+      if (w.done) w.done(InvalidArgument("transaction_id is empty"));
+      continue;
+    }
+    if (w.record.recorded_at_us == 0) w.record.recorded_at_us = now;
+    payloads.emplace_back();
+    EncodeRecord(w.record, &payloads.back());
+    records.push_back(std::make_shared<TransactionRecord>(std::move(w.record)));
+    dones.push_back(std::move(w.done));
+  }
+  if (records.empty()) return;
+  auto fail = [&](const Status& s) {
+    for (auto& done : dones) {
+      if (done) done(s);
+    }
+  };
+  if (backlog() >= options_.max_index_backlog) {
+    return fail(Unavailable("store: the index is " + std::to_string(backlog()) +
+                            " records behind the journal"));
+  }
+  std::vector<std::string_view> views(payloads.begin(), payloads.end());
+  auto first = journal_->Append(views, now);
+  if (!first.ok()) return fail(first.status());
+  committed_.fetch_add(static_cast<int64_t>(records.size()), std::memory_order_relaxed);
+  commits_.fetch_add(1, std::memory_order_relaxed);
+  std::vector<std::shared_ptr<const TransactionRecord>> indexed;
+  indexed.reserve(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    records[i]->sequence = static_cast<int64_t>(*first + i);
+    indexed.push_back(std::move(records[i]));
+  }
+  Index(std::move(indexed));
+  if (options.durability == Durability::kProcessCrash) return fail(Status::Ok());
+  {
+    MutexLock lock(&syncs_mu_);
+    ++syncs_outstanding_;
+  }
+  journal_->AfterSync(*first + dones.size() - 1,
+                      [this, dones = std::move(dones)](const Status& s) {
+                        for (const auto& done : dones) {
+                          if (done) done(s);
+                        }
+                        MutexLock lock(&syncs_mu_);
+                        if (--syncs_outstanding_ == 0) syncs_cv_.SignalAll();
+                      });
+}
+
+StatusOr<std::optional<TransactionRecord>> JournaledStore::Get(std::string_view transaction_id) {
+  {
+    MutexLock lock(&pending_mu_);
+    auto it = pending_ids_.find(transaction_id);
+    if (it != pending_ids_.end()) return std::optional<TransactionRecord>(*it->second);
+  }
+  // A record leaves pending_* only once the index has it.
+  return index_->Get(transaction_id);
+}
+
+StatusOr<std::optional<std::string>> JournaledStore::FindReplyById(
+    std::string_view transaction_id) {
+  {
+    MutexLock lock(&pending_mu_);
+    auto it = pending_ids_.find(transaction_id);
+    if (it != pending_ids_.end()) return std::optional<std::string>(it->second->reply_json);
+  }
+  return index_->FindReplyById(transaction_id);
+}
+
+StatusOr<std::optional<Store::KeyedReply>> JournaledStore::FindReplyByKey(
+    std::string_view idempotency_key) {
+  {
+    MutexLock lock(&pending_mu_);
+    auto it = pending_keys_.find(idempotency_key);
+    if (it != pending_keys_.end()) {
+      return std::optional<KeyedReply>(
+          KeyedReply{it->second->reply_json, it->second->request_fingerprint});
+    }
+  }
+  return index_->FindReplyByKey(idempotency_key);
+}
+
+Status JournaledStore::Scan(const std::function<void(const TransactionRecord&)>& fn) {
+  VIGIL_ASSIGN_OR_RETURN(auto reader, journal_->Read(1));
+  JournalEntry e;
+  TransactionRecord rec;
+  for (;;) {
+    VIGIL_ASSIGN_OR_RETURN(const bool more, reader->Next(&e));
+    if (!more) return Status::Ok();
+    if (Status s = DecodeRecord(e.payload, &rec); !s.ok()) {
+      Log(LogLevel::kError, "store: a journal record could not be decoded; skipped",
+          {{"offset", e.offset}, {"error", s.message()}});
+      continue;
+    }
+    rec.sequence = static_cast<int64_t>(e.offset);
+    fn(rec);
+  }
+}
+
+Status JournaledStore::Flush() {
+  {
+    MutexLock lock(&syncs_mu_);
+    while (syncs_outstanding_ > 0) syncs_cv_.Wait(&syncs_mu_);
+  }
+  return index_ ? index_->Flush() : Status::Ok();
+}
+
+}  // namespace
 
 Store::~Store() = default;
 
-void Store::Append(TransactionRecord record, std::function<void(const Status&)> done,
-                   CommitBy by) {
+void Store::Append(TransactionRecord record, const WriteOptions& options,
+                   std::function<void(const Status&)> done) {
   std::vector<Write> one;
   one.push_back(Write{std::move(record), std::move(done)});
-  AppendAll(std::move(one), by);
+  AppendAll(std::move(one), options);
 }
 
 StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
-  // SQLite is the only backend so far; PostgreSQL will be chosen by a postgresql:// path.
-  return OpenSqliteStore(options);
+  // The embedded backend; PostgreSQL will be chosen by a postgresql:// location.
+  auto store = std::make_unique<JournaledStore>(options);
+  VIGIL_RETURN_IF_ERROR(store->Init());
+  return std::unique_ptr<Store>(std::move(store));
 }
 
 }  // namespace vigil
