@@ -44,7 +44,17 @@ tx() {  # tx ID CUSTOMER AMOUNT [TIME]
   printf '{"transaction_id":"%s","customer_id":"%s","terminal_id":"t9","amount":%s,"timestamp":"%s","currency":"EUR","metadata":{"channel":"web"}}' \
     "$1" "$2" "$3" "${4:-2018-06-01T12:00:00Z}"
 }
-records() { sqlite3 "$WORK/data/vigil.db" "SELECT count(*) FROM transactions" 2>/dev/null; }
+# Records in the index (SQLite), once the indexer has caught up with the journal (the backlog
+# gauge reads 0; a stopped server indexed everything before it exited).
+records() {
+  local i backlog
+  for i in $(seq 200); do
+    backlog=$(curl -s "$(URL /metrics)" 2>/dev/null | sed -n 's/^vigil_store_backlog //p')
+    [ -z "$backlog" ] || [ "$backlog" = 0 ] && break
+    sleep 0.05
+  done
+  sqlite3 "$WORK/data/vigil.db" "SELECT count(*) FROM transactions" 2>/dev/null
+}
 
 start_server || exit 1
 

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Load benchmark of `vigil serve` with wrk: req/s and p50/p99 at 1, 32 and 256 connections, full
-# path (JSON, features, model, reasons, store), for --record sync and async. Also the server's
-# CPU time per request, and the hypervisor's steal during the run (on a shared VM, a run with
-# high steal measured the neighbours as much as Vigil).
-# Usage: bench/load/run.sh [seconds per run] [repeats]   (from the repository root, after setup)
+# path (JSON, features, model, reasons, journal), for --record sync and async; and the same load
+# on bare_json_server (the same HTTP server, router, parsing and reply size, no engine): the
+# ceiling, and Vigil's throughput as a fraction of it, a ratio that travels between machines.
+# Also the server's CPU time per request, and the hypervisor's steal during the run (on a
+# shared VM, a run with high steal measured the neighbours as much as Vigil).
+# Usage: bench/load/run.sh [seconds per run] [repeats] [modes...]   (from the repository root,
+#        after setup; modes: sync async bare, default all three)
+# Prints one CSV line per run, then a table of medians.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_PER_RUN="${1:-10}"
 REPEATS="${2:-3}"
+if [ $# -gt 2 ]; then MODES=("${@:3}"); else MODES=(sync async bare); fi
 VIGIL=./build/vigil
+BARE=./build/bare_json_server
 MODEL=models/gbdt.model
 [ -f "$MODEL" ] || { echo "run scripts/setup.sh first (needs $MODEL)"; exit 1; }
 PORT=18765
@@ -18,15 +24,30 @@ TICKS=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime of a process
 # "steal total" jiffies of the whole machine: time the hypervisor gave this VM's CPUs to others.
 steal_total() { awk '/^cpu /{print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
-echo "mode,connections,run,rps,p50_ms,p99_ms,errors,non2xx,server_cpu_us_per_request,steal_pct"
-for mode in sync async; do
+cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+family=$(lscpu | sed -n 's/^CPU family: *//p' | head -1)
+avx512=$(grep -q avx512f /proc/cpuinfo && echo "AVX-512" || echo "no AVX-512")
+echo "# $cpu (family $family, $avx512), $(nproc) CPUs; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+csv="$OUT/last.csv"
+echo "mode,connections,run,rps,p50_ms,p99_ms,errors,non2xx,server_cpu_us_per_request,steal_pct" | tee "$csv"
+for mode in "${MODES[@]}"; do
   for conns in 1 32 256; do
     for run in $(seq "$REPEATS"); do
       data=$(mktemp -d)
-      "$VIGIL" serve --model "$MODEL" --port "$PORT" --address 127.0.0.1 --data-dir "$data" \
-        --record "$mode" >/dev/null 2>"$OUT/serve.log" &
+      if [ "$mode" = bare ]; then
+        "$BARE" "$PORT" >/dev/null 2>"$OUT/serve.log" &
+      else
+        "$VIGIL" serve --model "$MODEL" --port "$PORT" --address 127.0.0.1 --data-dir "$data" \
+          --record "$mode" >/dev/null 2>"$OUT/serve.log" &
+      fi
       server=$!
-      for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+      for _ in $(seq 100); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+          --data '{"transaction_id":"warm","customer_id":"1","terminal_id":"1","amount":1,"timestamp":"2018-08-01T00:00:00Z"}' \
+          "http://127.0.0.1:$PORT/v1/score" || true)
+        [ "$code" = 200 ] && break
+        sleep 0.1
+      done
       cpu0=$(cpu_ticks "$server")
       read -r steal0 total0 <<<"$(steal_total)"
       line=$(wrk -t"$((conns < 2 ? 1 : 2))" -c"$conns" -d"${SECONDS_PER_RUN}s" --latency -s bench/load/score.lua \
@@ -40,7 +61,25 @@ for mode in sync async; do
       # The server's CPU time (user + system, all threads) per request: steadier than req/s on a
       # shared machine, and what a change to the request path moves.
       cpu_us=$(( (cpu1 - cpu0) * 1000000 / TICKS / (requests > 0 ? requests : 1) ))
-      echo "$mode,$conns,$run,$(sed -E 's/RESULT requests=[0-9]+ duration_s=[0-9.]+ rps=([0-9]+) p50_ms=([0-9.]+) p99_ms=([0-9.]+) errors=([0-9]+) non2xx=([0-9]+)/\1,\2,\3,\4,\5/' <<<"$line"),$cpu_us,$steal_pct"
+      echo "$mode,$conns,$run,$(sed -E 's/RESULT requests=[0-9]+ duration_s=[0-9.]+ rps=([0-9]+) p50_ms=([0-9.]+) p99_ms=([0-9.]+) errors=([0-9]+) non2xx=([0-9]+)/\1,\2,\3,\4,\5/' <<<"$line"),$cpu_us,$steal_pct" | tee -a "$csv"
     done
   done
 done
+# Medians per mode and connection count; "of bare" is the median req/s over bare's median.
+python3 - "$csv" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+med = {}
+for r in rows:
+    med.setdefault((r["mode"], int(r["connections"])), []).append(r)
+def m(rs, k): return statistics.median(float(r[k]) for r in rs)
+print()
+print("| mode | conns | req/s | p50 ms | p99 ms | CPU µs/req | errors | of bare |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for (mode, c), rs in med.items():
+    bare = med.get(("bare", c))
+    ratio = f"{m(rs, 'rps') / m(bare, 'rps'):.2f}" if bare and mode != "bare" else ""
+    errs = sum(int(r["errors"]) + int(r["non2xx"]) for r in rs)
+    print(f"| {mode} | {c} | {m(rs, 'rps'):,.0f} | {m(rs, 'p50_ms'):.2f} | {m(rs, 'p99_ms'):.2f} | "
+          f"{m(rs, 'server_cpu_us_per_request'):.0f} | {errs} | {ratio} |")
+PY

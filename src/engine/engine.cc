@@ -473,11 +473,11 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
       "vigil_score", "Fraud scores returned",
       {0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99});
   impl->metrics.AddGauge("vigil_store_backlog",
-                         "Records queued for the store writer, not yet committed",
+                         "Records committed to the journal and not yet indexed",
                          [raw] { return static_cast<double>(raw->store->backlog()); });
   impl->metrics.AddGauge("vigil_store_committed_records", "Records committed since start",
                          [raw] { return static_cast<double>(raw->store->committed()); });
-  impl->metrics.AddGauge("vigil_store_commits", "Write transactions committed since start",
+  impl->metrics.AddGauge("vigil_store_commits", "Journal writes since start (committed_records / commits: records per write)",
                          [raw] { return static_cast<double>(raw->store->commits()); });
   Log(LogLevel::kInfo, "engine ready",
       {{"model", first->info.name},
