@@ -79,6 +79,15 @@ struct EngineOptions {
   int store_busy_timeout_ms = 5000;
   int explain_top_k = 3;       // reasons per prediction (0: none)
   bool exact_reasons = false;  // ReasonsMethod::kExact rather than kFast (vigil/scorer.h)
+  // The online state is saved to <data_dir>/snapshots every this many records, or this often
+  // when fewer came, and when the engine stops; start-up loads the newest and replays only the
+  // records after it. REQUIRES: >= 1.
+  int64_t snapshot_every_records = 1000000;
+  std::chrono::seconds snapshot_interval{300};
+  // Records older than this are dropped from the journal and the index, a journal segment
+  // (64 MiB) at a time, once a minute; 0 keeps everything. Ids older than this are no longer
+  // recognised as repeats.
+  std::chrono::seconds retain{std::chrono::hours(24 * 90)};
 };
 
 // How one Score call ended.
@@ -90,6 +99,13 @@ struct ScoreOutcome {
   // The reply, rendered once (RenderPrediction) and given byte for byte to every replay. Set
   // when status is Ok.
   std::shared_ptr<const std::string> reply;
+};
+
+// How the engine rebuilt its online state when it opened.
+struct StartupInfo {
+  int64_t snapshot_through = 0;  // the snapshot loaded held the state up to this record (0: none)
+  int64_t replayed = 0;          // records replayed from the journal after it
+  double seconds = 0;            // the two together
 };
 
 // A stored transaction with its prediction and the features the model saw.
@@ -151,6 +167,10 @@ class Engine {
   Status Flush();
   // Refuses new work (Score answers Unavailable) and flushes. Idempotent.
   void Stop();
+
+  StartupInfo startup() const;
+  // The record the newest snapshot written holds the state through (0: none yet).
+  int64_t snapshot_through() const;
 
   // Records committed; records still queued for the store.
   int64_t committed() const;

@@ -140,9 +140,35 @@ class Store {
   };
   virtual StatusOr<std::optional<KeyedReply>> FindReplyByKey(std::string_view idempotency_key) = 0;
 
-  // Calls `fn` for every committed record in commit order (from the journal), to rebuild online
-  // state at start-up. A record the journal finds damaged is skipped and logged.
-  virtual Status Scan(const std::function<void(const TransactionRecord&)>& fn) = 0;
+  // A reader of the committed records in commit order, from the journal: what rebuilds online
+  // state at start-up and follows it afterwards. A record the journal finds damaged is skipped
+  // and logged. Belongs to one thread at a time.
+  class Cursor {
+   public:
+    virtual ~Cursor() = default;
+    // The next record (its sequence set): true; false when there is none yet (a later call
+    // sees records committed meanwhile); Unavailable on an I/O error.
+    virtual StatusOr<bool> Next(TransactionRecord* record) = 0;
+  };
+  // A cursor at the first committed record whose sequence is `from` or later.
+  virtual StatusOr<std::unique_ptr<Cursor>> Follow(int64_t from) = 0;
+
+  // Calls `fn` for every committed record whose sequence is `from` or later, in commit order,
+  // through a Cursor (records committed while the scan runs may be included).
+  Status Scan(int64_t from, const std::function<void(const TransactionRecord&)>& fn);
+  Status Scan(const std::function<void(const TransactionRecord&)>& fn) { return Scan(1, fn); }
+
+  // The sequence of the last record committed (0 when there is none).
+  virtual int64_t last_sequence() const = 0;
+
+  // Retention: drops the records committed before `cutoff_us` (microseconds since the epoch),
+  // whole journal segments at a time, never the newest segment and never a record with a
+  // sequence of `keep_from` or later (what the newest snapshot does not hold yet); then deletes
+  // them from the index too, in small transactions that let the indexer go on between them.
+  // Returns the number of records dropped. Writes and reads go on meanwhile.
+  virtual StatusOr<int64_t> Retain(int64_t cutoff_us, int64_t keep_from) = 0;
+  // The sequence of the oldest record kept.
+  virtual int64_t first_sequence() const = 0;
 
   // Records committed and not yet indexed.
   virtual size_t backlog() const = 0;

@@ -58,4 +58,26 @@ StatusOr<std::map<std::string, std::string>> ParseParams(const std::vector<std::
   return out;
 }
 
+StatusOr<std::chrono::seconds> ParseDuration(std::string_view text) {
+  if (text == "0") return std::chrono::seconds(0);
+  const auto bad = [&text] {
+    return InvalidArgument("'" + std::string(text) +
+                           "' is not a duration: a whole number and a unit, d, h, m or s (e.g. "
+                           "90d), or 0");
+  };
+  if (text.size() < 2 || text.size() > 12) return bad();
+  int64_t n = 0;
+  for (char c : text.substr(0, text.size() - 1)) {
+    if (c < '0' || c > '9') return bad();
+    n = n * 10 + (c - '0');
+  }
+  switch (text.back()) {
+    case 'd': return std::chrono::seconds(n * 86400);
+    case 'h': return std::chrono::seconds(n * 3600);
+    case 'm': return std::chrono::seconds(n * 60);
+    case 's': return std::chrono::seconds(n);
+    default: return bad();
+  }
+}
+
 }  // namespace vigil::cli

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <string_view>
 #include <vector>
 #include <string>
 
@@ -54,6 +55,9 @@ void AddServeCommand(CLI::App& app, int* exit_code);
 
 // Parses repeated "--param key=value" options.
 StatusOr<std::map<std::string, std::string>> ParseParams(const std::vector<std::string>& kvs);
+
+// "90d", "12h", "30m", "45s" (a whole number and a unit), or "0": a duration in seconds.
+StatusOr<std::chrono::seconds> ParseDuration(std::string_view text);
 
 }  // namespace vigil::cli
 

@@ -12,7 +12,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand("serve", "Serve real-time scoring over HTTP");
   struct Args {
     ServeOptions serve;
-    std::string record = "sync", sync = "normal";
+    std::string record = "sync", sync = "normal", retain = "90d";
   };
   auto args = std::make_shared<Args>();
   ServeOptions& o = args->serve;
@@ -26,7 +26,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str()->envname("VIGIL_MAX_MODEL_BYTES");
   cmd->add_option("--port", o.port, "TCP port (0: any free port)")->capture_default_str()->envname("VIGIL_PORT");
   cmd->add_option("--address", o.address, "Address to listen on")->capture_default_str()->envname("VIGIL_ADDRESS");
-  cmd->add_option("--data-dir", e.data_dir, "Folder of the embedded store (vigil.db)")
+  cmd->add_option("--data-dir", e.data_dir, "Folder of the embedded store (journal, index vigil.db, snapshots)")
       ->capture_default_str()->envname("VIGIL_DATA_DIR");
   cmd->add_option("--threads", o.threads, "HTTP I/O threads (0: one per core)")
       ->capture_default_str()->envname("VIGIL_THREADS");
@@ -37,6 +37,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--sync", args->sync,
                   "normal: a record is committed once written to the OS (survives a process crash); full: once on disk (fdatasync; survives a power loss too)")
       ->capture_default_str()->envname("VIGIL_SYNC")->check(CLI::IsMember({"normal", "full"}));
+  cmd->add_option("--retain", args->retain,
+                  "Keep records this long (90d, 12h, ...; 0: forever); older journal segments and "
+                  "index rows are dropped once a minute")
+      ->capture_default_str()->envname("VIGIL_RETAIN");
   cmd->add_option("--max-batch", o.max_batch, "Transactions per /v1/score/batch call")
       ->capture_default_str()->envname("VIGIL_MAX_BATCH");
   cmd->add_option("--max-body-bytes", o.max_body_bytes, "Largest request body (413 above)")
@@ -52,6 +56,12 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
     o.engine.record = args->record == "async" ? RecordMode::kAsync : RecordMode::kSync;
     o.engine.durability =
         args->sync == "full" ? Durability::kPowerLoss : Durability::kProcessCrash;
+    auto retain = ParseDuration(args->retain);
+    if (!retain.ok()) {
+      *exit_code = Fail("serve", retain.status().WithContext("--retain"));
+      return;
+    }
+    o.engine.retain = *retain;
     if (o.port < 0 || o.port > 65535) {
       *exit_code = Fail("serve", InvalidArgument("--port must be 0..65535"));
       return;

@@ -17,6 +17,7 @@
 #include "core/mutex.h"
 #include "core/transaction_json.h"
 #include "engine/prediction_json.h"
+#include "engine/snapshot.h"
 #include "monitor/metrics.h"
 #include "vigil/features.h"
 
@@ -94,6 +95,161 @@ Prediction Predict(const Scorer& scorer, std::span<const float> features, int ex
   return p;
 }
 
+// Applies a committed record to an online state: what start-up replay and the snapshotter do,
+// with the values the live engine used (the keys are IdKey of the ids it recorded).
+void Apply(const TransactionRecord& rec, FeatureEngine& features, BloomFilter& seen) {
+  features.Insert({IdKey(rec.transaction_id), rec.timestamp, IdKey(rec.customer_id),
+                   IdKey(rec.terminal_id), rec.amount});
+  seen.Add(rec.transaction_id);
+  if (!rec.idempotency_key.empty()) seen.Add(KeyTag(rec.idempotency_key));
+}
+
+// Loads the newest usable snapshot of `dir` into `features` and `seen`; returns the sequence it
+// holds the state through, or 0 with both left empty when there is none usable (none written,
+// all damaged, written for another label delay, or ahead of the store, whose tail a power loss
+// took).
+int64_t LoadState(const std::string& dir, int64_t last_sequence, FeatureEngine& features,
+                  BloomFilter& seen) {
+  auto snap = LoadNewestSnapshot(dir);
+  if (!snap.ok() || !snap->has_value()) return 0;
+  const Snapshot& s = **snap;
+  Status st = s.sections.size() == 2 ? features.Load(s.sections[0])
+                                     : InvalidArgument("not an engine snapshot");
+  if (st.ok()) st = seen.Load(s.sections[1]);
+  if (st.ok() && s.through > last_sequence) {
+    st = InvalidArgument("it holds records up to " + std::to_string(s.through) +
+                         " and the store only up to " + std::to_string(last_sequence));
+  }
+  if (!st.ok()) {
+    Log(LogLevel::kWarn, "snapshot not used; replaying the whole journal",
+        {{"through", s.through}, {"error", st.message()}});
+    (void)features.Load({});  // leaves it empty
+    seen = BloomFilter(seen.bits());
+    return 0;
+  }
+  return s.through;
+}
+
+// A Snapshotter keeps a replica of the online state built from committed records only, on its
+// own thread, and saves it every `every` records or `interval` (and once more when stopped), so
+// that writing a snapshot never pauses scoring. The replica costs a second copy of the feature
+// state and an Insert per record. Once a minute it also applies the retention (`retain`; 0:
+// keep everything), which never drops what the newest snapshot does not hold. Thread-safe.
+class Snapshotter {
+ public:
+  Snapshotter(Store* store, std::string dir, FeatureSet set, FeatureOptions options,
+              int64_t every, std::chrono::seconds interval, std::chrono::seconds retain)
+      : store_(store),
+        dir_(std::move(dir)),
+        features_(std::make_unique<FeatureEngine>(set, options)),
+        every_(every),
+        interval_(interval),
+        retain_(retain) {}
+  ~Snapshotter() { Stop(); }
+  Snapshotter(const Snapshotter&) = delete;
+  Snapshotter& operator=(const Snapshotter&) = delete;
+
+  // Loads the newest snapshot into the replica and starts following the store after it.
+  Status Start() {
+    through_ = LoadState(dir_, store_->last_sequence(), *features_, seen_);
+    written_.store(through_);
+    VIGIL_ASSIGN_OR_RETURN(cursor_, store_->Follow(through_ + 1));
+    thread_ = std::thread([this] { Loop(); });
+    return Status::Ok();
+  }
+  // Catches up with the store, writes a last snapshot when there is anything new, and stops.
+  void Stop() {
+    {
+      MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    cv_.SignalAll();
+    if (thread_.joinable()) thread_.join();
+  }
+  // The sequence the newest snapshot written holds the state through.
+  int64_t written_through() const { return written_.load(); }
+
+ private:
+  void Loop() {
+    auto last_write = Clock::now();
+    auto last_retain = Clock::now() - kRetainEvery;
+    for (;;) {
+      bool stop;
+      {
+        MutexLock lock(&mu_);
+        if (!stop_) (void)cv_.WaitFor(&mu_, kPoll);
+        stop = stop_;
+      }
+      TransactionRecord rec;
+      for (;;) {
+        auto more = cursor_->Next(&rec);
+        if (!more.ok()) {
+          Log(LogLevel::kError, "snapshotter: cannot read the journal",
+              {{"error", more.status().message()}});
+          break;
+        }
+        if (!*more) break;
+        Apply(rec, *features_, seen_);
+        through_ = rec.sequence;
+      }
+      const int64_t written = written_.load();
+      if (through_ > written && (stop || through_ - written >= every_ ||
+                                 Clock::now() - last_write >= interval_)) {
+        Write();
+        last_write = Clock::now();
+      }
+      if (stop) return;
+      if (retain_.count() > 0 && Clock::now() - last_retain >= kRetainEvery) {
+        last_retain = Clock::now();
+        const int64_t cutoff = NowMicros() - retain_.count() * 1000000;
+        auto dropped = store_->Retain(cutoff, written_.load() + 1);
+        if (!dropped.ok()) {
+          Log(LogLevel::kError, "retention failed", {{"error", dropped.status().message()}});
+        }
+      }
+    }
+  }
+
+  void Write() {
+    const auto start = Clock::now();
+    Snapshot s;
+    s.through = through_;
+    s.sections.resize(2);
+    features_->Save(&s.sections[0]);
+    seen_.Save(&s.sections[1]);
+    const size_t bytes = s.sections[0].size() + s.sections[1].size();
+    if (Status st = WriteSnapshot(dir_, s); !st.ok()) {
+      Log(LogLevel::kError, "snapshot not written", {{"error", st.message()}});
+      return;
+    }
+    written_.store(through_);
+    Log(LogLevel::kInfo, "snapshot written",
+        {{"through", through_},
+         {"bytes", bytes},
+         {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start)
+                    .count()}});
+  }
+
+  static constexpr std::chrono::seconds kPoll{1};
+  static constexpr std::chrono::seconds kRetainEvery{60};
+  Store* const store_;
+  const std::string dir_;
+  // The replica: the snapshotter's thread only (Start before it runs).
+  std::unique_ptr<FeatureEngine> features_;
+  BloomFilter seen_{kSeenFilterBits};
+  int64_t through_ = 0;
+  std::unique_ptr<Store::Cursor> cursor_;
+  const int64_t every_;
+  const std::chrono::seconds interval_;
+  const std::chrono::seconds retain_;
+  std::atomic<int64_t> written_{0};
+
+  Mutex mu_;
+  CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
 // A model compiled for serving, with the name and version predictions carry.
 struct LoadedModel {
   std::unique_ptr<Scorer> scorer;
@@ -149,6 +305,8 @@ struct Engine::Impl {
 
   std::atomic<bool> stopping{false};
   WriteOptions write_options;
+  std::unique_ptr<Snapshotter> snapshotter;
+  StartupInfo startup;
 
   std::shared_ptr<const LoadedModel> CurrentModel() const EXCLUDES(model_mu) {
     MutexLock lock(&model_mu);
@@ -452,22 +610,27 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
         std::make_unique<FeatureEngine>(FeatureSet::kAll, first->scorer->engine_options());
   }
 
-  // Rebuild the online state from the records (repeats find their replies there), with the
-  // values the live engine used: the keys are IdKey of the ids it recorded.
-  int64_t replayed = 0;
+  // Rebuild the online state: the newest snapshot, then the records after it (repeats find
+  // their replies in the store).
   Impl* raw = impl.get();
-  VIGIL_RETURN_IF_ERROR(raw->store->Scan([&](const TransactionRecord& rec) {
-    const TransactionView view{IdKey(rec.transaction_id), rec.timestamp, IdKey(rec.customer_id),
-                               IdKey(rec.terminal_id), rec.amount};
-    {
-      MutexLock lock(&raw->features_mu);  // uncontended: nothing else runs yet
-      raw->features->Insert(view);
-    }
-    MutexLock lock(&raw->idem_mu);
-    raw->seen.Add(rec.transaction_id);
-    if (!rec.idempotency_key.empty()) raw->seen.Add(KeyTag(rec.idempotency_key));
-    ++replayed;
-  }));
+  const auto replay_start = Clock::now();
+  const std::string snapshots = options.data_dir + "/snapshots";
+  {
+    MutexLock features_lock(&raw->features_mu);  // uncontended: nothing else runs yet
+    MutexLock idem_lock(&raw->idem_mu);
+    raw->startup.snapshot_through =
+        LoadState(snapshots, raw->store->last_sequence(), *raw->features, raw->seen);
+    VIGIL_RETURN_IF_ERROR(raw->store->Scan(
+        raw->startup.snapshot_through + 1, [&](const TransactionRecord& rec) {
+          Apply(rec, *raw->features, raw->seen);
+          ++raw->startup.replayed;
+        }));
+  }
+  raw->startup.seconds = std::chrono::duration<double>(Clock::now() - replay_start).count();
+  impl->snapshotter = std::make_unique<Snapshotter>(
+      raw->store.get(), snapshots, FeatureSet::kAll, first->scorer->engine_options(),
+      options.snapshot_every_records, options.snapshot_interval, options.retain);
+  VIGIL_RETURN_IF_ERROR(impl->snapshotter->Start());
 
   impl->score_hist = &impl->metrics.GetHistogram(
       "vigil_score", "Fraud scores returned",
@@ -482,7 +645,9 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   Log(LogLevel::kInfo, "engine ready",
       {{"model", first->info.name},
        {"version", first->info.version},
-       {"replayed", replayed},
+       {"snapshot_through", raw->startup.snapshot_through},
+       {"replayed", raw->startup.replayed},
+       {"startup_s", raw->startup.seconds},
        {"record", options.record == RecordMode::kSync ? "sync" : "async"},
        {"reasons", first->info.reasons_method}});
   return std::make_unique<Engine>(std::move(impl));
@@ -633,6 +798,13 @@ void Engine::Stop() {
   if (!impl_ || impl_->stopping.exchange(true)) return;
   Status s = impl_->store->Flush();
   if (!s.ok()) Log(LogLevel::kError, "store flush failed", {{"error", s.message()}});
+  // A last snapshot: the next start replays nothing.
+  if (impl_->snapshotter) impl_->snapshotter->Stop();
+}
+
+StartupInfo Engine::startup() const { return impl_->startup; }
+int64_t Engine::snapshot_through() const {
+  return impl_->snapshotter ? impl_->snapshotter->written_through() : 0;
 }
 
 int64_t Engine::committed() const { return impl_->store->committed(); }

@@ -11,7 +11,6 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
-#include <future>
 #include <mutex>
 #include <thread>
 
@@ -284,10 +283,7 @@ ScoreOutcome ScoreUntilTheDiskRefuses(Engine& e, FullDiskForTest& disk, const st
   disk.Fill();
   ScoreOutcome o;
   for (int i = 0; i < 50; ++i) {
-    std::promise<ScoreOutcome> p;
-    e.Score(Tx(tag + std::to_string(i), "c7", "t1", 500), "",
-            [&p](ScoreOutcome r) { p.set_value(std::move(r)); });
-    o = p.get_future().get();
+    o = ScoreNow(e, Tx(tag + std::to_string(i), "c7", "t1", 500));
     if (!o.status.ok()) break;
   }
   return o;
@@ -350,6 +346,104 @@ TEST_F(EngineTest, FeaturesAfterRestartEqualTheLiveOnes) {
   }
   auto e = OpenOrDie();
   for (size_t i = 0; i < probes.size(); ++i) EXPECT_EQ(Peek(*e, probes[i]), live[i]) << i;
+}
+
+// Scores `n` transactions of a few customers and terminals over nine days.
+void ScoreMany(Engine& e, int first, int n) {
+  for (int i = first; i < first + n; ++i) {
+    const std::string day = std::to_string(1 + i % 9);
+    Transaction tx = Tx("m-" + std::to_string(i), "c" + std::to_string(i % 5),
+                        "t" + std::to_string(i % 3), 10 + i % 50,
+                        "2024-05-0" + day + "T1" + std::to_string(i % 10) + ":00:00Z");
+    ASSERT_TRUE(ScoreNow(e, tx).status.ok()) << i;
+  }
+}
+
+// A stop writes a snapshot: the next start loads it and replays nothing, with the same state.
+TEST_F(EngineTest, RestartAfterAStopLoadsTheSnapshotAndReplaysNothing) {
+  const Transaction probe = Tx("probe", "c1", "t1", 40, "2024-05-09T23:00:00Z");
+  std::vector<float> live;
+  {
+    auto e = OpenOrDie();
+    ScoreMany(*e, 0, 40);
+    live = Peek(*e, probe);
+  }
+  auto e = OpenOrDie();
+  EXPECT_EQ(e->startup().snapshot_through, 40);
+  EXPECT_EQ(e->startup().replayed, 0);
+  EXPECT_EQ(Peek(*e, probe), live);
+  // The ids the snapshot holds are still known: a repeat is a replay, not a new transaction.
+  ScoreOutcome again = ScoreNow(*e, Tx("m-7", "c2", "t1", 17, "2024-05-08T17:00:00Z"));
+  EXPECT_TRUE(again.replay);
+}
+
+// Snapshots come every snapshot_every_records while the engine runs; a crash image (the data
+// folder copied while it runs, as a kill -9 leaves it) starts from the newest and replays the
+// records after it, to the same state as replaying everything.
+TEST_F(EngineTest, ACrashImageStartsFromTheNewestSnapshotAndReplaysTheRest) {
+  auto o = Options();
+  o.snapshot_every_records = 10;
+  const Transaction probe = Tx("probe", "c3", "t2", 40, "2024-05-09T23:00:00Z");
+  auto e = OpenOrDie(o);
+  ScoreMany(*e, 0, 25);
+  // The snapshotter follows the journal within a second; wait for its snapshot of 20.
+  for (int i = 0; i < 600 && e->snapshot_through() < 20; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GE(e->snapshot_through(), 20);
+  const std::vector<float> live = Peek(*e, probe);
+  const std::string image = data_dir_ + "-image";
+  fs::remove_all(image);
+  fs::copy(data_dir_, image, fs::copy_options::recursive);
+  fs::remove(image + "/journal/LOCK");  // the running engine's lock file is not a lock
+
+  auto copy = o;
+  copy.data_dir = image;
+  {
+    auto restarted = OpenOrDie(copy);
+    const StartupInfo s = restarted->startup();
+    EXPECT_GE(s.snapshot_through, 20);
+    EXPECT_EQ(s.snapshot_through + s.replayed, 25);
+    EXPECT_EQ(Peek(*restarted, probe), live);
+  }
+  // Without snapshots, a whole replay reaches the same state.
+  fs::remove_all(image + "/snapshots");
+  auto full = OpenOrDie(copy);
+  EXPECT_EQ(full->startup().snapshot_through, 0);
+  EXPECT_EQ(full->startup().replayed, 25);
+  EXPECT_EQ(Peek(*full, probe), live);
+  fs::remove_all(image);
+}
+
+// A damaged newest snapshot is passed over for the one before it.
+TEST_F(EngineTest, ADamagedSnapshotIsPassedOver) {
+  auto o = Options();
+  const Transaction probe = Tx("probe", "c4", "t0", 40, "2024-05-09T23:00:00Z");
+  std::vector<float> live;
+  {
+    auto e = OpenOrDie(o);
+    ScoreMany(*e, 0, 12);
+  }
+  {
+    auto e = OpenOrDie(o);
+    ScoreMany(*e, 12, 12);
+    live = Peek(*e, probe);
+  }
+  std::vector<std::string> snaps;
+  for (const auto& f : fs::directory_iterator(data_dir_ + "/snapshots")) {
+    snaps.push_back(f.path().string());
+  }
+  std::sort(snaps.begin(), snaps.end());
+  ASSERT_EQ(snaps.size(), 2u);
+  {
+    std::fstream f(snaps.back(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x7f');
+  }
+  auto e = OpenOrDie(o);
+  EXPECT_EQ(e->startup().snapshot_through, 12);
+  EXPECT_EQ(e->startup().replayed, 12);
+  EXPECT_EQ(Peek(*e, probe), live);
 }
 
 TEST_F(EngineTest, LabelsReachTheTerminalRiskWindows) {

@@ -214,7 +214,7 @@ class FileJournal final : public Journal {
   void AfterSync(uint64_t offset, std::function<void(const Status&)> done) override;
   StatusOr<std::unique_ptr<Reader>> Read(uint64_t from) override;
   StatusOr<size_t> DropBefore(uint64_t offset) override;
-  StatusOr<size_t> DropOlderThan(int64_t cutoff_us) override;
+  StatusOr<size_t> DropOlderThan(int64_t cutoff_us, uint64_t keep_from) override;
   uint64_t first_offset() const override {
     MutexLock lock(&mu_);
     return segments_.size() > 1 || segments_.back().size > kSegmentHeaderBytes
@@ -673,11 +673,13 @@ StatusOr<size_t> FileJournal::DropBefore(uint64_t offset) {
   return dropped;
 }
 
-StatusOr<size_t> FileJournal::DropOlderThan(int64_t cutoff_us) {
+StatusOr<size_t> FileJournal::DropOlderThan(int64_t cutoff_us, uint64_t keep_from) {
   uint64_t before = 0;
   {
     MutexLock lock(&mu_);
-    for (size_t i = 1; i < segments_.size() && segments_[i].created_us <= cutoff_us; ++i) {
+    for (size_t i = 1; i < segments_.size() && segments_[i].created_us <= cutoff_us &&
+                       segments_[i].first_offset <= keep_from;
+         ++i) {
       before = segments_[i].first_offset;
     }
   }

@@ -114,8 +114,8 @@ class Journal {
   // Readers already past them are unaffected. Returns the number of segments deleted.
   virtual StatusOr<size_t> DropBefore(uint64_t offset) = 0;
   // Deletes the segments whose records were all appended before `cutoff_us` (the next segment
-  // began at or before it), never the newest one.
-  virtual StatusOr<size_t> DropOlderThan(int64_t cutoff_us) = 0;
+  // began at or before it) and all have offsets below `keep_from`, never the newest one.
+  virtual StatusOr<size_t> DropOlderThan(int64_t cutoff_us, uint64_t keep_from = UINT64_MAX) = 0;
 
   // The offset of the oldest record kept (next_offset() when there is none).
   virtual uint64_t first_offset() const = 0;

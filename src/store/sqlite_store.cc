@@ -374,6 +374,7 @@ class SqliteStore final : public SqliteIndex {
   Status Scan(const std::function<void(const TransactionRecord&)>& fn) override;
   StatusOr<int64_t> LastSequence() override;
   StatusOr<int64_t> DeleteAfter(int64_t sequence) override;
+  StatusOr<int64_t> DeleteBefore(int64_t sequence, int64_t max_rows) override;
   size_t backlog() const override { return backlog_.load(std::memory_order_relaxed); }
   Status Flush() override;
   Status CheckWritable() override;
@@ -825,6 +826,19 @@ StatusOr<int64_t> SqliteStore::DeleteAfter(int64_t sequence) {
   MutexLock lock(&probe_mu_);
   sqlite3* db = probe_db_.get();
   const std::string sql = "DELETE FROM transactions WHERE sequence > " + std::to_string(sequence);
+  VIGIL_RETURN_IF_ERROR(Exec(db, options_.path, sql.c_str()));
+  return static_cast<int64_t>(sqlite3_changes(db));
+}
+
+StatusOr<int64_t> SqliteStore::DeleteBefore(int64_t sequence, int64_t max_rows) {
+  // The probe connection: its own write transaction, which the writer's busy timeout waits for.
+  MutexLock lock(&probe_mu_);
+  sqlite3* db = probe_db_.get();
+  // `sequence` is the rowid: the oldest rows are the first of the B-tree.
+  const std::string sql =
+      "DELETE FROM transactions WHERE sequence IN (SELECT sequence FROM transactions WHERE "
+      "sequence < " + std::to_string(sequence) + " ORDER BY sequence LIMIT " +
+      std::to_string(max_rows) + ")";
   VIGIL_RETURN_IF_ERROR(Exec(db, options_.path, sql.c_str()));
   return static_cast<int64_t>(sqlite3_changes(db));
 }

@@ -106,6 +106,9 @@ class SqliteIndex {
   virtual StatusOr<int64_t> LastSequence() = 0;
   // Deletes the records with a sequence above `sequence`; returns how many.
   virtual StatusOr<int64_t> DeleteAfter(int64_t sequence) = 0;
+  // Deletes the records with a sequence below `sequence`, at most `max_rows` of them (the oldest)
+  // in one transaction; returns how many. The writer goes on between calls.
+  virtual StatusOr<int64_t> DeleteBefore(int64_t sequence, int64_t max_rows) = 0;
 
   // Records queued and not yet written (or failed).
   virtual size_t backlog() const = 0;

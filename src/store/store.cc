@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -22,6 +23,8 @@ namespace {
 
 // A failed index write is tried again after this long.
 constexpr std::chrono::milliseconds kIndexRetry{200};
+// Retention deletes index rows in transactions of at most this many.
+constexpr int64_t kRetainChunk = 10000;
 // Records copied per journal write when an older store's index is copied into a new journal.
 constexpr size_t kMigrateChunk = 4096;
 
@@ -65,7 +68,14 @@ class JournaledStore final : public Store {
   StatusOr<std::optional<TransactionRecord>> Get(std::string_view transaction_id) override;
   StatusOr<std::optional<std::string>> FindReplyById(std::string_view transaction_id) override;
   StatusOr<std::optional<KeyedReply>> FindReplyByKey(std::string_view idempotency_key) override;
-  Status Scan(const std::function<void(const TransactionRecord&)>& fn) override;
+  StatusOr<std::unique_ptr<Cursor>> Follow(int64_t from) override;
+  int64_t last_sequence() const override {
+    return static_cast<int64_t>(journal_->next_offset()) - 1;
+  }
+  int64_t first_sequence() const override {
+    return static_cast<int64_t>(journal_->first_offset());
+  }
+  StatusOr<int64_t> Retain(int64_t cutoff_us, int64_t keep_from) override;
   size_t backlog() const override { return backlog_.load(std::memory_order_relaxed); }
   Status Flush() override;
   Status CheckWritable() override { return index_->CheckWritable(); }
@@ -310,21 +320,52 @@ StatusOr<std::optional<Store::KeyedReply>> JournaledStore::FindReplyByKey(
   return index_->FindReplyByKey(idempotency_key);
 }
 
-Status JournaledStore::Scan(const std::function<void(const TransactionRecord&)>& fn) {
-  VIGIL_ASSIGN_OR_RETURN(auto reader, journal_->Read(1));
-  JournalEntry e;
-  TransactionRecord rec;
-  for (;;) {
-    VIGIL_ASSIGN_OR_RETURN(const bool more, reader->Next(&e));
-    if (!more) return Status::Ok();
-    if (Status s = DecodeRecord(e.payload, &rec); !s.ok()) {
-      Log(LogLevel::kError, "store: a journal record could not be decoded; skipped",
-          {{"offset", e.offset}, {"error", s.message()}});
-      continue;
+// A Store::Cursor over a journal Reader, decoding each record.
+class JournalCursor final : public Store::Cursor {
+ public:
+  explicit JournalCursor(std::unique_ptr<Journal::Reader> reader) : reader_(std::move(reader)) {}
+  StatusOr<bool> Next(TransactionRecord* rec) override {
+    JournalEntry e;
+    for (;;) {
+      VIGIL_ASSIGN_OR_RETURN(const bool more, reader_->Next(&e));
+      if (!more) return false;
+      if (Status s = DecodeRecord(e.payload, rec); !s.ok()) {
+        Log(LogLevel::kError, "store: a journal record could not be decoded; skipped",
+            {{"offset", e.offset}, {"error", s.message()}});
+        continue;
+      }
+      rec->sequence = static_cast<int64_t>(e.offset);
+      return true;
     }
-    rec.sequence = static_cast<int64_t>(e.offset);
-    fn(rec);
   }
+
+ private:
+  std::unique_ptr<Journal::Reader> reader_;
+};
+
+StatusOr<std::unique_ptr<Store::Cursor>> JournaledStore::Follow(int64_t from) {
+  VIGIL_ASSIGN_OR_RETURN(auto reader,
+                         journal_->Read(static_cast<uint64_t>(std::max<int64_t>(from, 1))));
+  return std::unique_ptr<Cursor>(std::make_unique<JournalCursor>(std::move(reader)));
+}
+
+StatusOr<int64_t> JournaledStore::Retain(int64_t cutoff_us, int64_t keep_from) {
+  const auto before = static_cast<int64_t>(journal_->first_offset());
+  VIGIL_RETURN_IF_ERROR(
+      journal_->DropOlderThan(cutoff_us, static_cast<uint64_t>(std::max<int64_t>(keep_from, 0)))
+          .status());
+  const auto first = static_cast<int64_t>(journal_->first_offset());
+  int64_t deleted = 0;
+  for (;;) {
+    VIGIL_ASSIGN_OR_RETURN(const int64_t n, index_->DeleteBefore(first, kRetainChunk));
+    deleted += n;
+    if (n < kRetainChunk) break;
+  }
+  if (first > before || deleted > 0) {
+    Log(LogLevel::kInfo, "store: retention dropped old records",
+        {{"journal_records", first - before}, {"index_rows", deleted}, {"first_kept", first}});
+  }
+  return first - before;
 }
 
 Status JournaledStore::Flush() {
@@ -338,6 +379,16 @@ Status JournaledStore::Flush() {
 }  // namespace
 
 Store::~Store() = default;
+
+Status Store::Scan(int64_t from, const std::function<void(const TransactionRecord&)>& fn) {
+  VIGIL_ASSIGN_OR_RETURN(auto cursor, Follow(from));
+  TransactionRecord rec;
+  for (;;) {
+    VIGIL_ASSIGN_OR_RETURN(const bool more, cursor->Next(&rec));
+    if (!more) return Status::Ok();
+    fn(rec);
+  }
+}
 
 void Store::Append(TransactionRecord record, const WriteOptions& options,
                    std::function<void(const Status&)> done) {
