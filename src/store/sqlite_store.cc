@@ -430,6 +430,7 @@ class SqliteStore final : public SqliteIndex {
   std::deque<Pending> queue_ GUARDED_BY(mu_);
   bool stopping_ GUARDED_BY(mu_) = false;
   bool hurry_ GUARDED_BY(mu_) = false;  // a Flush waits: no commit_delay
+  CondVar delay_cv_;                     // the writer waits commit_delay (or for hurry_, stopping_)
   CondVar retry_cv_;                     // a failed batch waits retry_after (or for stopping_)
   std::atomic<bool> retrying_{false};    // the last batch failed and waits to be tried again
   // Every appended record gets a ticket 1, 2, ...; tickets <= completed_ have had `done` called.
@@ -460,6 +461,7 @@ SqliteStore::~SqliteStore() {
       stopping_ = true;
     }
     work_cv_.SignalAll();
+    delay_cv_.SignalAll();
     retry_cv_.SignalAll();
     writer_.join();  // the writer drains the queue before it returns
   }
@@ -602,12 +604,14 @@ void SqliteStore::WriterLoop() {
   for (;;) {
     while (!stopping_ && queue_.empty()) work_cv_.Wait(&mu_);
     if (queue_.empty()) return;  // stopping, and everything queued is done
-    if (options_.commit_delay.count() > 0 && !stopping_ && !hurry_ &&
-        queue_.size() < options_.max_batch) {
-      // A plain sleep, not a wait on work_cv_: every Append would wake a waiting writer.
-      mu_.Unlock();
-      std::this_thread::sleep_for(options_.commit_delay);
-      mu_.Lock();
+    // A wait on delay_cv_, not on work_cv_: every Append would wake a waiting writer. Flush and
+    // shutdown signal it, so that they do not wait for the delay (a plain sleep made them).
+    const auto until = std::chrono::steady_clock::now() + options_.commit_delay;
+    while (options_.commit_delay.count() > 0 && !stopping_ && !hurry_ &&
+           queue_.size() < options_.max_batch) {
+      const auto left = until - std::chrono::steady_clock::now();
+      if (left <= std::chrono::steady_clock::duration::zero()) break;
+      (void)delay_cv_.WaitFor(&mu_, left);
     }
     DrainQueue();
   }
@@ -805,6 +809,7 @@ Status SqliteStore::Flush() {
   waiter.target = enqueued_;
   flush_waiters_.push_back(&waiter);
   hurry_ = true;
+  delay_cv_.Signal();
   while (!waiter.finished) done_cv_.Wait(&mu_);
   hurry_ = !flush_waiters_.empty();
   return waiter.status;

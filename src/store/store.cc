@@ -1,9 +1,11 @@
 #include "vigil/store.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -27,6 +29,10 @@ constexpr std::chrono::milliseconds kIndexRetry{200};
 constexpr int64_t kRetainChunk = 10000;
 // Records copied per journal write when an older store's index is copied into a new journal.
 constexpr size_t kMigrateChunk = 4096;
+// In the data folder while an older store's index is copied into the journal: until it is gone
+// the journal holds a prefix of the index because the copy is unfinished, not because a power
+// loss took the journal's tail, and Open resumes the copy instead of cutting the index back.
+constexpr const char* kMigratingFile = "MIGRATING";
 
 int64_t NowMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -44,6 +50,23 @@ Status CheckFolder(const std::string& dir) {
   if (::access(dir.c_str(), W_OK | X_OK) != 0) {
     return PermissionDenied("store: folder '" + dir + "' is not writable");
   }
+  return Status::Ok();
+}
+
+// Creates (`create`) or removes the file `name` in `dir`, durably (the folder is fsynced).
+Status SetMarker(const std::string& dir, const char* name, bool create) {
+  const std::string path = dir + "/" + name;
+  if (create) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return Unavailable("store: cannot create '" + path + "'");
+    ::close(fd);
+  } else if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return Unavailable("store: cannot remove '" + path + "'");
+  }
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const bool synced = dir_fd >= 0 && ::fsync(dir_fd) == 0;
+  if (dir_fd >= 0) ::close(dir_fd);
+  if (!synced) return Unavailable("store: cannot sync folder '" + dir + "'");
   return Status::Ok();
 }
 
@@ -83,13 +106,20 @@ class JournaledStore final : public Store {
   int64_t commits() const override { return commits_.load(std::memory_order_relaxed); }
 
  private:
-  // Copies the records of a store that predates the journal (an index and no journal) into it.
-  Status Migrate();
+  // Copies the records of a store that predates the journal (an index and no journal) into it,
+  // those after sequence `journaled` (the journal holds the others: an interrupted copy).
+  Status Migrate(int64_t journaled);
   // Holds records in memory and hands them to the index, which forgets them once written.
-  void Index(std::vector<std::shared_ptr<const TransactionRecord>> records);
+  void Index(const std::vector<std::shared_ptr<const TransactionRecord>>& records);
 
   const StoreOptions options_;
   std::unique_ptr<Journal> journal_;
+
+  // Held from a journal append to the hand-off of its records to the index, so that the index
+  // gets them in journal order: it then always holds a prefix of the journal, which Init's
+  // LastSequence relies on (out of order, a crash could leave records indexed after a gap that
+  // is never filled).
+  Mutex append_mu_;
 
   Mutex pending_mu_;
   RecordMap pending_ids_ GUARDED_BY(pending_mu_);
@@ -125,7 +155,11 @@ Status JournaledStore::Init() {
 
   VIGIL_ASSIGN_OR_RETURN(const int64_t indexed, index_->LastSequence());
   const auto journaled = static_cast<int64_t>(journal_->next_offset()) - 1;
-  if (journaled == 0 && indexed > 0) return Migrate();
+  std::error_code ec;
+  if ((journaled == 0 && indexed > 0) ||
+      std::filesystem::exists(options_.dir + "/" + kMigratingFile, ec)) {
+    return Migrate(journaled);
+  }
   if (indexed > journaled) {
     // The index outlived the journal's tail (a power loss): the journal is the truth.
     VIGIL_ASSIGN_OR_RETURN(const int64_t deleted, index_->DeleteAfter(journaled));
@@ -152,18 +186,20 @@ Status JournaledStore::Init() {
     batch.push_back(std::move(rec));
     ++count;
     if (batch.size() >= kMigrateChunk) {
-      Index(std::move(batch));
+      Index(batch);
       batch.clear();
     }
   }
-  Index(std::move(batch));
+  Index(batch);
   Log(LogLevel::kInfo, "store: indexing the records the index lacks",
       {{"records", count}, {"from_sequence", indexed + 1}});
   return Status::Ok();
 }
 
-Status JournaledStore::Migrate() {
-  int64_t copied = 0;
+Status JournaledStore::Migrate(int64_t journaled) {
+  // Durable before the first record is copied, removed once the copy is synced.
+  VIGIL_RETURN_IF_ERROR(SetMarker(options_.dir, kMigratingFile, /*create=*/true));
+  int64_t copied = journaled;
   Status failure = Status::Ok();
   std::vector<std::string> payloads;
   auto flush = [&]() -> Status {
@@ -175,7 +211,7 @@ Status JournaledStore::Migrate() {
     return Status::Ok();
   };
   Status s = index_->Scan([&](const TransactionRecord& r) {
-    if (!failure.ok()) return;
+    if (!failure.ok() || r.sequence <= journaled) return;
     // Offsets are assigned 1, 2, ...: they equal the index's sequences only when those have no
     // gap, which a store that never deleted a row has.
     if (r.sequence != copied + 1) {
@@ -193,24 +229,25 @@ Status JournaledStore::Migrate() {
   VIGIL_RETURN_IF_ERROR(failure);
   VIGIL_RETURN_IF_ERROR(flush());
   VIGIL_RETURN_IF_ERROR(journal_->Sync());
+  VIGIL_RETURN_IF_ERROR(SetMarker(options_.dir, kMigratingFile, /*create=*/false));
   Log(LogLevel::kInfo, "store: copied the records of an older store into its new journal",
-      {{"records", copied}});
+      {{"records", copied - journaled}, {"resumed_after", journaled}});
   return Status::Ok();
 }
 
-void JournaledStore::Index(std::vector<std::shared_ptr<const TransactionRecord>> records) {
+void JournaledStore::Index(const std::vector<std::shared_ptr<const TransactionRecord>>& records) {
   if (records.empty()) return;
   std::vector<SqliteIndex::Write> writes;
   writes.reserve(records.size());
   {
     MutexLock lock(&pending_mu_);
-    for (auto& r : records) {
+    for (const auto& r : records) {
       pending_ids_[r->transaction_id] = r;
       if (!r->idempotency_key.empty()) pending_keys_[r->idempotency_key] = r;
     }
   }
   backlog_.fetch_add(records.size(), std::memory_order_relaxed);
-  for (auto& r : records) {
+  for (const auto& r : records) {
     writes.push_back({r, [this, r](const Status& s) {
                         if (!s.ok()) {
                           // Not a repeat the engine let through (it checks first) nor a
@@ -261,30 +298,37 @@ void JournaledStore::AppendAll(std::vector<Write> writes, const WriteOptions& op
                             " records behind the journal"));
   }
   std::vector<std::string_view> views(payloads.begin(), payloads.end());
-  auto first = journal_->Append(views, now);
-  if (!first.ok()) return fail(first.status());
-  committed_.fetch_add(static_cast<int64_t>(records.size()), std::memory_order_relaxed);
-  commits_.fetch_add(1, std::memory_order_relaxed);
   std::vector<std::shared_ptr<const TransactionRecord>> indexed;
   indexed.reserve(records.size());
+  ReleasableMutexLock append_lock(&append_mu_);
+  auto first = journal_->Append(views, now);
+  if (!first.ok()) {
+    append_lock.Release();
+    return fail(first.status());
+  }
+  committed_.fetch_add(static_cast<int64_t>(records.size()), std::memory_order_relaxed);
+  commits_.fetch_add(1, std::memory_order_relaxed);
   for (size_t i = 0; i < records.size(); ++i) {
     records[i]->sequence = static_cast<int64_t>(*first + i);
     indexed.push_back(std::move(records[i]));
   }
-  Index(std::move(indexed));
+  Index(indexed);
+  append_lock.Release();
   if (options.durability == Durability::kProcessCrash) return fail(Status::Ok());
   {
     MutexLock lock(&syncs_mu_);
     ++syncs_outstanding_;
   }
-  journal_->AfterSync(*first + dones.size() - 1,
-                      [this, dones = std::move(dones)](const Status& s) {
-                        for (const auto& done : dones) {
-                          if (done) done(s);
-                        }
-                        MutexLock lock(&syncs_mu_);
-                        if (--syncs_outstanding_ == 0) syncs_cv_.SignalAll();
-                      });
+  // Computed before the call: the lambda's capture moves `dones`, and function arguments are
+  // evaluated in no set order (GCC built the lambda first, asking for offset *first - 1).
+  const uint64_t last = *first + dones.size() - 1;
+  journal_->AfterSync(last, [this, dones = std::move(dones)](const Status& s) {
+    for (const auto& done : dones) {
+      if (done) done(s);
+    }
+    MutexLock lock(&syncs_mu_);
+    if (--syncs_outstanding_ == 0) syncs_cv_.SignalAll();
+  });
 }
 
 StatusOr<std::optional<TransactionRecord>> JournaledStore::Get(std::string_view transaction_id) {
