@@ -1037,5 +1037,58 @@ TEST_F(StoreTest, AcknowledgedRecordsSurviveKill9) {
   }
 }
 
+// Retention drops whole journal segments older than the cutoff, never what the snapshot does not
+// hold yet (keep_from) nor the newest segment, and the index rows of what it dropped; what is
+// kept reads back unchanged.
+TEST_F(StoreTest, RetentionDropsOldSegmentsAndTheirIndexRows) {
+  StoreOptions options = Options(FreshDir("retain"));
+  options.segment_bytes = 4096;  // a few records a segment
+  auto store = OpenOrDie(options);
+  for (int i = 1; i <= 60; ++i) {
+    ASSERT_TRUE(AppendAndWait(*store, MakeRecord("r" + std::to_string(i))).ok());
+  }
+  ASSERT_TRUE(FlushUntilOk(*store).ok());
+  EXPECT_EQ(store->first_sequence(), 1);
+
+  // A cutoff before every record drops nothing.
+  auto none = store->Retain(/*cutoff_us=*/1, /*keep_from=*/1000);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_EQ(*none, 0);
+
+  // Everything is older than a cutoff in the future, but records from 40 on are not in the
+  // snapshot yet: they stay, and so does whatever shares their segment.
+  const int64_t future = std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count() +
+                         3600 * 1000000LL;
+  auto dropped = store->Retain(future, /*keep_from=*/40);
+  ASSERT_TRUE(dropped.ok()) << dropped.status().ToString();
+  const int64_t first = store->first_sequence();
+  EXPECT_GT(*dropped, 0);
+  EXPECT_EQ(first, 1 + *dropped);
+  EXPECT_LE(first, 40);
+  for (int i = 1; i <= 60; ++i) {
+    auto got = store->Get("r" + std::to_string(i));
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(got->has_value(), i >= first) << i;
+  }
+  const std::vector<std::string> ids = ScanIds(*store);
+  ASSERT_FALSE(ids.empty());
+  EXPECT_EQ(ids.front(), "r" + std::to_string(first));
+  EXPECT_EQ(ids.back(), "r60");
+
+  // With the snapshot past everything, all but the newest segment go.
+  ASSERT_TRUE(store->Retain(future, /*keep_from=*/61).ok());
+  EXPECT_GT(store->first_sequence(), first);
+  EXPECT_TRUE((*store->Get("r60")).has_value());
+  store.reset();
+  // What is kept survives a restart, and nothing dropped comes back.
+  auto reopened = OpenOrDie(options);
+  const std::vector<std::string> after = ScanIds(*reopened);
+  ASSERT_FALSE(after.empty());
+  EXPECT_EQ(after.back(), "r60");
+  EXPECT_FALSE((*reopened->Get("r1")).has_value());
+}
+
 }  // namespace
 }  // namespace vigil
