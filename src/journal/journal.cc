@@ -101,13 +101,13 @@ uint32_t RecordCrc(const char* header_rest, std::string_view payload) {
 enum class Parsed { kOk, kNeedMore, kBad };
 
 // Parses the record at the start of [p, p + avail): kOk with `entry` and `size` set; kNeedMore
-// when its header or payload runs past `avail`; kBad when it fails its checksum, is longer than
-// max_bytes, or its offset is below min_offset.
-Parsed ParseRecord(const char* p, size_t avail, uint64_t min_offset, uint32_t max_bytes,
-                   JournalEntry* entry, size_t* size) {
+// when its header or payload runs past `avail`; kBad when it fails its checksum or its offset is
+// below min_offset. Its length is not held to max_record_bytes: that bounds what Append takes,
+// and a record written under a higher limit is still a record (the checksum decides).
+Parsed ParseRecord(const char* p, size_t avail, uint64_t min_offset, JournalEntry* entry,
+                   size_t* size) {
   if (avail < kRecordHeaderBytes) return Parsed::kNeedMore;
   const uint32_t length = Get32(p + 4);
-  if (length > max_bytes) return Parsed::kBad;
   if (avail - kRecordHeaderBytes < length) return Parsed::kNeedMore;
   const std::string_view payload(p + kRecordHeaderBytes, length);
   if (UnmaskCrc(Get32(p)) != RecordCrc(p + 4, payload)) return Parsed::kBad;
@@ -181,8 +181,7 @@ class SegmentBytes {
 
 // Finds the next valid record at or after `pos` in bytes [pos, end) of a segment: its position,
 // or `end` when there is none. `min_offset` is one past the last good record's offset.
-StatusOr<uint64_t> Resync(SegmentBytes* bytes, uint64_t pos, uint64_t end, uint64_t min_offset,
-                          uint32_t max_bytes) {
+StatusOr<uint64_t> Resync(SegmentBytes* bytes, uint64_t pos, uint64_t end, uint64_t min_offset) {
   for (uint64_t q = pos; q + kRecordHeaderBytes <= end; ++q) {
     size_t avail = 0;
     VIGIL_ASSIGN_OR_RETURN(const char* p, bytes->At(q, kRecordHeaderBytes, end, &avail));
@@ -190,14 +189,14 @@ StatusOr<uint64_t> Resync(SegmentBytes* bytes, uint64_t pos, uint64_t end, uint6
     const uint32_t length = Get32(p + 4);
     const uint64_t offset = Get64(p + 8);
     // Every skipped record took at least a header's bytes: the next one's offset is bounded.
-    if (length > max_bytes || q + kRecordHeaderBytes + length > end || offset < min_offset ||
+    if (q + kRecordHeaderBytes + length > end || offset < min_offset ||
         offset > min_offset + (q - pos) / kRecordHeaderBytes + 1) {
       continue;
     }
     VIGIL_ASSIGN_OR_RETURN(p, bytes->At(q, kRecordHeaderBytes + length, end, &avail));
     JournalEntry e;
     size_t size = 0;
-    if (ParseRecord(p, avail, min_offset, max_bytes, &e, &size) == Parsed::kOk) return q;
+    if (ParseRecord(p, avail, min_offset, &e, &size) == Parsed::kOk) return q;
   }
   return end;
 }
@@ -241,7 +240,6 @@ class FileJournal final : public Journal {
   bool FindSegment(uint64_t offset, Segment* out, bool* newest) const EXCLUDES(mu_);
   bool NextSegment(uint64_t after_first, Segment* out, bool* newest) const EXCLUDES(mu_);
   uint64_t VisibleSize(uint64_t first_offset) const EXCLUDES(mu_);
-  uint32_t max_record_bytes() const { return options_.max_record_bytes; }
 
  private:
   Status RecoverNewest(JournalRecovery* recovery) REQUIRES(mu_);
@@ -321,6 +319,7 @@ Status FileJournal::Init(JournalRecovery* recovery) {
   std::sort(firsts.begin(), firsts.end());
 
   MutexLock lock(&mu_);
+  uint64_t removed_first = 0;  // of a newest segment removed below
   for (uint64_t first : firsts) {
     Segment s;
     s.first_offset = first;
@@ -344,6 +343,7 @@ Status FileJournal::Init(JournalRecovery* recovery) {
         if (::unlink(s.path.c_str()) != 0) {
           return Unavailable(Errno("journal: cannot remove", s.path));
         }
+        removed_first = first;
         continue;
       }
       return InvalidArgument("journal: '" + s.path + "' is not a Vigil journal segment");
@@ -352,8 +352,10 @@ Status FileJournal::Init(JournalRecovery* recovery) {
     segments_.push_back(std::move(s));
   }
   if (segments_.empty()) {
-    VIGIL_RETURN_IF_ERROR(CreateSegment(1, NowMicros()));
-    next_offset_ = 1;
+    // Offsets never start again: after a removed segment, the journal goes on where it began.
+    const uint64_t first = removed_first != 0 ? removed_first : 1;
+    VIGIL_RETURN_IF_ERROR(CreateSegment(first, NowMicros()));
+    next_offset_ = first;
     if (recovery != nullptr) *recovery = {};
     return Status::Ok();
   }
@@ -373,10 +375,10 @@ Status FileJournal::RecoverNewest(JournalRecovery* recovery) {
     VIGIL_ASSIGN_OR_RETURN(const char* p, bytes.At(pos, kRecordHeaderBytes, end, &avail));
     size_t size = 0;
     JournalEntry e;
-    Parsed r = ParseRecord(p, avail, next, options_.max_record_bytes, &e, &size);
+    Parsed r = ParseRecord(p, avail, next, &e, &size);
     if (r == Parsed::kNeedMore && avail >= kRecordHeaderBytes) {
       VIGIL_ASSIGN_OR_RETURN(p, bytes.At(pos, kRecordHeaderBytes + Get32(p + 4), end, &avail));
-      r = ParseRecord(p, avail, next, options_.max_record_bytes, &e, &size);
+      r = ParseRecord(p, avail, next, &e, &size);
     }
     if (r == Parsed::kOk) {
       ++found.records;
@@ -384,8 +386,7 @@ Status FileJournal::RecoverNewest(JournalRecovery* recovery) {
       pos += size;
       continue;
     }
-    VIGIL_ASSIGN_OR_RETURN(uint64_t q, Resync(&bytes, pos + 1, end, next,
-                                              options_.max_record_bytes));
+    VIGIL_ASSIGN_OR_RETURN(uint64_t q, Resync(&bytes, pos + 1, end, next));
     if (q == end) break;  // nothing valid after: a torn tail
     ++found.skipped_records;
     Log(LogLevel::kWarn, "journal: skipped a damaged record",
@@ -614,6 +615,9 @@ class FileReader final : public Journal::Reader {
         bool newest = false;
         Segment next;
         if (!journal_->NextSegment(segment_.first_offset, &next, &newest)) return false;
+        // Records may have gone into this segment since `end` was read, just before the next one
+        // began: now that it has, this one's size is final.
+        if (journal_->VisibleSize(segment_.first_offset) > pos_) continue;
         segment_ = next;
         VIGIL_RETURN_IF_ERROR(bytes_.Open(segment_.path));
         pos_ = kSegmentHeaderBytes;
@@ -623,11 +627,10 @@ class FileReader final : public Journal::Reader {
       size_t avail = 0;
       VIGIL_ASSIGN_OR_RETURN(const char* p, bytes_.At(pos_, kRecordHeaderBytes, end, &avail));
       size_t size = 0;
-      const uint32_t max = journal_->max_record_bytes();
-      Parsed r = ParseRecord(p, avail, min_offset_, max, entry, &size);
+      Parsed r = ParseRecord(p, avail, min_offset_, entry, &size);
       if (r == Parsed::kNeedMore && avail >= kRecordHeaderBytes) {
         VIGIL_ASSIGN_OR_RETURN(p, bytes_.At(pos_, kRecordHeaderBytes + Get32(p + 4), end, &avail));
-        r = ParseRecord(p, avail, min_offset_, max, entry, &size);
+        r = ParseRecord(p, avail, min_offset_, entry, &size);
       }
       if (r == Parsed::kOk) {
         pos_ += size;
@@ -637,7 +640,7 @@ class FileReader final : public Journal::Reader {
       }
       // A whole record that fails its checksum, or one running past what was written (only
       // damage can do that: Open cut off the torn tail). Skip to the next valid one.
-      VIGIL_ASSIGN_OR_RETURN(uint64_t q, Resync(&bytes_, pos_ + 1, end, min_offset_, max));
+      VIGIL_ASSIGN_OR_RETURN(uint64_t q, Resync(&bytes_, pos_ + 1, end, min_offset_));
       ++skipped_;
       Log(LogLevel::kWarn, "journal: skipped a damaged record",
           {{"segment", segment_.path}, {"byte", pos_}, {"bytes", q - pos_}});

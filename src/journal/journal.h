@@ -53,6 +53,7 @@ struct JournalOptions {
   // REQUIRES: >= 4096.
   uint64_t segment_bytes = uint64_t{64} << 20;
   // A record's payload is at most this many bytes (a longer one is refused: InvalidArgument).
+  // Records already written under a higher limit are still read.
   uint32_t max_record_bytes = 16u << 20;
 };
 
