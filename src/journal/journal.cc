@@ -245,6 +245,8 @@ class FileJournal final : public Journal {
   Status RecoverNewest(JournalRecovery* recovery) REQUIRES(mu_);
   Status CreateSegment(uint64_t first_offset, int64_t created_us) REQUIRES(mu_);
   void SyncLoop();
+  // Syncs and closes the files of the segments closed since the last sync.
+  void CloseClosedSegments();
 
   const JournalOptions options_;
   int lock_fd_ = -1;
@@ -459,11 +461,13 @@ StatusOr<uint64_t> FileJournal::Append(std::span<const std::string_view> records
       p += kRecordHeaderBytes + records[i].size();
     }
   }
-  MutexLock lock(&mu_);
+  ReleasableMutexLock lock(&mu_);
   if (!sync_failure_.ok()) return sync_failure_;
+  bool rolled = false;
   if (segments_.back().size > kSegmentHeaderBytes &&
       segments_.back().size + total > options_.segment_bytes) {
     VIGIL_RETURN_IF_ERROR(CreateSegment(next_offset_, time_us));
+    rolled = true;
   }
   const uint64_t first = next_offset_;
   {
@@ -495,6 +499,11 @@ StatusOr<uint64_t> FileJournal::Append(std::span<const std::string_view> records
   }
   s.size += buf.size();
   next_offset_ = first + records.size();
+  lock.Release();
+  // The closed segment is synced and its file closed on the sync thread, whatever the caller's
+  // durability: a journal that is never asked to sync must not keep every closed segment open
+  // (nor the space of those retention drops).
+  if (rolled) AfterSync(first - 1, [](const Status&) {});
   return first;
 }
 
@@ -565,6 +574,27 @@ void FileJournal::SyncLoop() {
     // One fdatasync covers every record appended before it began, so all of the batch.
     const Status s = Sync();
     for (auto& [offset, done] : batch) done(s);
+    CloseClosedSegments();
+  }
+}
+
+void FileJournal::CloseClosedSegments() {
+  // Under the leader's lock, so that no Sync can count these segments synced while they are
+  // being synced here.
+  MutexLock leader(&sync_mu_);
+  std::vector<int> fds;
+  {
+    MutexLock lock(&mu_);
+    fds.swap(unsynced_fds_);
+  }
+  for (int f : fds) {
+    if (::fdatasync(f) != 0) {
+      Log(LogLevel::kError, "journal: cannot sync a closed segment",
+          {{"folder", options_.dir}, {"error", std::strerror(errno)}});
+      MutexLock lock(&mu_);
+      sync_failure_ = Unavailable(Errno("journal: cannot sync a segment in", options_.dir));
+    }
+    ::close(f);
   }
 }
 
