@@ -149,13 +149,11 @@ class Snapshotter {
   Snapshotter(const Snapshotter&) = delete;
   Snapshotter& operator=(const Snapshotter&) = delete;
 
-  // Loads the newest snapshot into the replica and starts following the store after it.
-  Status Start() {
-    through_ = LoadState(dir_, store_->last_sequence(), *features_, seen_);
-    written_.store(through_);
-    VIGIL_ASSIGN_OR_RETURN(cursor_, store_->Follow(through_ + 1));
+  // Starts the thread, which loads the newest snapshot into the replica (as the engine did for
+  // itself) and then follows the store after it. `written` is the snapshot the engine loaded.
+  void Start(int64_t written) {
+    written_.store(written);
     thread_ = std::thread([this] { Loop(); });
-    return Status::Ok();
   }
   // Catches up with the store, writes a last snapshot when there is anything new, and stops.
   void Stop() {
@@ -171,6 +169,14 @@ class Snapshotter {
 
  private:
   void Loop() {
+    through_ = LoadState(dir_, store_->last_sequence(), *features_, seen_);
+    auto cursor = store_->Follow(through_ + 1);
+    if (!cursor.ok()) {
+      Log(LogLevel::kError, "snapshotter: cannot read the journal; no snapshots",
+          {{"error", cursor.status().message()}});
+      return;
+    }
+    cursor_ = std::move(*cursor);
     auto last_write = Clock::now();
     auto last_retain = Clock::now() - kRetainEvery;
     for (;;) {
@@ -590,6 +596,10 @@ Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() { Stop(); }
 
 StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
+  if (options.snapshot_every_records < 1) {
+    return InvalidArgument("snapshot_every_records must be at least 1");
+  }
+  if (options.retain.count() < 0) return InvalidArgument("retain must not be negative");
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->models_dir = options.models_dir.empty() ? Folder(options.model_path) : options.models_dir;
@@ -630,7 +640,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   impl->snapshotter = std::make_unique<Snapshotter>(
       raw->store.get(), snapshots, FeatureSet::kAll, first->scorer->engine_options(),
       options.snapshot_every_records, options.snapshot_interval, options.retain);
-  VIGIL_RETURN_IF_ERROR(impl->snapshotter->Start());
+  impl->snapshotter->Start(raw->startup.snapshot_through);
 
   impl->score_hist = &impl->metrics.GetHistogram(
       "vigil_score", "Fraud scores returned",
