@@ -97,8 +97,9 @@ class TerminalWindows;  // src/features/terminal_windows.h
 // owner's share of the terminal's transactions, and the terminal features would silently drop
 // to a fraction of their trained values without any error.
 //
-// Thread-safety: Compute is const and may run concurrently with other const calls (it keeps no
-// scratch in the engine); Insert, Remove, Update and AddLabel need exclusive access.
+// Thread-safety: Compute and Save are const and may run concurrently with other const calls
+// (they keep no scratch in the engine); Insert, Remove, Update, AddLabel and Load need
+// exclusive access.
 class FeatureEngine {
  public:
   explicit FeatureEngine(FeatureSet set, FeatureOptions options = {});
@@ -152,8 +153,23 @@ class FeatureEngine {
   // as genuine. NotFound when the transaction is unknown or older than the state's horizon.
   Status AddLabel(int64_t transaction_id, bool fraud);
 
+  // Appends the whole state (both halves, labels, the set and options) to `out`: the bytes of a
+  // snapshot, from which Load rebuilds an engine that computes, labels and removes exactly as
+  // this one. Canonical: engines in equal states write equal bytes, whatever their history. The
+  // format is versioned by its first byte and little-endian (src/features/features.cc).
+  void Save(std::string* out) const;
+
+  // Replaces this engine's state with one Save wrote. InvalidArgument (and the state left
+  // empty, as after construction) when the bytes are not a state Save wrote, or were written
+  // for another feature set or label delay than this engine's. Reads only within `bytes` and
+  // allocates in proportion to their size, whatever they hold.
+  Status Load(std::string_view bytes);
+
  private:
+  void Clear();
+
   FeatureSet set_;
+  FeatureOptions options_;
   int num_features_;
   std::unique_ptr<CustomerWindows> customers_;
   std::unique_ptr<TerminalWindows> terminals_;

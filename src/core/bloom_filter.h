@@ -6,8 +6,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
+
+#include "vigil/status.h"
 
 namespace vigil {
 
@@ -25,6 +28,15 @@ class BloomFilter {
 
   size_t bits() const { return mask_ + 1; }
   size_t bytes() const { return words_.size() * sizeof(uint64_t); }
+
+  // Appends the filter (its bits, hashes and words) to `out`, for a snapshot. The words are
+  // only meaningful to a build with the same hash (bloom_filter.cc): changing the hash takes a
+  // new format byte.
+  void Save(std::string* out) const;
+  // Replaces the words with those Save wrote. InvalidArgument, and the filter unchanged, when
+  // the bytes are not a filter Save wrote, or one of another size or number of hashes than
+  // this one (the caller's configuration decides those; a filter of another shape is rebuilt).
+  Status Load(std::string_view bytes);
 
  private:
   std::vector<uint64_t> words_;

@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <utility>
 #include <vector>
 
+#include "core/coding.h"
 #include "features/catalog.h"
+#include "features/state_coding.h"
 #include "vigil/time.h"
 
 namespace vigil {
@@ -86,6 +89,49 @@ bool CustomerWindows::Remove(const TransactionView& tx) {
     }
   }
   return false;
+}
+
+// Per customer, in increasing id order: the id (KeyWriter), the event count, the times
+// (PutSortedTimes), then the amounts as fixed64 doubles, bit for bit.
+void CustomerWindows::Save(std::string* out) const {
+  PutVarint(customers_.size(), out);
+  KeyWriter keys;
+  const auto time = [](const Event& e) { return e.ts; };
+  for (const auto& [id, events] : SortedByKey(customers_)) {
+    const Events& ev = *events;
+    keys.Put(id, out);
+    PutVarint(ev.size(), out);
+    PutSortedTimes(ev, time, out);
+    for (const Event& e : ev) PutFixed(e.amount, out);
+  }
+}
+
+Status CustomerWindows::Load(ByteReader* in) {
+  customers_.clear();
+  // The least a customer takes: a key byte, a count byte and one event (a time byte, 8 bytes
+  // of amount). Insert never leaves a customer without events, nor Remove.
+  constexpr size_t kMinEventBytes = 1 + sizeof(double);
+  const size_t n = in->Count(2 + kMinEventBytes);
+  std::unordered_map<int64_t, Events> customers;
+  customers.reserve(n);
+  KeyReader keys;
+  for (size_t i = 0; i < n && in->ok(); ++i) {
+    const int64_t id = keys.Read(in);
+    const size_t count = in->Count(kMinEventBytes);
+    if (!in->ok() || count == 0) break;
+    Events& ev = customers[id];
+    if (!ReadSortedTimes(in, count, [&ev](int64_t t) { ev.push_back({t, 0}); })) break;
+    for (Event& e : ev) {
+      e.amount = in->Fixed<double>();
+      if (!std::isfinite(e.amount)) in->Fail();  // Insert requires a finite amount
+    }
+  }
+  if (!in->ok() || customers.size() != n) {
+    in->Fail();
+    return InvalidArgument("malformed customer windows");
+  }
+  customers_ = std::move(customers);
+  return Status::Ok();
 }
 
 // `ev[0, pos)` are the customer's events at or before tx.timestamp.

@@ -5,11 +5,15 @@
 #include <cstdint>
 #include <deque>
 #include <span>
+#include <string>
 #include <unordered_map>
 
 #include "vigil/features.h"
+#include "vigil/status.h"
 
 namespace vigil {
+
+class ByteReader;  // core/coding.h
 
 // CustomerWindows holds, per customer_id, the customer's events (time, amount) of the last 30
 // days, and computes the customer features of a set (FeatureSource::kCustomer in the catalog).
@@ -33,6 +37,12 @@ class CustomerWindows {
   // Takes out one event of the customer with the time and amount of `tx` (the latest inserted
   // of those); false when there is none.
   bool Remove(const TransactionView& tx);
+
+  // Appends the state to `out`, customers in increasing id order: equal states, equal bytes.
+  void Save(std::string* out) const;
+  // Replaces the state with one Save wrote, read off the front of `in`. On an error (`in` fails
+  // too) the state is left empty.
+  Status Load(ByteReader* in);
 
  private:
   struct Event {

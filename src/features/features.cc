@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <string>
 
+#include "core/coding.h"
 #include "core/file_util.h"
 #include "features/catalog.h"
 #include "features/customer_windows.h"
@@ -19,10 +21,17 @@ void ComputeTransactionFeatures(const TransactionView& tx, std::span<float> out)
   out[Index(FeatureId::kNight)] = HourOfDay(tx.timestamp) <= 6 ? 1.0f : 0.0f;
 }
 
+// The first byte of a saved state: its format ("feature state, version 1"). A change to the
+// encoding of either half takes a new value.
+constexpr uint8_t kStateFormat = 0xF1;
+
+uint8_t SetCode(FeatureSet set) { return set == FeatureSet::kBook ? 0 : 1; }
+
 }  // namespace
 
 FeatureEngine::FeatureEngine(FeatureSet set, FeatureOptions options)
     : set_(set),
+      options_(options),
       num_features_(static_cast<int>(NumFeatures(set))),
       customers_(std::make_unique<CustomerWindows>(set)),
       terminals_(std::make_unique<TerminalWindows>(options.label_delay_days)) {}
@@ -55,6 +64,56 @@ void FeatureEngine::Update(const TransactionView& tx, std::span<float> out) {
 
 Status FeatureEngine::AddLabel(int64_t transaction_id, bool fraud) {
   return terminals_->AddLabel(transaction_id, fraud);
+}
+
+// The state: kStateFormat, the set's code (a byte), label_delay_days (a signed varint), then
+// CustomerWindows::Save and TerminalWindows::Save, and nothing after. Varints are LEB128 (a
+// number takes one encoding only: no overlong forms), signed ones zigzag; fixed-width words
+// are little-endian.
+void FeatureEngine::Save(std::string* out) const {
+  out->push_back(static_cast<char>(kStateFormat));
+  out->push_back(static_cast<char>(SetCode(set_)));
+  PutSignedVarint(options_.label_delay_days, out);
+  customers_->Save(out);
+  terminals_->Save(out);
+}
+
+Status FeatureEngine::Load(std::string_view bytes) {
+  Clear();
+  ByteReader in(bytes);
+  const auto error = [&](const std::string& what) {
+    Clear();
+    return InvalidArgument("feature state: " + what + " (at byte " +
+                           std::to_string(bytes.size() - in.remaining()) + " of " +
+                           std::to_string(bytes.size()) + ")");
+  };
+  const uint8_t format = in.Byte();
+  if (!in.ok() || format != kStateFormat) {
+    return InvalidArgument("not a feature state of a format this build reads");
+  }
+  const uint8_t set = in.Byte();
+  const int64_t delay = in.SignedVarint();
+  if (!in.ok() || set > 1) return error("malformed header");
+  if (set != SetCode(set_)) {
+    const FeatureSet saved = set == 0 ? FeatureSet::kBook : FeatureSet::kAll;
+    return InvalidArgument("feature state of feature set '" + std::string(FeatureSetName(saved)) +
+                           "', but this engine computes '" + std::string(FeatureSetName(set_)) +
+                           "'");
+  }
+  if (delay != options_.label_delay_days) {
+    return InvalidArgument("feature state for a label delay of " + std::to_string(delay) +
+                           " days, but this engine's is " +
+                           std::to_string(options_.label_delay_days));
+  }
+  if (Status s = customers_->Load(&in); !s.ok()) return error(s.message());
+  if (Status s = terminals_->Load(&in); !s.ok()) return error(s.message());
+  if (in.remaining() != 0) return error("trailing bytes");
+  return Status::Ok();
+}
+
+void FeatureEngine::Clear() {
+  customers_ = std::make_unique<CustomerWindows>(set_);
+  terminals_ = std::make_unique<TerminalWindows>(options_.label_delay_days);
 }
 
 FeatureMatrix ComputeFeatures(const Dataset& data, FeatureSet set, const FeatureOptions& options,

@@ -15,6 +15,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include "vigil/simulator.h"
 #include "vigil/time.h"
@@ -442,6 +443,337 @@ TEST(FeatureEngineTest, ComputeRunsConcurrently) {
   }
   for (auto& t : threads) t.join();
   for (const auto& g : got) ExpectSameRows(want, g, "concurrent Compute");
+}
+
+// Snapshots: an engine loaded from another's Save goes on exactly as that one.
+
+std::string Saved(const FeatureEngine& engine) {
+  std::string bytes;
+  engine.Save(&bytes);
+  return bytes;
+}
+
+// A stream of operations, as serving makes them, applied the same way to every engine given:
+// each transaction's Update (rows compared bit for bit across the engines), fraud labels
+// arriving up to the delay later, corrections and labels of unknown ids (results compared), late
+// transactions, and doomed ones inserted, sometimes labelled, then removed a few steps later.
+// What is pending (labels, doomed transactions) carries over from one Run to the next.
+class OperationStream {
+ public:
+  OperationStream(const Dataset& d, uint32_t seed) : d_(d), rng_(seed) {}
+
+  void Run(size_t begin, size_t end, const std::vector<FeatureEngine*>& engines) {
+    std::vector<std::vector<float>> rows(engines.size(),
+                                         std::vector<float>(engines.front()->num_features()));
+    for (size_t i = begin; i < end; ++i) {
+      const int64_t t = d_.timestamp[i];
+      while (!pending_.empty() && pending_.begin()->first <= t) {
+        Label(engines, pending_.begin()->second, true);
+        pending_.erase(pending_.begin());
+      }
+      UpdateAll(engines, View(d_, i), rows);
+      if (d_.fraud[i]) {
+        pending_.emplace(t + static_cast<int64_t>(rng_() % (7 * kSecondsPerDay + 1)),
+                         d_.transaction_id[i]);
+      }
+      const uint64_t r = rng_() % 100;
+      if (r < 2 && i > 0) {  // a correction of an earlier label, or a label nobody can find
+        const int64_t id =
+            rng_() % 4 == 0 ? 900'000'000 + static_cast<int64_t>(i) : d_.transaction_id[rng_() % i];
+        Label(engines, id, rng_() % 2 == 0);
+      } else if (r < 4) {  // a transaction arriving late, which stays
+        TransactionView x = Twin(i);
+        x.timestamp -= static_cast<int64_t>(rng_() % (3 * kSecondsPerDay));
+        UpdateAll(engines, x, rows);
+        ++late;
+      } else if (r < 7) {  // a transaction whose record will not commit
+        TransactionView x = Twin(i);
+        x.timestamp -= static_cast<int64_t>(rng_() % 3600);
+        for (FeatureEngine* e : engines) e->Insert(x);
+        if (rng_() % 3 == 0) Label(engines, x.transaction_id, true);
+        doomed_.push_back(x);
+      }
+      while (!doomed_.empty() && rng_() % 3 == 0) {
+        const size_t k = rng_() % doomed_.size();
+        for (FeatureEngine* e : engines) e->Remove(doomed_[k]);
+        doomed_.erase(doomed_.begin() + static_cast<std::ptrdiff_t>(k));
+        ++removed;
+      }
+    }
+  }
+
+  size_t updates = 0, labels = 0, labels_not_found = 0, late = 0, removed = 0;
+
+ private:
+  // Another transaction of this one's customer at another terminal of the data set.
+  TransactionView Twin(size_t i) {
+    TransactionView x = View(d_, i);
+    x.transaction_id = next_id_++;
+    x.terminal_id = d_.terminal_id[rng_() % d_.size()];
+    x.amount = static_cast<double>(rng_() % 30000) / 100;
+    return x;
+  }
+
+  void UpdateAll(const std::vector<FeatureEngine*>& engines, const TransactionView& tx,
+                 std::vector<std::vector<float>>& rows) {
+    for (size_t e = 0; e < engines.size(); ++e) engines[e]->Update(tx, rows[e]);
+    for (size_t e = 1; e < engines.size(); ++e) {
+      ASSERT_EQ(std::memcmp(rows[0].data(), rows[e].data(), rows[0].size() * sizeof(float)), 0)
+          << "transaction " << tx.transaction_id << ", engine " << e;
+    }
+    ++updates;
+  }
+
+  void Label(const std::vector<FeatureEngine*>& engines, int64_t id, bool fraud) {
+    const StatusCode code = engines.front()->AddLabel(id, fraud).code();
+    for (size_t e = 1; e < engines.size(); ++e) {
+      ASSERT_EQ(engines[e]->AddLabel(id, fraud).code(), code) << id;
+    }
+    ++labels;
+    labels_not_found += code == StatusCode::kNotFound;
+  }
+
+  const Dataset& d_;
+  std::mt19937_64 rng_;
+  std::multimap<int64_t, int64_t> pending_;  // delivery time -> transaction id
+  std::vector<TransactionView> doomed_;
+  int64_t next_id_ = 500'000'000;
+};
+
+TEST(FeatureSnapshotTest, LoadedEngineGoesOnExactlyAsTheSavedOne) {
+  SimulatorOptions o;
+  o.customers = 500;
+  o.terminals = 800;
+  o.days = 100;
+  o.radius = 20;
+  auto d = Simulate(o);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  ASSERT_GT(d->size(), 30000u);
+  for (auto [set, delay] : {std::pair(FeatureSet::kAll, 7), std::pair(FeatureSet::kBook, 3)}) {
+    SCOPED_TRACE(std::string(FeatureSetName(set)));
+    const FeatureOptions options{.label_delay_days = delay};
+    FeatureEngine a(set, options);
+    OperationStream stream(*d, 41);
+    const size_t half = d->size() / 2;
+    stream.Run(0, half, {&a});
+    ASSERT_FALSE(::testing::Test::HasFatalFailure());
+    const std::string bytes = Saved(a);
+
+    FeatureEngine b(set, options);
+    std::vector<float> row(b.num_features());
+    b.Update(View(*d, 0), row);  // Load replaces this
+    ASSERT_TRUE(b.Load(bytes).ok());
+    EXPECT_EQ(Saved(b), bytes) << "equal states, equal bytes";
+    ExpectSameRows(ProbeRows(a, d->timestamp[half]), ProbeRows(b, d->timestamp[half]),
+                   "the loaded state");
+
+    const OperationStream before = stream;
+    stream.Run(half, d->size(), {&a, &b});
+    ASSERT_FALSE(::testing::Test::HasFatalFailure());
+    EXPECT_GT(stream.updates - before.updates, 15000u);
+    EXPECT_GT(stream.labels - before.labels, 500u);
+    EXPECT_GT(stream.labels_not_found - before.labels_not_found, 20u);
+    EXPECT_GT(stream.late - before.late, 200u);
+    EXPECT_GT(stream.removed - before.removed, 300u);
+    EXPECT_EQ(Saved(a), Saved(b));
+    ExpectSameRows(ProbeRows(a, d->timestamp.back()), ProbeRows(b, d->timestamp.back()),
+                   "the states at the end");
+  }
+}
+
+// Two engines that reach one state by different roads (one also saw transactions, labelled or
+// not, of other customers at other terminals, inserted then removed: its hash maps have grown
+// other layouts) write the same bytes.
+TEST(FeatureSnapshotTest, EqualStatesWriteEqualBytes) {
+  std::mt19937_64 rng(43);
+  const int64_t t0 = *ParseDate("2018-04-02");
+  FeatureEngine plain(FeatureSet::kAll), detour(FeatureSet::kAll);
+  std::vector<TransactionView> doomed;
+  for (int64_t i = 0; i < 400; ++i) {  // 14 days: nothing is pruned
+    const TransactionView tx{i, t0 + i * 3000 - static_cast<int64_t>(rng() % 2) * 3000,
+                             static_cast<int64_t>(rng() % 7), static_cast<int64_t>(rng() % 5),
+                             static_cast<double>(rng() % 30000) / 100};
+    plain.Insert(tx);
+    detour.Insert(tx);
+    const TransactionView x{10'000 + i, tx.timestamp, 100 + i, 100 + i % 50, 1.25};
+    detour.Insert(x);
+    if (i % 3 == 0) {
+      ASSERT_TRUE(detour.AddLabel(x.transaction_id, true).ok());
+    }
+    doomed.push_back(x);
+    if (i % 10 == 9) {
+      ASSERT_TRUE(plain.AddLabel(i, true).ok());
+      ASSERT_TRUE(detour.AddLabel(i, true).ok());
+    }
+  }
+  for (const TransactionView& x : doomed) detour.Remove(x);
+  const std::string bytes = Saved(plain);
+  EXPECT_EQ(Saved(detour), bytes);
+  ASSERT_TRUE(plain.AddLabel(3, true).ok());
+  EXPECT_NE(Saved(plain), bytes) << "a label is part of the state";
+}
+
+TEST(FeatureSnapshotTest, EmptyEngineRoundTrips) {
+  FeatureEngine empty(FeatureSet::kBook);
+  const std::string bytes = Saved(empty);
+  EXPECT_LT(bytes.size(), 20u);
+  FeatureEngine loaded(FeatureSet::kBook);
+  Dataset d = RandomDataset(47, 50);
+  for (size_t i = 0; i < d.size(); ++i) loaded.Insert(View(d, i));
+  ASSERT_TRUE(loaded.Load(bytes).ok());
+  EXPECT_EQ(Saved(loaded), bytes);
+  ExpectSameRows(ProbeRows(loaded, d.timestamp.back()), ProbeRows(empty, d.timestamp.back()),
+                 "an empty state");
+  EXPECT_EQ(loaded.AddLabel(d.transaction_id[0], true).code(), StatusCode::kNotFound);
+}
+
+TEST(FeatureSnapshotTest, RefusesAStateOfAnotherSetOrLabelDelay) {
+  Dataset d = RandomDataset(53, 200);
+  FeatureEngine all(FeatureSet::kAll);
+  for (size_t i = 0; i < d.size(); ++i) all.Insert(View(d, i));
+  const std::string bytes = Saved(all);
+  FeatureEngine book(FeatureSet::kBook), delay3(FeatureSet::kAll, {.label_delay_days = 3});
+  for (FeatureEngine* e : {&book, &delay3}) {
+    for (size_t i = 0; i < 20; ++i) e->Insert(View(d, i));
+    const Status s = e->Load(bytes);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+    EXPECT_EQ(Saved(*e), Saved(FeatureEngine(e->feature_set(), {e == &book ? 7 : 3})))
+        << "a refused Load leaves the state empty";
+  }
+  EXPECT_NE(book.Load(bytes).message().find("feature set 'all'"), std::string::npos);
+  EXPECT_NE(delay3.Load(bytes).message().find("label delay of 7 days"), std::string::npos);
+  FeatureEngine same(FeatureSet::kAll, {.label_delay_days = 7});
+  EXPECT_TRUE(same.Load(bytes).ok());
+}
+
+// A small state with a bit of everything: customers, terminals, a fraud label, a removal,
+// a transaction arriving late.
+FeatureEngine& SmallState(FeatureEngine& engine) {
+  Dataset d = RandomDataset(59, 24);
+  for (size_t i = 0; i < d.size(); ++i) engine.Insert(View(d, i));
+  engine.Insert({1000, d.timestamp[5] - 100, 3, 2, 17.25});
+  (void)engine.AddLabel(d.transaction_id[3], true);
+  (void)engine.AddLabel(d.transaction_id[20], true);
+  engine.Remove(View(d, 10));
+  return engine;
+}
+
+// Uses a loaded engine every way, so that a state Load accepted but no history could build
+// would show (under the sanitizers) if it broke the engine.
+void Exercise(FeatureEngine& engine) {
+  std::vector<float> row(engine.num_features());
+  const int64_t t0 = *ParseDate("2018-04-10");
+  (void)ProbeRows(engine, t0);
+  for (int64_t i = 0; i < 8; ++i) {
+    const TransactionView tx{2000 + i, t0 + i * 40'000, i % 7, i % 5, 10.0 + i};
+    engine.Update(tx, row);
+    (void)engine.AddLabel(i, i % 2 == 0);
+    (void)engine.AddLabel(1000, true);
+    if (i % 3 == 0) engine.Remove(tx);
+  }
+}
+
+TEST(FeatureSnapshotTest, EveryTruncationIsRefused) {
+  FeatureEngine saved(FeatureSet::kAll);
+  const std::string bytes = Saved(SmallState(saved));
+  ASSERT_GT(bytes.size(), 200u);
+  ASSERT_LT(bytes.size(), 1000u);
+  const std::string empty = Saved(FeatureEngine(FeatureSet::kAll));
+  FeatureEngine engine(FeatureSet::kAll);
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    ASSERT_TRUE(engine.Load(bytes).ok());
+    const Status s = engine.Load(std::string_view(bytes).substr(0, n));
+    ASSERT_EQ(s.code(), StatusCode::kInvalidArgument) << n << " bytes: " << s.ToString();
+    ASSERT_EQ(Saved(engine), empty) << n;
+  }
+  EXPECT_EQ(engine.Load(bytes + '\0').code(), StatusCode::kInvalidArgument) << "trailing bytes";
+}
+
+// A changed byte is refused or read as another state; a state it reads is one the format can
+// say (saving it gives these very bytes back: one state, one encoding) and the engine runs on.
+TEST(FeatureSnapshotTest, EveryChangedByteIsRefusedOrReadSafely) {
+  FeatureEngine saved(FeatureSet::kAll);
+  const std::string bytes = Saved(SmallState(saved));
+  size_t accepted = 0, refused = 0;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    for (unsigned mask : {0x01u, 0x02u, 0x10u, 0x40u, 0x80u, 0xffu}) {
+      std::string changed = bytes;
+      changed[i] = static_cast<char>(changed[i] ^ mask);
+      FeatureEngine engine(FeatureSet::kAll);
+      const Status s = engine.Load(changed);
+      if (s.ok()) {
+        ++accepted;
+        ASSERT_EQ(Saved(engine), changed) << "byte " << i << " ^ " << mask;
+        Exercise(engine);
+      } else {
+        ++refused;
+        ASSERT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+        ASSERT_EQ(Saved(engine), Saved(FeatureEngine(FeatureSet::kAll)));
+      }
+    }
+  }
+  EXPECT_GT(accepted, 100u);
+  EXPECT_GT(refused, 100u);
+}
+
+// Counts are checked against the bytes left before anything is allocated: a count of 2^62
+// customers or events in a buffer of a few bytes is refused at once.
+TEST(FeatureSnapshotTest, AbsurdCountsAreRefusedWithoutAllocating) {
+  std::string header = Saved(FeatureEngine(FeatureSet::kBook)).substr(0, 3);
+  auto varint = [](uint64_t v) {
+    std::string s;
+    for (; v >= 0x80; v >>= 7) s.push_back(static_cast<char>(v | 0x80));
+    s.push_back(static_cast<char>(v));
+    return s;
+  };
+  const uint64_t huge = uint64_t{1} << 62;
+  FeatureEngine engine(FeatureSet::kBook);
+  for (const std::string& body : {
+           varint(huge),                                      // customers
+           varint(1) + varint(0) + varint(huge),              // one customer's events
+           varint(0) + varint(huge),                          // terminals
+           varint(0) + varint(1) + varint(0) + varint(huge),  // one terminal's times
+           varint(0) + varint(0) + varint(huge),              // known transactions
+           varint(0) + varint(0) + varint(0) + varint(huge),  // their order
+           std::string(64, '\xff'),                           // an endless varint
+       }) {
+    EXPECT_EQ(engine.Load(header + body + std::string(16, '\x01')).code(),
+              StatusCode::kInvalidArgument);
+  }
+  std::mt19937_64 rng(61);
+  for (int k = 0; k < 2000; ++k) {  // and random bodies
+    std::string body(rng() % 64, '\0');
+    for (char& c : body) c = static_cast<char>(rng());
+    const Status s = engine.Load(header + body);
+    if (s.ok()) Exercise(engine);
+  }
+}
+
+// The format, pinned: a change to these bytes is a change of format, which takes a new format
+// byte (kStateFormat) so that an older build refuses the new snapshots.
+TEST(FeatureSnapshotTest, FormatIsStable) {
+  FeatureEngine engine(FeatureSet::kBook);
+  const int64_t t0 = *ParseDate("2018-04-02");
+  engine.Insert({5, t0, 10, 3, 1.5});
+  engine.Insert({6, t0 + 60, 10, 4, 2.0});
+  ASSERT_TRUE(engine.AddLabel(6, true).ok());
+  std::string hex;
+  for (char c : Saved(engine)) {
+    char buf[3];
+    std::snprintf(buf, sizeof buf, "%02x", static_cast<unsigned char>(c));
+    hex += buf;
+  }
+  EXPECT_EQ(hex,
+            // format, set "book", label delay 7 (zigzag)
+            "f1000e"
+            // 1 customer: id 10 (zigzag), 2 events at t0 (zigzag) and +60 s, amounts 1.5 and 2
+            "01140280ca8bac0b3c000000000000f83f0000000000000040"
+            // 2 terminals: id 3 with 1 time (t0), no fraud time; id 4 (gap 0), 1 time, 1 fraud
+            "02060180ca8bac0b000001f8ca8bac0b01f8ca8bac0b"
+            // 2 known: tx 5 at terminal 3 at t0 (delta), genuine; tx 6 at 4, +60 s, fraud
+            "020a0680ca8bac0b0000087801"
+            // their order: (t0, 5), then (+60 s, +1); then newest_ts_
+            "0280ca8bac0b0a7802f8ca8bac0b");
 }
 
 }  // namespace

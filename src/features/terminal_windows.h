@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <deque>
 #include <span>
+#include <string>
 #include <unordered_map>
 #include <utility>
 
@@ -12,6 +13,8 @@
 #include "vigil/status.h"
 
 namespace vigil {
+
+class ByteReader;  // core/coding.h
 
 // TerminalWindows holds, per terminal_id, the times of the terminal's transactions and of those
 // labelled fraud over the last 30 + label_delay_days days, and the table of known transactions
@@ -44,6 +47,13 @@ class TerminalWindows {
   bool Remove(const TransactionView& tx);
   // See FeatureEngine::AddLabel.
   Status AddLabel(int64_t transaction_id, bool fraud);
+
+  // Appends the state to `out`, map entries in increasing key order: equal states, equal bytes.
+  // The label delay is not written: FeatureEngine::Save records its options.
+  void Save(std::string* out) const;
+  // Replaces the state with one Save wrote, read off the front of `in`. On an error (`in` fails
+  // too) the state is left empty.
+  Status Load(ByteReader* in);
 
  private:
   struct Terminal {
