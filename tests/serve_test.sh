@@ -217,7 +217,9 @@ check "after a restart a repeated Idempotency-Key returns the first reply (from 
 check "after a restart a key reused for another transaction is still refused" \
   test "$(post /v1/score "$(tx t2-after-restart bob 10)" -H 'Idempotency-Key: k-1')" = 409
 check "replays after the restart recorded nothing" test "$(records)" = "$records_after_restart"
-check "replayed records are logged" grep -q '"replayed":[1-9]' "$WORK/serve.err"
+check "a graceful stop wrote a snapshot: the restart loaded it and replayed nothing" \
+  grep -qE '"snapshot_through":[1-9][0-9]*,"replayed":0,' "$WORK/serve.err"
+check "the snapshot is in the data folder" bash -c "ls '$WORK/data/snapshots/'*.snap >/dev/null"
 
 # --- kill -9: nothing answered is lost --------------------------------------------------------
 : >"$WORK/answered"
@@ -245,6 +247,8 @@ while read -r id; do
   [ "$code" = 200 ] || { lost=$((lost + 1)); echo "lost $id ($code)" >&2; }
 done <"$WORK/answered"
 check "every answered transaction survived kill -9 ($answered answered)" test "$lost" -eq 0
+check "after kill -9 the start replayed the journal after the last snapshot" \
+  grep -qE '"msg":"engine ready".*"replayed":[1-9]' "$WORK/serve.err"
 kill -TERM "$SERVER"; wait "$SERVER"
 
 # --- async recording ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 SECONDS_PER_RUN="${1:-10}"
 REPEATS="${2:-3}"
 if [ $# -gt 2 ]; then MODES=("${@:3}"); else MODES=(sync async bare); fi
-VIGIL=./build/vigil
+VIGIL="${VIGIL:-./build/vigil}"  # VIGIL=/other/build/vigil: an A/B against another build
 BARE=./build/bare_json_server
 MODEL=models/gbdt.model
 [ -f "$MODEL" ] || { echo "run scripts/setup.sh first (needs $MODEL)"; exit 1; }
