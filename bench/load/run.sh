@@ -31,7 +31,7 @@ echo "# $cpu (family $family, $avx512), $(nproc) CPUs; load before: $(cut -d' ' 
 csv="$OUT/last.csv"
 echo "mode,connections,run,rps,p50_ms,p99_ms,errors,non2xx,server_cpu_us_per_request,steal_pct" | tee "$csv"
 for mode in "${MODES[@]}"; do
-  for conns in 1 32 256; do
+  for conns in ${CONNS:-1 32 256}; do
     for run in $(seq "$REPEATS"); do
       data=$(mktemp -d)
       if [ "$mode" = bare ]; then

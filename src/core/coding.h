@@ -1,5 +1,6 @@
-// Little-endian binary encoding of numbers for Vigil's own formats (the feature state and the
-// Bloom filter of a snapshot): LEB128 varints, zigzag for signed values, fixed-width words.
+// Little-endian binary encoding of numbers for Vigil's own formats (journal records, the feature
+// state and the Bloom filter of a snapshot): LEB128 varints, zigzag for signed values,
+// fixed-width words, length-prefixed strings.
 #ifndef VIGIL_CORE_CODING_H_
 #define VIGIL_CORE_CODING_H_
 
@@ -41,6 +42,11 @@ void PutFixed(T v, std::string* out) {
   char b[sizeof(T)];
   std::memcpy(b, &v, sizeof(T));
   out->append(b, sizeof(T));
+}
+
+inline void PutString(std::string_view s, std::string* out) {
+  PutVarint(s.size(), out);
+  out->append(s);
 }
 
 // Reads fields off the front of a buffer. A read past its end, or a varint that is overlong or
@@ -97,6 +103,14 @@ class ByteReader {
     std::memcpy(&v, in_.data(), sizeof(T));
     in_.remove_prefix(sizeof(T));
     return v;
+  }
+
+  // A varint length and that many bytes (PutString's encoding) into `s`.
+  void String(std::string* s) {
+    const size_t n = Count(1);
+    if (!ok_) return;
+    s->assign(in_.data(), n);
+    in_.remove_prefix(n);
   }
 
   // A count of items that take at least `min_bytes` each (> 0): fails, returning 0, when the

@@ -10,6 +10,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "core/background_thread.h"
 #include "core/bloom_filter.h"
 #include "core/file_util.h"
 #include "core/hash.h"
@@ -169,6 +170,7 @@ class Snapshotter {
 
  private:
   void Loop() {
+    BecomeBackgroundThread("vigil-snapshot");
     through_ = LoadState(dir_, store_->last_sequence(), *features_, seen_);
     auto cursor = store_->Follow(through_ + 1);
     if (!cursor.ok()) {

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/background_thread.h"
 #include "core/log.h"
 #include "core/mutex.h"
 
@@ -558,6 +559,7 @@ int SqliteStore::OnWalCommit(void* store, sqlite3* db, const char* schema, int p
 }
 
 void SqliteStore::CheckpointLoop() {
+  BecomeBackgroundThread("vigil-checkpoint");
   for (;;) {
     {
       MutexLock lock(&checkpoint_mu_);
@@ -600,6 +602,7 @@ void SqliteStore::AppendAll(std::vector<Write> writes) {
 }
 
 void SqliteStore::WriterLoop() {
+  BecomeBackgroundThread("vigil-index");
   MutexLock lock(&mu_);
   for (;;) {
     while (!stopping_ && queue_.empty()) work_cv_.Wait(&mu_);
@@ -626,6 +629,7 @@ void SqliteStore::DrainQueue() {
   t_draining = true;
   std::vector<Pending> batch;
   std::vector<Status> results;
+  std::vector<std::shared_ptr<const TransactionRecord>> batch_records;
   while (!queue_.empty()) {
     const uint64_t first_ticket = completed_ + 1;
     const size_t n = std::min(queue_.size(), options_.max_batch);
@@ -675,6 +679,11 @@ void SqliteStore::DrainQueue() {
     // Outside the lock: a callback may call Append or Get.
     for (size_t i = 0; i < batch.size(); ++i) {
       if (batch[i].done) batch[i].done(results[i]);
+    }
+    if (options_.after_batch) {
+      batch_records.clear();
+      for (const Pending& p : batch) batch_records.push_back(p.record);
+      options_.after_batch(batch_records, results);
     }
     batch.clear();
     results.clear();

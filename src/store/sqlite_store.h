@@ -64,6 +64,12 @@ struct SqliteOptions {
   // kept and tried again after this long, until it succeeds or the index closes (then
   // reported), and records queued after it wait; Flush returns the failure meanwhile.
   std::chrono::milliseconds retry_after{0};
+  // Called on the writer thread after each batch is written (or reported failed) and its `done`
+  // callbacks ran, with its records and their outcomes: one call per batch, for a caller that
+  // would otherwise take a lock in every record's `done`. Must be quick; must not call Flush.
+  std::function<void(const std::vector<std::shared_ptr<const TransactionRecord>>& records,
+                     const std::vector<Status>& results)>
+      after_batch;
 };
 
 // The SQLite index of the journal's records: what Store::Get, FindReplyBy* and queries read.

@@ -109,8 +109,10 @@ class JournaledStore final : public Store {
   // Copies the records of a store that predates the journal (an index and no journal) into it,
   // those after sequence `journaled` (the journal holds the others: an interrupted copy).
   Status Migrate(int64_t journaled);
-  // Holds records in memory and hands them to the index, which forgets them once written.
+  // Holds records in memory and hands them to the index; Indexed forgets them once written.
   void Index(const std::vector<std::shared_ptr<const TransactionRecord>>& records);
+  void Indexed(const std::vector<std::shared_ptr<const TransactionRecord>>& records,
+               const std::vector<Status>& results);
 
   const StoreOptions options_;
   std::unique_ptr<Journal> journal_;
@@ -151,6 +153,7 @@ Status JournaledStore::Init() {
   so.commit_delay = options_.index_delay;
   so.busy_timeout_ms = options_.busy_timeout_ms;
   so.retry_after = kIndexRetry;
+  so.after_batch = [this](const auto& records, const auto& results) { Indexed(records, results); };
   VIGIL_ASSIGN_OR_RETURN(index_, SqliteIndex::Open(so));
 
   VIGIL_ASSIGN_OR_RETURN(const int64_t indexed, index_->LastSequence());
@@ -235,6 +238,32 @@ Status JournaledStore::Migrate(int64_t journaled) {
   return Status::Ok();
 }
 
+void JournaledStore::Indexed(
+    const std::vector<std::shared_ptr<const TransactionRecord>>& records,
+    const std::vector<Status>& results) {
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (!results[i].ok()) {
+      // Not a repeat the engine let through (it checks first) nor a failed write (the index
+      // retries those): a bug. The journal keeps it.
+      Log(LogLevel::kError, "store: a record was not indexed",
+          {{"transaction_id", records[i]->transaction_id}, {"error", results[i].message()}});
+    }
+  }
+  {
+    // One lock per batch: the indexer runs at a lower priority, and a lock it holds is one the
+    // threads that serve requests may wait for.
+    MutexLock lock(&pending_mu_);
+    for (const auto& r : records) {
+      auto it = pending_ids_.find(std::string_view(r->transaction_id));
+      if (it != pending_ids_.end() && it->second == r) pending_ids_.erase(it);
+      if (r->idempotency_key.empty()) continue;
+      auto k = pending_keys_.find(std::string_view(r->idempotency_key));
+      if (k != pending_keys_.end() && k->second == r) pending_keys_.erase(k);
+    }
+  }
+  backlog_.fetch_sub(records.size(), std::memory_order_relaxed);
+}
+
 void JournaledStore::Index(const std::vector<std::shared_ptr<const TransactionRecord>>& records) {
   if (records.empty()) return;
   std::vector<SqliteIndex::Write> writes;
@@ -247,23 +276,7 @@ void JournaledStore::Index(const std::vector<std::shared_ptr<const TransactionRe
     }
   }
   backlog_.fetch_add(records.size(), std::memory_order_relaxed);
-  for (const auto& r : records) {
-    writes.push_back({r, [this, r](const Status& s) {
-                        if (!s.ok()) {
-                          // Not a repeat the engine let through (it checks first) nor a
-                          // failed write (the index retries those): a bug. The journal keeps it.
-                          Log(LogLevel::kError, "store: a record was not indexed",
-                              {{"transaction_id", r->transaction_id}, {"error", s.message()}});
-                        }
-                        backlog_.fetch_sub(1, std::memory_order_relaxed);
-                        MutexLock lock(&pending_mu_);
-                        auto it = pending_ids_.find(std::string_view(r->transaction_id));
-                        if (it != pending_ids_.end() && it->second == r) pending_ids_.erase(it);
-                        if (r->idempotency_key.empty()) return;
-                        auto k = pending_keys_.find(std::string_view(r->idempotency_key));
-                        if (k != pending_keys_.end() && k->second == r) pending_keys_.erase(k);
-                      }});
-  }
+  for (const auto& r : records) writes.push_back({r, nullptr});  // see Indexed
   index_->AppendAll(std::move(writes));
 }
 
