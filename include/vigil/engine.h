@@ -88,6 +88,11 @@ struct EngineOptions {
   // (64 MiB) at a time, once a minute; 0 keeps everything. Ids older than this are no longer
   // recognised as repeats.
   std::chrono::seconds retain{std::chrono::hours(24 * 90)};
+  // A front end that works through bursts of requests (an HTTP I/O thread handling the requests
+  // that were ready together) gives a way to run a task once the burst is handled: the records
+  // of the burst are then committed in one write, and their outcomes given together, instead of
+  // one write and one wake-up of the client per request. Empty: each record at once.
+  std::function<void(std::function<void()>)> after_burst;
 };
 
 // How one Score call ended.

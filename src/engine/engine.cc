@@ -315,6 +315,10 @@ struct Engine::Impl {
   WriteOptions write_options;
   std::unique_ptr<Snapshotter> snapshotter;
   StartupInfo startup;
+  // Records waiting for the end of their burst (EngineOptions::after_burst).
+  Mutex burst_mu;
+  std::vector<Store::Write> burst GUARDED_BY(burst_mu);
+  bool burst_scheduled GUARDED_BY(burst_mu) = false;
 
   std::shared_ptr<const LoadedModel> CurrentModel() const EXCLUDES(model_mu) {
     MutexLock lock(&model_mu);
@@ -416,7 +420,29 @@ struct Engine::Impl {
       writes->push_back({std::move(rec), std::move(on_commit)});
       return;
     }
-    store->Append(std::move(rec), write_options, std::move(on_commit));
+    if (!options.after_burst) {
+      return store->Append(std::move(rec), write_options, std::move(on_commit));
+    }
+    bool schedule;
+    {
+      MutexLock lock(&burst_mu);
+      burst.push_back({std::move(rec), std::move(on_commit)});
+      schedule = !burst_scheduled;
+      burst_scheduled = true;
+    }
+    if (schedule) options.after_burst([this] { CommitBurst(); });
+  }
+
+  // The records of the burst, in one store write (whichever I/O thread's burst ends first takes
+  // the other's records along).
+  void CommitBurst() EXCLUDES(burst_mu) {
+    std::vector<Store::Write> writes;
+    {
+      MutexLock lock(&burst_mu);
+      writes.swap(burst);
+      burst_scheduled = false;
+    }
+    store->AppendAll(std::move(writes), write_options);
   }
 
   // Undoes the online features of a transaction whose record was not committed.
@@ -804,10 +830,14 @@ Status Engine::Ready() {
   return s;
 }
 
-Status Engine::Flush() { return impl_->store->Flush(); }
+Status Engine::Flush() {
+  impl_->CommitBurst();
+  return impl_->store->Flush();
+}
 
 void Engine::Stop() {
   if (!impl_ || impl_->stopping.exchange(true)) return;
+  impl_->CommitBurst();  // a burst whose task the stopped front end will not run
   Status s = impl_->store->Flush();
   if (!s.ok()) Log(LogLevel::kError, "store flush failed", {{"error", s.message()}});
   // A last snapshot: the next start replays nothing.

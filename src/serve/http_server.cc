@@ -805,6 +805,8 @@ void HttpServer::Wait() {
   stopped_cv_.wait(lock, [this] { return stopped_; });
 }
 
+void HttpServer::Post(std::function<void()> fn) { net::post(core_->ioc, std::move(fn)); }
+
 size_t HttpServer::in_flight() const { return core_->in_flight.load(std::memory_order_relaxed); }
 
 

@@ -135,6 +135,11 @@ class HttpServer {
   // Requests handed to the handler and not yet responded to.
   size_t in_flight() const;
 
+  // Runs `fn` on an I/O thread after the work already queued there (the requests already read
+  // and waiting their turn): "once this burst is handled". Dropped, never run, once the server
+  // has stopped.
+  void Post(std::function<void()> fn);
+
   // Use Start(). Public only for std::make_unique; Key is private.
   struct Key {
    private:

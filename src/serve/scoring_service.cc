@@ -118,6 +118,9 @@ struct ScoringService::Impl {
   std::unique_ptr<AdminWorker> admin;
   std::unique_ptr<HttpServer> server;
   std::atomic<bool> stopping{false};
+  // The server, for the engine's after_burst: set once it has started (requests may arrive
+  // before `server` is assigned), cleared before it stops.
+  std::atomic<HttpServer*> http{nullptr};
 
   void Score(RouteRequest&& req, Respond respond) {
     auto key = IdempotencyKey(req.http);
@@ -230,7 +233,15 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
   auto impl = std::make_unique<Impl>();
   Impl* raw = impl.get();
   impl->options = options;
-  VIGIL_ASSIGN_OR_RETURN(impl->engine, Engine::Open(options.engine));
+  EngineOptions eo = options.engine;
+  // The records of a burst of requests are committed together once the I/O thread has read them
+  // all: the task runs behind the requests already waiting on that thread.
+  eo.after_burst = [raw](std::function<void()> task) {
+    HttpServer* h = raw->http.load(std::memory_order_acquire);
+    if (h == nullptr) return task();
+    h->Post(std::move(task));
+  };
+  VIGIL_ASSIGN_OR_RETURN(impl->engine, Engine::Open(eo));
   impl->router = std::make_unique<Router>(impl->engine->metrics());
   impl->AddRoutes();
   impl->admin = std::make_unique<AdminWorker>();
@@ -245,6 +256,7 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
                                                      std::function<void(HttpResponse&&)> respond) {
                            raw->router->Handle(std::move(req), std::move(respond));
                          }));
+  raw->http.store(raw->server.get(), std::memory_order_release);
   const ModelInfo m = raw->engine->model();
   Log(LogLevel::kInfo, "listening",
       {{"address", options.address},
@@ -269,6 +281,7 @@ void ScoringService::Stop() {
   Log(LogLevel::kInfo, "stopping: draining in-flight requests");
   if (impl_->admin) impl_->admin->Stop();
   if (impl_->server) impl_->server->Stop(std::chrono::seconds(10));
+  impl_->http.store(nullptr);
   if (impl_->engine) impl_->engine->Stop();
   Log(LogLevel::kInfo, "stopped");
 }
