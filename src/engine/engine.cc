@@ -656,13 +656,16 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   {
     MutexLock features_lock(&raw->features_mu);  // uncontended: nothing else runs yet
     MutexLock idem_lock(&raw->idem_mu);
+    // The scan calls back with the locks held here, which the analysis cannot see through.
+    FeatureEngine* features = raw->features.get();
+    BloomFilter* seen = &raw->seen;
     raw->startup.snapshot_through =
-        LoadState(snapshots, raw->store->last_sequence(), *raw->features, raw->seen);
-    VIGIL_RETURN_IF_ERROR(raw->store->Scan(
-        raw->startup.snapshot_through + 1, [&](const TransactionRecord& rec) {
-          Apply(rec, *raw->features, raw->seen);
-          ++raw->startup.replayed;
-        }));
+        LoadState(snapshots, raw->store->last_sequence(), *features, *seen);
+    VIGIL_RETURN_IF_ERROR(raw->store->Scan(raw->startup.snapshot_through + 1,
+                                           [&](const TransactionRecord& rec) {
+                                             Apply(rec, *features, *seen);
+                                             ++raw->startup.replayed;
+                                           }));
   }
   raw->startup.seconds = std::chrono::duration<double>(Clock::now() - replay_start).count();
   impl->snapshotter = std::make_unique<Snapshotter>(
