@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "store/store_test_util.h"
 #include "vigil/store.h"
 
 namespace vigil {
@@ -108,57 +109,9 @@ class Results {
   std::vector<Status> statuses_;
 };
 
-// Runs SQL on the index's file through a separate connection, as another process would.
-class RawDb {
- public:
-  explicit RawDb(const std::string& path, int busy_timeout_ms = 5000) {
-    EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK);
-    sqlite3_busy_timeout(db_, busy_timeout_ms);
-  }
-  ~RawDb() { sqlite3_close_v2(db_); }
-  RawDb(const RawDb&) = delete;
-  RawDb& operator=(const RawDb&) = delete;
-  void Exec(const std::string& sql) {
-    char* error = nullptr;
-    EXPECT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK)
-        << sql << ": " << (error ? error : "");
-    sqlite3_free(error);
-  }
-  std::string QueryText(const std::string& sql) {
-    sqlite3_stmt* stmt = nullptr;
-    std::string out;
-    EXPECT_EQ(sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK);
-    if (sqlite3_step(stmt) == SQLITE_ROW) {
-      out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
-    }
-    sqlite3_finalize(stmt);
-    return out;
-  }
-
- private:
-  sqlite3* db_ = nullptr;
-};
-
-class SqliteIndexTest : public ::testing::Test {
+class SqliteIndexTest : public FreshDirTest {
  protected:
-  // A fresh, empty folder for this test; removed after it unless the test failed.
-  std::string FreshDir(const std::string& name) {
-    std::string dir =
-        ::testing::TempDir() + "/vigil_index_" + name + "_" + std::to_string(::getpid());
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    dirs_.push_back(dir);
-    return dir;
-  }
-
-  void TearDown() override {
-    if (HasFailure()) return;
-    std::error_code ec;
-    for (const std::string& dir : dirs_) fs::remove_all(dir, ec);
-  }
-
- private:
-  std::vector<std::string> dirs_;
+  SqliteIndexTest() : FreshDirTest("index_") {}
 };
 
 TEST_F(SqliteIndexTest, RoundTripsEveryField) {

@@ -30,6 +30,7 @@
 #include "core/full_disk_for_test.h"
 #include "core/log.h"
 #include "store/sqlite_store.h"
+#include "store/store_test_util.h"
 
 namespace vigil {
 namespace {
@@ -135,38 +136,6 @@ Status FlushUntilOk(Store& store) {
   return s;
 }
 
-// Runs SQL on the index's file through a separate connection, as another process would.
-class RawDb {
- public:
-  explicit RawDb(const std::string& path) {
-    EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK);
-    sqlite3_busy_timeout(db_, 5000);
-  }
-  ~RawDb() { sqlite3_close_v2(db_); }
-  RawDb(const RawDb&) = delete;
-  RawDb& operator=(const RawDb&) = delete;
-  void Exec(const std::string& sql) {
-    char* error = nullptr;
-    EXPECT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK)
-        << sql << ": " << (error ? error : "");
-    sqlite3_free(error);
-  }
-  std::string QueryText(const std::string& sql) {
-    sqlite3_stmt* stmt = nullptr;
-    std::string out;
-    EXPECT_EQ(sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK) << sql;
-    if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0) != nullptr) {
-      out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
-    }
-    sqlite3_finalize(stmt);
-    return out;
-  }
-  int64_t QueryInt(const std::string& sql) { return std::stoll("0" + QueryText(sql)); }
-
- private:
-  sqlite3* db_ = nullptr;
-};
-
 int64_t IndexedRows(const std::string& dir) {
   return RawDb(dir + "/vigil.db").QueryInt("SELECT COUNT(*) FROM transactions");
 }
@@ -256,26 +225,9 @@ std::vector<TransactionRecord> WriteOldStore(
   return records;
 }
 
-class StoreTest : public ::testing::Test {
+class StoreTest : public FreshDirTest {
  protected:
-  // A fresh, empty folder for this test; removed after it unless the test failed.
-  std::string FreshDir(const std::string& name) {
-    std::string dir =
-        ::testing::TempDir() + "/vigil_store_" + name + "_" + std::to_string(::getpid());
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    dirs_.push_back(dir);
-    return dir;
-  }
-
-  void TearDown() override {
-    if (HasFailure()) return;
-    std::error_code ec;
-    for (const std::string& dir : dirs_) fs::remove_all(dir, ec);
-  }
-
- private:
-  std::vector<std::string> dirs_;
+  StoreTest() : FreshDirTest("store_") {}
 };
 
 // Every field comes back from memory (not indexed yet), from the index, from the journal
