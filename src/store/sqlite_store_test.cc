@@ -44,26 +44,6 @@ std::unique_ptr<SqliteIndex> OpenOrDie(const SqliteOptions& options) {
   return index.ok() ? std::move(index).value() : nullptr;
 }
 
-TransactionRecord MakeRecord(const std::string& id, int64_t sequence) {
-  TransactionRecord r;
-  r.transaction_id = id;
-  r.sequence = sequence;
-  r.customer_id = "c-" + id;
-  r.terminal_id = "t-" + id;
-  r.amount = 12.5;
-  r.timestamp = 1522540831;
-  r.transaction_json = R"({"transaction_id":")" + id + R"(","amount":12.5})";
-  r.score = 0.25;
-  r.decision = "approve";
-  r.anomaly_score = 0.5;
-  r.model_name = "gbdt";
-  r.model_version = "3";
-  r.reply_json = R"({"transaction_id":")" + id + R"(","score":0.25})";
-  r.latency_us = 42;
-  r.recorded_at_us = 1700000000000000;
-  return r;
-}
-
 SqliteIndex::Write MakeWrite(TransactionRecord record,
                              std::function<void(const Status&)> done = nullptr) {
   return {std::make_shared<const TransactionRecord>(std::move(record)), std::move(done)};

@@ -172,20 +172,13 @@ Status JournaledStore::Init() {
   }
   if (indexed == journaled) return Status::Ok();
   // The journal holds records the index lacks (a crash before the indexer wrote them).
-  VIGIL_ASSIGN_OR_RETURN(auto reader, journal_->Read(static_cast<uint64_t>(indexed) + 1));
+  VIGIL_ASSIGN_OR_RETURN(auto cursor, Follow(indexed + 1));
   std::vector<std::shared_ptr<const TransactionRecord>> batch;
-  JournalEntry e;
   int64_t count = 0;
   for (;;) {
-    VIGIL_ASSIGN_OR_RETURN(const bool more, reader->Next(&e));
-    if (!more) break;
     auto rec = std::make_shared<TransactionRecord>();
-    if (Status s = DecodeRecord(e.payload, rec.get()); !s.ok()) {
-      Log(LogLevel::kError, "store: a journal record could not be decoded; not indexed",
-          {{"offset", e.offset}, {"error", s.message()}});
-      continue;
-    }
-    rec->sequence = static_cast<int64_t>(e.offset);
+    VIGIL_ASSIGN_OR_RETURN(const bool more, cursor->Next(rec.get()));
+    if (!more) break;
     batch.push_back(std::move(rec));
     ++count;
     if (batch.size() >= kMigrateChunk) {

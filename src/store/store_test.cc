@@ -54,22 +54,8 @@ std::unique_ptr<Store> OpenOrDie(const StoreOptions& options) {
 }
 
 // A record with every field set to something of its own.
-TransactionRecord MakeRecord(const std::string& id) {
-  TransactionRecord r;
-  r.transaction_id = id;
-  r.customer_id = "c-" + id;
-  r.terminal_id = "t-" + id;
-  r.amount = 12.5;
-  r.timestamp = 1522540831;
-  r.transaction_json = R"({"transaction_id":")" + id + R"(","amount":12.5})";
-  r.score = 0.25;
-  r.decision = "approve";
-  r.anomaly_score = 0.5;
-  r.model_name = "gbdt";
-  r.model_version = "3";
-  r.reply_json = R"({"transaction_id":")" + id + R"(","score":0.25})";
-  r.latency_us = 42;
-  r.recorded_at_us = 1700000000000000;
+TransactionRecord FullRecord(const std::string& id) {
+  TransactionRecord r = MakeRecord(id);
   r.idempotency_key = "key-" + id;
   r.request_fingerprint = std::hash<std::string>{}(id);
   r.features = {1.0f, 2.5f, static_cast<float>(id.size())};
@@ -209,7 +195,7 @@ std::vector<TransactionRecord> WriteOldStore(
   std::vector<TransactionRecord> records;
   std::vector<SqliteIndex::Write> writes;
   for (int i = 1; i <= n; ++i) {
-    TransactionRecord r = MakeRecord("r" + std::to_string(i));
+    TransactionRecord r = FullRecord("r" + std::to_string(i));
     if (i % 3 == 0) {  // older records may have no key (and then no fingerprint)
       r.idempotency_key.clear();
       r.request_fingerprint = 0;
@@ -257,7 +243,7 @@ TEST_F(StoreTest, RoundTripsEveryFieldThroughGetAndScan) {
   r.request_fingerprint = 0x8000000000000001ULL;
   r.features = {1.5f, -0.0f, std::numeric_limits<float>::quiet_NaN(), 3e38f};
   // A finite anomaly score; recorded_at_us left at 0 is set by Append; no key, no features.
-  TransactionRecord second = MakeRecord("tx-2");
+  TransactionRecord second = FullRecord("tx-2");
   second.anomaly_score = 0.625;
   second.recorded_at_us = 0;
   second.idempotency_key.clear();
@@ -326,7 +312,7 @@ TEST_F(StoreTest, FindsARecordTheMomentItIsAcknowledged) {
   for (Durability durability : {Durability::kProcessCrash, Durability::kPowerLoss}) {
     const std::string id = durability == Durability::kPowerLoss ? "power" : "crash";
     std::promise<bool> found_in_done;
-    store->Append(MakeRecord(id), WriteOptions{.durability = durability}, [&, id](const Status& s) {
+    store->Append(FullRecord(id), WriteOptions{.durability = durability}, [&, id](const Status& s) {
       auto got = raw->Get(id);
       auto by_id = raw->FindReplyById(id);
       auto by_key = raw->FindReplyByKey("key-" + id);
@@ -348,11 +334,11 @@ TEST_F(StoreTest, FindsARecordTheMomentItIsAcknowledged) {
   for (const std::string id : {"crash", "power"}) {
     auto got = store->Get(id);
     ASSERT_TRUE(got.ok() && got->has_value()) << id;
-    ExpectSameRecord(**got, MakeRecord(id));
-    EXPECT_EQ(**store->FindReplyById(id), MakeRecord(id).reply_json);
+    ExpectSameRecord(**got, FullRecord(id));
+    EXPECT_EQ(**store->FindReplyById(id), FullRecord(id).reply_json);
     auto keyed = store->FindReplyByKey("key-" + id);
     ASSERT_TRUE(keyed.ok() && keyed->has_value()) << id;
-    EXPECT_EQ((*keyed)->request_fingerprint, MakeRecord(id).request_fingerprint);
+    EXPECT_EQ((*keyed)->request_fingerprint, FullRecord(id).request_fingerprint);
   }
 }
 
@@ -360,15 +346,15 @@ TEST_F(StoreTest, EmptyTransactionIdIsInvalidArgument) {
   const std::string dir = FreshDir("empty_id");
   auto store = OpenOrDie(Options(dir));
   ASSERT_TRUE(store);
-  EXPECT_EQ(AppendAndWait(*store, MakeRecord("")).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(AppendAndWait(*store, FullRecord("")).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(store->committed(), 0);
 
   // In a batch, the others are committed, with offsets that leave no gap.
   std::vector<Status> got(3, Internal("not called"));
   std::vector<Store::Write> writes;
-  writes.push_back({MakeRecord("a"), [&got](const Status& s) { got[0] = s; }});
-  writes.push_back({MakeRecord(""), [&got](const Status& s) { got[1] = s; }});
-  writes.push_back({MakeRecord("b"), [&got](const Status& s) { got[2] = s; }});
+  writes.push_back({FullRecord("a"), [&got](const Status& s) { got[0] = s; }});
+  writes.push_back({FullRecord(""), [&got](const Status& s) { got[1] = s; }});
+  writes.push_back({FullRecord("b"), [&got](const Status& s) { got[2] = s; }});
   store->AppendAll(std::move(writes), WriteOptions{});
   EXPECT_TRUE(got[0].ok()) << got[0].ToString();
   EXPECT_EQ(got[1].code(), StatusCode::kInvalidArgument) << got[1].ToString();
@@ -395,11 +381,11 @@ TEST_F(StoreTest, PowerLossAcknowledgesOnlyAfterTheRecordsAreSynced) {
   for (int i = 0; i < 10; ++i) {
     std::promise<std::thread::id> ran_on;
     std::vector<Store::Write> writes;
-    writes.push_back({MakeRecord("s" + std::to_string(i)), [&ran_on](const Status& s) {
+    writes.push_back({FullRecord("s" + std::to_string(i)), [&ran_on](const Status& s) {
                         EXPECT_TRUE(s.ok()) << s.ToString();
                         ran_on.set_value(std::this_thread::get_id());
                       }});
-    if (i % 2 == 1) writes.push_back({MakeRecord("s" + std::to_string(i) + "b"), nullptr});
+    if (i % 2 == 1) writes.push_back({FullRecord("s" + std::to_string(i) + "b"), nullptr});
     store->AppendAll(std::move(writes), WriteOptions{.durability = Durability::kPowerLoss});
     EXPECT_NE(ran_on.get_future().get(), std::this_thread::get_id())
         << "append " << i << " was acknowledged before any sync";
@@ -433,7 +419,7 @@ TEST_F(StoreTest, PowerLossAppendsFromSeveralThreads) {
           if (i % 8 == 0) {
             // Every eighth waits for its sync; the rest do not, so syncs are shared.
             std::promise<Status> synced;
-            store->Append(MakeRecord(id(i)), power_loss,
+            store->Append(FullRecord(id(i)), power_loss,
                           [&, n = t * kPerThread + i](const Status& s) {
                             done(n)(s);
                             synced.set_value(s);
@@ -443,12 +429,12 @@ TEST_F(StoreTest, PowerLossAppendsFromSeveralThreads) {
           } else if (i + 3 <= kPerThread && i % 8 == 1) {
             std::vector<Store::Write> writes;
             for (int k = i; k < i + 3; ++k) {
-              writes.push_back({MakeRecord(id(k)), done(t * kPerThread + k)});
+              writes.push_back({FullRecord(id(k)), done(t * kPerThread + k)});
             }
             store->AppendAll(std::move(writes), power_loss);
             i += 3;
           } else {
-            store->Append(MakeRecord(id(i)), power_loss, done(t * kPerThread + i));
+            store->Append(FullRecord(id(i)), power_loss, done(t * kPerThread + i));
             ++i;
           }
         }
@@ -492,7 +478,7 @@ TEST_F(StoreTest, AcknowledgedRecordsAreFoundWhileTheIndexerRuns) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
         const std::string id = "t" + std::to_string(t) + "-" + std::to_string(i);
-        if (!AppendAndWait(*store, MakeRecord(id)).ok()) ++failures;
+        if (!AppendAndWait(*store, FullRecord(id)).ok()) ++failures;
         auto got = store->Get(id);
         auto by_key = store->FindReplyByKey("key-" + id);
         if (!got.ok() || !got->has_value() || !by_key.ok() || !by_key->has_value()) ++misses;
@@ -519,7 +505,7 @@ TEST_F(StoreTest, ReopenIndexesWhatTheIndexLost) {
     auto store = OpenOrDie(Options(dir));
     ASSERT_TRUE(store);
     for (int i = 1; i <= 50; ++i)
-      ASSERT_TRUE(AppendAndWait(*store, MakeRecord("r" + std::to_string(i))).ok());
+      ASSERT_TRUE(AppendAndWait(*store, FullRecord("r" + std::to_string(i))).ok());
     ASSERT_TRUE(store->Flush().ok());
   }
   RawDb(dir + "/vigil.db").Exec("DELETE FROM transactions WHERE sequence > 20");
@@ -537,13 +523,13 @@ TEST_F(StoreTest, ReopenIndexesWhatTheIndexLost) {
       auto got = store->Get(id);
       ASSERT_TRUE(got.ok() && got->has_value()) << id;
       EXPECT_EQ((*got)->sequence, i);
-      ExpectSameRecord(**got, MakeRecord(id));
+      ExpectSameRecord(**got, FullRecord(id));
       EXPECT_TRUE(store->FindReplyByKey("key-" + id)->has_value()) << id;
     }
     ASSERT_TRUE(store->Flush().ok());
     EXPECT_EQ(IndexedRows(dir), 50);
     // Appends go on after them.
-    ASSERT_TRUE(AppendAndWait(*store, MakeRecord("r51")).ok());
+    ASSERT_TRUE(AppendAndWait(*store, FullRecord("r51")).ok());
     EXPECT_EQ((*store->Get("r51"))->sequence, 51);
   }
   auto reindexed = log.With("indexing the records the index lacks");
@@ -561,7 +547,7 @@ TEST_F(StoreTest, ReopenRebuildsADeletedIndex) {
     auto store = OpenOrDie(Options(dir));
     ASSERT_TRUE(store);
     for (int i = 1; i <= 40; ++i)
-      ASSERT_TRUE(AppendAndWait(*store, MakeRecord("r" + std::to_string(i))).ok());
+      ASSERT_TRUE(AppendAndWait(*store, FullRecord("r" + std::to_string(i))).ok());
     written = ScanAll(*store);
   }
   for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(dir + "/vigil.db" + suffix);
@@ -590,7 +576,7 @@ TEST_F(StoreTest, ReopenCutsTheIndexBackToTheJournal) {
     auto store = OpenOrDie(Options(dir));
     ASSERT_TRUE(store);
     for (int i = 1; i <= 30; ++i)
-      ASSERT_TRUE(AppendAndWait(*store, MakeRecord("r" + std::to_string(i))).ok());
+      ASSERT_TRUE(AppendAndWait(*store, FullRecord("r" + std::to_string(i))).ok());
     ASSERT_TRUE(store->Flush().ok());
   }
   ASSERT_EQ(IndexedRows(dir), 30);
@@ -621,7 +607,7 @@ TEST_F(StoreTest, ReopenCutsTheIndexBackToTheJournal) {
     }
     EXPECT_TRUE(store->Get("r25")->has_value());
     // A lost record may come again (the client retries): it takes the next offset.
-    ASSERT_TRUE(AppendAndWait(*store, MakeRecord("r28")).ok());
+    ASSERT_TRUE(AppendAndWait(*store, FullRecord("r28")).ok());
     EXPECT_EQ((*store->Get("r28"))->sequence, 26);
     ASSERT_TRUE(store->Flush().ok());
     EXPECT_EQ(IndexedRows(dir), 26);
@@ -670,7 +656,7 @@ TEST_F(StoreTest, MigratesAnIndexOnlyStoreIntoANewJournal) {
   EXPECT_TRUE(log.With("copied the records").empty()) << "copied twice";
   EXPECT_TRUE(log.With("the index held records the journal lost").empty());
   EXPECT_EQ(ScanAll(*store).size(), static_cast<size_t>(kRecords));
-  ASSERT_TRUE(AppendAndWait(*store, MakeRecord("new")).ok());
+  ASSERT_TRUE(AppendAndWait(*store, FullRecord("new")).ok());
   EXPECT_EQ((*store->Get("new"))->sequence, kRecords + 1);
   ASSERT_TRUE(store->Flush().ok());
   EXPECT_EQ(IndexedRows(dir), kRecords + 1);
@@ -724,7 +710,7 @@ TEST_F(StoreTest, SecondOpenOfTheSameFolderIsRefused) {
     EXPECT_NE(second.status().message().find("in use"), std::string::npos)
         << second.status().ToString();
     // The first goes on undisturbed.
-    ASSERT_TRUE(AppendAndWait(*first, MakeRecord("a")).ok());
+    ASSERT_TRUE(AppendAndWait(*first, FullRecord("a")).ok());
     EXPECT_TRUE(first->Get("a")->has_value());
   }
   auto again = OpenOrDie(Options(dir));
@@ -761,15 +747,15 @@ TEST_F(StoreTest, RefusesAppendsWhenTheIndexIsTooFarBehind) {
   {
     auto store = OpenOrDie(options);
     ASSERT_TRUE(store);
-    for (const char* id : {"a", "b", "c"}) ASSERT_TRUE(AppendAndWait(*store, MakeRecord(id)).ok());
+    for (const char* id : {"a", "b", "c"}) ASSERT_TRUE(AppendAndWait(*store, FullRecord(id)).ok());
     EXPECT_EQ(store->backlog(), 3u);
-    Status refused = AppendAndWait(*store, MakeRecord("d"));
+    Status refused = AppendAndWait(*store, FullRecord("d"));
     EXPECT_EQ(refused.code(), StatusCode::kUnavailable) << refused.ToString();
     EXPECT_NE(refused.message().find("behind"), std::string::npos) << refused.ToString();
     std::vector<Status> got(2, Internal("not called"));
     std::vector<Store::Write> writes;
-    writes.push_back({MakeRecord("e"), [&got](const Status& s) { got[0] = s; }});
-    writes.push_back({MakeRecord("f"), [&got](const Status& s) { got[1] = s; }});
+    writes.push_back({FullRecord("e"), [&got](const Status& s) { got[0] = s; }});
+    writes.push_back({FullRecord("f"), [&got](const Status& s) { got[1] = s; }});
     store->AppendAll(std::move(writes), WriteOptions{});
     EXPECT_EQ(got[0].code(), StatusCode::kUnavailable) << got[0].ToString();
     EXPECT_EQ(got[1].code(), StatusCode::kUnavailable) << got[1].ToString();
@@ -779,7 +765,7 @@ TEST_F(StoreTest, RefusesAppendsWhenTheIndexIsTooFarBehind) {
 
     ASSERT_TRUE(store->Flush().ok());
     EXPECT_EQ(store->backlog(), 0u);
-    ASSERT_TRUE(AppendAndWait(*store, MakeRecord("d")).ok());
+    ASSERT_TRUE(AppendAndWait(*store, FullRecord("d")).ok());
     EXPECT_EQ((*store->Get("d"))->sequence, 4) << "refused appends take no offset";
   }
   auto store = OpenOrDie(Options(dir));
@@ -794,7 +780,7 @@ Status AppendUntilRefused(Store& store, const std::string& prefix,
                           std::vector<std::string>* acked) {
   const std::string padding(800, 'p');
   for (int i = 0; i < 100000; ++i) {
-    TransactionRecord r = MakeRecord(prefix + std::to_string(i));
+    TransactionRecord r = FullRecord(prefix + std::to_string(i));
     r.transaction_json += padding;
     const std::string id = r.transaction_id;
     Status s = AppendAndWait(store, std::move(r));
@@ -815,7 +801,7 @@ TEST_F(StoreTest, FullDiskKeepsExactlyTheAcknowledgedRecords) {
     auto store = OpenOrDie(Options(dir));
     ASSERT_TRUE(store);
     for (int i = 0; i < 10; ++i) {
-      ASSERT_TRUE(AppendAndWait(*store, MakeRecord("before-" + std::to_string(i))).ok());
+      ASSERT_TRUE(AppendAndWait(*store, FullRecord("before-" + std::to_string(i))).ok());
       acked.push_back("before-" + std::to_string(i));
     }
     ASSERT_TRUE(store->Flush().ok());
@@ -825,7 +811,7 @@ TEST_F(StoreTest, FullDiskKeepsExactlyTheAcknowledgedRecords) {
     // More are refused (or, should the index have given a page back, acknowledged and kept).
     for (int i = 0; i < 5; ++i) {
       const std::string id = "more-" + std::to_string(i);
-      Status s = AppendAndWait(*store, MakeRecord(id));
+      Status s = AppendAndWait(*store, FullRecord(id));
       if (s.ok()) {
         acked.push_back(id);
       } else {
@@ -857,7 +843,7 @@ TEST_F(StoreTest, FullDiskRecoversWithoutARestart) {
   {
     auto store = OpenOrDie(Options(dir));
     ASSERT_TRUE(store);
-    ASSERT_TRUE(AppendAndWait(*store, MakeRecord("first")).ok());
+    ASSERT_TRUE(AppendAndWait(*store, FullRecord("first")).ok());
     acked.push_back("first");
     disk.Fill();
     Status refused = AppendUntilRefused(*store, "fill-", &acked);
@@ -868,7 +854,7 @@ TEST_F(StoreTest, FullDiskRecoversWithoutARestart) {
 
     for (int i = 0; i < 20; ++i) {
       const std::string id = "after-" + std::to_string(i);
-      Status s = AppendAndWait(*store, MakeRecord(id));
+      Status s = AppendAndWait(*store, FullRecord(id));
       ASSERT_TRUE(s.ok()) << id << ": " << s.ToString();
       acked.push_back(id);
     }
@@ -909,10 +895,10 @@ struct Ack {
     };
     const std::string prefix = std::to_string(round) + "-" + std::to_string(t) + "-";
     for (int64_t i = 0;; i += 4) {
-      store.Append(MakeRecord(prefix + std::to_string(i)), WriteOptions{}, done(i + 1));
+      store.Append(FullRecord(prefix + std::to_string(i)), WriteOptions{}, done(i + 1));
       std::vector<Store::Write> writes;
       for (int64_t k = i + 1; k < i + 4; ++k) {
-        writes.push_back({MakeRecord(prefix + std::to_string(k)), done(k + 1)});
+        writes.push_back({FullRecord(prefix + std::to_string(k)), done(k + 1)});
       }
       store.AppendAll(std::move(writes), WriteOptions{});
     }
@@ -997,7 +983,7 @@ TEST_F(StoreTest, RetentionDropsOldSegmentsAndTheirIndexRows) {
   options.segment_bytes = 4096;  // a few records a segment
   auto store = OpenOrDie(options);
   for (int i = 1; i <= 60; ++i) {
-    ASSERT_TRUE(AppendAndWait(*store, MakeRecord("r" + std::to_string(i))).ok());
+    ASSERT_TRUE(AppendAndWait(*store, FullRecord("r" + std::to_string(i))).ok());
   }
   ASSERT_TRUE(FlushUntilOk(*store).ok());
   EXPECT_EQ(store->first_sequence(), 1);

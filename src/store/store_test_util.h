@@ -13,7 +13,30 @@
 #include <system_error>
 #include <vector>
 
+#include "vigil/store.h"
+
 namespace vigil {
+
+// A record with its fields set from `id`; `sequence` as given (the index binds it).
+inline TransactionRecord MakeRecord(const std::string& id, int64_t sequence = 0) {
+  TransactionRecord r;
+  r.transaction_id = id;
+  r.sequence = sequence;
+  r.customer_id = "c-" + id;
+  r.terminal_id = "t-" + id;
+  r.amount = 12.5;
+  r.timestamp = 1522540831;
+  r.transaction_json = R"({"transaction_id":")" + id + R"(","amount":12.5})";
+  r.score = 0.25;
+  r.decision = "approve";
+  r.anomaly_score = 0.5;
+  r.model_name = "gbdt";
+  r.model_version = "3";
+  r.reply_json = R"({"transaction_id":")" + id + R"(","score":0.25})";
+  r.latency_us = 42;
+  r.recorded_at_us = 1700000000000000;
+  return r;
+}
 
 // Runs SQL on an index file through a separate connection, as another process would.
 class RawDb {
