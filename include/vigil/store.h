@@ -169,6 +169,9 @@ class Store {
   virtual StatusOr<int64_t> Retain(int64_t cutoff_us, int64_t keep_from) = 0;
   // The sequence of the oldest record kept.
   virtual int64_t first_sequence() const = 0;
+  // Every record retention has dropped was committed before this time (microseconds since the
+  // epoch); 0 when none has been dropped.
+  virtual int64_t dropped_before_us() const = 0;
 
   // Records committed and not yet indexed.
   virtual size_t backlog() const = 0;

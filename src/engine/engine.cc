@@ -7,15 +7,16 @@
 #include <cmath>
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <thread>
 #include <unordered_map>
 
 #include "core/background_thread.h"
-#include "core/bloom_filter.h"
 #include "core/file_util.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/mutex.h"
+#include "core/seen_filter.h"
 #include "core/transaction_json.h"
 #include "engine/prediction_json.h"
 #include "engine/snapshot.h"
@@ -30,9 +31,10 @@ using Clock = std::chrono::steady_clock;
 // Replies kept in memory for replays (two entries per reply with an Idempotency-Key); older
 // ones are read from the store. About 1 KB each.
 constexpr size_t kRecentReplies = 50000;
-// The filter of ids and keys seen: 32 MiB, 1% false positives (store lookups for nothing) at
-// 28 million transactions; more past that, never a wrong answer.
-constexpr size_t kSeenFilterBits = size_t{1} << 28;
+// The filter of ids and keys seen forgets a generation once retention has dropped every record
+// committed up to this long after its newest item was added (scoring and committing a record
+// take far less), so that it never forgets an id the store still holds.
+constexpr int64_t kSeenForgetMarginUs = int64_t{3600} * 1000000;
 constexpr size_t kMaxModelNameLength = 128;
 
 int64_t NowMicros() {
@@ -70,11 +72,22 @@ bool ValidModelName(std::string_view name) {
   return std::all_of(name.begin(), name.end(), ok);
 }
 
-// Keys share the Bloom filter with ids; the tag keeps a key from looking like an id to it.
-std::string KeyTag(std::string_view key) {
-  std::string tagged = "\x01k:";
-  tagged += key;
-  return tagged;
+// Keys share the seen filter with ids; their namespace keeps a key from looking like an id to it.
+uint64_t IdHash(std::string_view id) { return SeenFilter::Hash(id); }
+uint64_t KeyHash(std::string_view key) { return SeenFilter::Hash(key, "\x01k:"); }
+
+// The seen filter for a retention: generations of a sixteenth of it, so that memory holds about
+// 1/16 more than the window; with everything kept (0), generations only roll when full.
+SeenFilterOptions SeenOptions(std::chrono::seconds retain) {
+  SeenFilterOptions o;
+  o.span_us = retain.count() * 1000000 / 16;
+  return o;
+}
+
+// Forgets what retention has dropped from `store` (see kSeenForgetMarginUs).
+void ForgetDropped(const Store& store, SeenFilter& seen) {
+  const int64_t dropped_before = store.dropped_before_us();
+  if (dropped_before > 0) seen.ForgetBefore(dropped_before - kSeenForgetMarginUs);
 }
 
 TransactionView ViewOf(const Transaction& tx) {
@@ -98,11 +111,11 @@ Prediction Predict(const Scorer& scorer, std::span<const float> features, int ex
 
 // Applies a committed record to an online state: what start-up replay and the snapshotter do,
 // with the values the live engine used (the keys are IdKey of the ids it recorded).
-void Apply(const TransactionRecord& rec, FeatureEngine& features, BloomFilter& seen) {
+void Apply(const TransactionRecord& rec, FeatureEngine& features, SeenFilter& seen) {
   features.Insert({IdKey(rec.transaction_id), rec.timestamp, IdKey(rec.customer_id),
                    IdKey(rec.terminal_id), rec.amount});
-  seen.Add(rec.transaction_id);
-  if (!rec.idempotency_key.empty()) seen.Add(KeyTag(rec.idempotency_key));
+  seen.Add(IdHash(rec.transaction_id), rec.recorded_at_us);
+  if (!rec.idempotency_key.empty()) seen.Add(KeyHash(rec.idempotency_key), rec.recorded_at_us);
 }
 
 // Loads the newest usable snapshot of `dir` into `features` and `seen`; returns the sequence it
@@ -110,7 +123,7 @@ void Apply(const TransactionRecord& rec, FeatureEngine& features, BloomFilter& s
 // all damaged, written for another label delay, or ahead of the store, whose tail a power loss
 // took).
 int64_t LoadState(const std::string& dir, int64_t last_sequence, FeatureEngine& features,
-                  BloomFilter& seen) {
+                  SeenFilter& seen) {
   auto snap = LoadNewestSnapshot(dir);
   if (!snap.ok() || !snap->has_value()) return 0;
   const Snapshot& s = **snap;
@@ -125,7 +138,7 @@ int64_t LoadState(const std::string& dir, int64_t last_sequence, FeatureEngine& 
     Log(LogLevel::kWarn, "snapshot not used; replaying the whole journal",
         {{"through", s.through}, {"error", st.message()}});
     (void)features.Load({});  // leaves it empty
-    seen = BloomFilter(seen.bits());
+    seen.Clear();
     return 0;
   }
   return s.through;
@@ -138,14 +151,18 @@ int64_t LoadState(const std::string& dir, int64_t last_sequence, FeatureEngine& 
 // keep everything), which never drops what the newest snapshot does not hold. Thread-safe.
 class Snapshotter {
  public:
+  // `retained` is called (on the snapshotter's thread) after each retention pass.
   Snapshotter(Store* store, std::string dir, FeatureSet set, FeatureOptions options,
-              int64_t every, std::chrono::seconds interval, std::chrono::seconds retain)
+              int64_t every, std::chrono::seconds interval, std::chrono::seconds retain,
+              std::function<void()> retained)
       : store_(store),
         dir_(std::move(dir)),
         features_(std::make_unique<FeatureEngine>(set, options)),
+        seen_(SeenOptions(retain)),
         every_(every),
         interval_(interval),
-        retain_(retain) {}
+        retain_(retain),
+        retained_(std::move(retained)) {}
   ~Snapshotter() { Stop(); }
   Snapshotter(const Snapshotter&) = delete;
   Snapshotter& operator=(const Snapshotter&) = delete;
@@ -214,6 +231,8 @@ class Snapshotter {
         if (!dropped.ok()) {
           Log(LogLevel::kError, "retention failed", {{"error", dropped.status().message()}});
         }
+        ForgetDropped(*store_, seen_);
+        retained_();
       }
     }
   }
@@ -244,12 +263,13 @@ class Snapshotter {
   const std::string dir_;
   // The replica: the snapshotter's thread only (Start before it runs).
   std::unique_ptr<FeatureEngine> features_;
-  BloomFilter seen_{kSeenFilterBits};
+  SeenFilter seen_;
   int64_t through_ = 0;
   std::unique_ptr<Store::Cursor> cursor_;
   const int64_t every_;
   const std::chrono::seconds interval_;
   const std::chrono::seconds retain_;
+  const std::function<void()> retained_;
   std::atomic<int64_t> written_{0};
 
   Mutex mu_;
@@ -286,7 +306,8 @@ struct Engine::Impl {
   // (a repeat waits for the first's outcome), then in the store: memory stays bounded however
   // long the engine runs. `recent_*` keep the last kRecentReplies replies and every one whose
   // record is not committed yet (--record async), which the store could not find. `seen` holds
-  // every id and key accepted, so that a new one (nearly every transaction) skips the store.
+  // every id and key accepted whose record retention has not dropped, so that a new one (nearly
+  // every transaction) skips the store.
   struct Remembered {
     std::shared_ptr<const std::string> reply;
     uint64_t fingerprint = 0;  // of the request, for a key
@@ -309,7 +330,7 @@ struct Engine::Impl {
   ReplyMap recent_ids GUARDED_BY(idem_mu), recent_keys GUARDED_BY(idem_mu);
   std::deque<std::pair<ReplyMap*, std::string>> recent_order GUARDED_BY(idem_mu);
   FlightMap flights_by_id GUARDED_BY(idem_mu), flights_by_key GUARDED_BY(idem_mu);
-  BloomFilter seen GUARDED_BY(idem_mu){kSeenFilterBits};
+  SeenFilter seen GUARDED_BY(idem_mu);
 
   std::atomic<bool> stopping{false};
   WriteOptions write_options;
@@ -461,6 +482,9 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
     return done({Unavailable("the engine is stopping"), false, nullptr});
   }
   const uint64_t fingerprint = key.empty() ? 0 : Fnv1a64(tx.json);
+  const uint64_t id_hash = IdHash(tx.transaction_id);
+  const uint64_t key_hash = key.empty() ? 0 : KeyHash(key);
+  const int64_t now_us = NowMicros();
   auto key_reused = [&key] {
     return AlreadyExists("Idempotency-Key '" + key +
                          "' was already used for another transaction; use a new key for a new "
@@ -509,12 +533,11 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
       flight->waiters.push_back(std::move(done));
       flights_by_id.emplace(tx.transaction_id, flight);
       if (!key.empty()) flights_by_key.emplace(key, flight);
-      maybe_seen_id = seen.MayContain(tx.transaction_id);
-      seen.Add(tx.transaction_id);
+      maybe_seen_id = seen.MayContain(id_hash);
+      seen.Add(id_hash, now_us);
       if (!key.empty()) {
-        const std::string tagged = KeyTag(key);
-        maybe_seen_key = seen.MayContain(tagged);
-        seen.Add(tagged);
+        maybe_seen_key = seen.MayContain(key_hash);
+        seen.Add(key_hash, now_us);
       }
     }
   }
@@ -587,7 +610,7 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
   rec.model_version = m->info.version;
   rec.reply_json = *reply;
   rec.latency_us = p.latency_us;
-  rec.recorded_at_us = NowMicros();
+  rec.recorded_at_us = NowMicros();  // after now_us: the seen filter's time is no later
   rec.idempotency_key = std::move(key);
   rec.request_fingerprint = fingerprint;
 
@@ -658,7 +681,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
     MutexLock idem_lock(&raw->idem_mu);
     // The scan calls back with the locks held here, which the analysis cannot see through.
     FeatureEngine* features = raw->features.get();
-    BloomFilter* seen = &raw->seen;
+    raw->seen = SeenFilter(SeenOptions(options.retain));
+    SeenFilter* seen = &raw->seen;
     raw->startup.snapshot_through =
         LoadState(snapshots, raw->store->last_sequence(), *features, *seen);
     VIGIL_RETURN_IF_ERROR(raw->store->Scan(raw->startup.snapshot_through + 1,
@@ -666,11 +690,15 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
                                              Apply(rec, *features, *seen);
                                              ++raw->startup.replayed;
                                            }));
+    ForgetDropped(*raw->store, *seen);
   }
   raw->startup.seconds = std::chrono::duration<double>(Clock::now() - replay_start).count();
   impl->snapshotter = std::make_unique<Snapshotter>(
       raw->store.get(), snapshots, FeatureSet::kAll, first->scorer->engine_options(),
-      options.snapshot_every_records, options.snapshot_interval, options.retain);
+      options.snapshot_every_records, options.snapshot_interval, options.retain, [raw] {
+        MutexLock lock(&raw->idem_mu);
+        ForgetDropped(*raw->store, raw->seen);
+      });
   impl->snapshotter->Start(raw->startup.snapshot_through);
 
   impl->score_hist = &impl->metrics.GetHistogram(
@@ -679,6 +707,18 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   impl->metrics.AddGauge("vigil_store_backlog",
                          "Records committed to the journal and not yet indexed",
                          [raw] { return static_cast<double>(raw->store->backlog()); });
+  impl->metrics.AddGauge("vigil_seen_filter_bytes",
+                         "Memory of the filter of transaction ids and keys seen",
+                         [raw] {
+                           MutexLock lock(&raw->idem_mu);
+                           return static_cast<double>(raw->seen.bytes());
+                         });
+  impl->metrics.AddGauge("vigil_seen_filter_items",
+                         "Ids and keys the seen filter holds (those retention has not dropped)",
+                         [raw] {
+                           MutexLock lock(&raw->idem_mu);
+                           return static_cast<double>(raw->seen.items());
+                         });
   impl->metrics.AddGauge("vigil_store_committed_records", "Records committed since start",
                          [raw] { return static_cast<double>(raw->store->committed()); });
   impl->metrics.AddGauge("vigil_store_commits", "Journal writes since start (committed_records / commits: records per write)",

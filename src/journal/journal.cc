@@ -224,6 +224,10 @@ class FileJournal final : public Journal {
     MutexLock lock(&mu_);
     return next_offset_;
   }
+  int64_t first_segment_time_us() const override {
+    MutexLock lock(&mu_);
+    return segments_.front().created_us;
+  }
   uint64_t size_bytes() const override {
     MutexLock lock(&mu_);
     uint64_t total = 0;

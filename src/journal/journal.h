@@ -122,6 +122,9 @@ class Journal {
   virtual uint64_t first_offset() const = 0;
   // The offset the next record will get.
   virtual uint64_t next_offset() const = 0;
+  // When the oldest segment kept began (its first record's time): every record dropped was
+  // appended before it.
+  virtual int64_t first_segment_time_us() const = 0;
   // Bytes in all segments.
   virtual uint64_t size_bytes() const = 0;
   virtual size_t segments() const = 0;

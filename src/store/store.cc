@@ -99,6 +99,9 @@ class JournaledStore final : public Store {
     return static_cast<int64_t>(journal_->first_offset());
   }
   StatusOr<int64_t> Retain(int64_t cutoff_us, int64_t keep_from) override;
+  int64_t dropped_before_us() const override {
+    return journal_->first_offset() > 1 ? journal_->first_segment_time_us() : 0;
+  }
   size_t backlog() const override { return backlog_.load(std::memory_order_relaxed); }
   Status Flush() override;
   Status CheckWritable() override { return index_->CheckWritable(); }

@@ -987,11 +987,19 @@ TEST_F(StoreTest, RetentionDropsOldSegmentsAndTheirIndexRows) {
   }
   ASSERT_TRUE(FlushUntilOk(*store).ok());
   EXPECT_EQ(store->first_sequence(), 1);
+  EXPECT_EQ(store->dropped_before_us(), 0) << "nothing dropped yet";
+  const auto now_us = [] {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  const int64_t appended_by = now_us();
 
   // A cutoff before every record drops nothing.
   auto none = store->Retain(/*cutoff_us=*/1, /*keep_from=*/1000);
   ASSERT_TRUE(none.ok()) << none.status().ToString();
   EXPECT_EQ(*none, 0);
+  EXPECT_EQ(store->dropped_before_us(), 0);
 
   // Everything is older than a cutoff in the future, but records from 40 on are not in the
   // snapshot yet: they stay, and so does whatever shares their segment.
@@ -1005,6 +1013,9 @@ TEST_F(StoreTest, RetentionDropsOldSegmentsAndTheirIndexRows) {
   EXPECT_GT(*dropped, 0);
   EXPECT_EQ(first, 1 + *dropped);
   EXPECT_LE(first, 40);
+  // The dropped records were all committed before it: a time within the appends.
+  EXPECT_GT(store->dropped_before_us(), 0);
+  EXPECT_LE(store->dropped_before_us(), appended_by);
   for (int i = 1; i <= 60; ++i) {
     auto got = store->Get("r" + std::to_string(i));
     ASSERT_TRUE(got.ok());
@@ -1019,6 +1030,8 @@ TEST_F(StoreTest, RetentionDropsOldSegmentsAndTheirIndexRows) {
   ASSERT_TRUE(store->Retain(future, /*keep_from=*/61).ok());
   EXPECT_GT(store->first_sequence(), first);
   EXPECT_TRUE((*store->Get("r60")).has_value());
+  const int64_t dropped_before = store->dropped_before_us();
+  EXPECT_GT(dropped_before, 0);
   store.reset();
   // What is kept survives a restart, and nothing dropped comes back.
   auto reopened = OpenOrDie(options);
@@ -1026,6 +1039,7 @@ TEST_F(StoreTest, RetentionDropsOldSegmentsAndTheirIndexRows) {
   ASSERT_FALSE(after.empty());
   EXPECT_EQ(after.back(), "r60");
   EXPECT_FALSE((*reopened->Get("r1")).has_value());
+  EXPECT_EQ(reopened->dropped_before_us(), dropped_before) << "kept in the segment's header";
 }
 
 }  // namespace
