@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake g++ git pkg-config ca-certificates
   libxgboost-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libboost-dev libsqlite3-dev libsimdjson-dev sqlite3
+  libboost-dev libsqlite3-dev libsimdjson-dev sqlite3 libgoogle-perftools-dev
   clang-14 clang-tidy-14 libclang-rt-14-dev
   jq curl wrk prometheus python3 python3-numpy python3-xgboost
 )

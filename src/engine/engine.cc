@@ -308,28 +308,36 @@ struct Engine::Impl {
   // record is not committed yet (--record async), which the store could not find. `seen` holds
   // every id and key accepted whose record retention has not dropped, so that a new one (nearly
   // every transaction) skips the store.
-  struct Remembered {
-    std::shared_ptr<const std::string> reply;
-    uint64_t fingerprint = 0;  // of the request, for a key
-    bool committed = false;
-  };
-  // A transaction being scored, and the callers waiting for its outcome: the first is its own.
-  struct Flight {
+  //
+  // An Entry is one transaction accepted for scoring: while in flight, who waits for its
+  // outcome; once it has its reply, what a repeat is given. One allocation holds it all, and the
+  // maps key it by views of its own id and key, which never change. Under idem_mu: `first`,
+  // `waiters` and `committed` once it is in a map; `reply` is set before it is remembered and
+  // never changed after.
+  struct Entry {
+    explicit Entry(Impl* e) : engine(e) {}
+    Impl* const engine;
     std::string transaction_id, key;
-    uint64_t fingerprint = 0;
-    std::vector<Done> waiters;
+    uint64_t fingerprint = 0;  // of the request, for a key
+    TransactionView view;      // to take it back out of the features if its record fails
+    Done first;                // its own caller
+    std::vector<Done> waiters;  // repeats that came while it was in flight
+    std::string reply;          // set before it is remembered; never changed after
+    bool committed = false;     // its record is (so the store can answer for it)
+    // Keeps the entry alive while the store holds only a plain pointer to it (the commit
+    // callback: a lambda capturing a shared_ptr would cost a std::function allocation).
+    std::shared_ptr<Entry> self;
   };
   struct StringHash {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
-  using ReplyMap = std::unordered_map<std::string, Remembered, StringHash, std::equal_to<>>;
-  using FlightMap =
-      std::unordered_map<std::string, std::shared_ptr<Flight>, StringHash, std::equal_to<>>;
+  using EntryMap = std::unordered_map<std::string_view, std::shared_ptr<Entry>, StringHash,
+                                      std::equal_to<>>;
   Mutex idem_mu;
-  ReplyMap recent_ids GUARDED_BY(idem_mu), recent_keys GUARDED_BY(idem_mu);
-  std::deque<std::pair<ReplyMap*, std::string>> recent_order GUARDED_BY(idem_mu);
-  FlightMap flights_by_id GUARDED_BY(idem_mu), flights_by_key GUARDED_BY(idem_mu);
+  EntryMap recent_ids GUARDED_BY(idem_mu), recent_keys GUARDED_BY(idem_mu);
+  std::deque<std::shared_ptr<Entry>> recent_order GUARDED_BY(idem_mu);
+  EntryMap flights_by_id GUARDED_BY(idem_mu), flights_by_key GUARDED_BY(idem_mu);
   SeenFilter seen GUARDED_BY(idem_mu);
 
   std::atomic<bool> stopping{false};
@@ -369,70 +377,87 @@ struct Engine::Impl {
     return std::shared_ptr<const LoadedModel>(std::move(m));
   }
 
-  // Remembers a reply; then forgets the oldest committed ones beyond kRecentReplies.
-  void Remember(const Flight& f, const std::shared_ptr<const std::string>& reply, bool committed)
-      REQUIRES(idem_mu) {
-    for (auto [map, key] : {std::pair{&recent_ids, &f.transaction_id},
-                            std::pair{&recent_keys, &f.key}}) {
-      if (key->empty()) continue;
-      if (map->try_emplace(*key, Remembered{reply, f.fingerprint, committed}).second) {
-        recent_order.emplace_back(map, *key);
-      }
-    }
+  // The reply of an entry, shared with it (no copy).
+  static std::shared_ptr<const std::string> ReplyOf(const std::shared_ptr<Entry>& e) {
+    return {e, &e->reply};
+  }
+
+  // Erases `e` from `map` under `name` if it is there.
+  static void EraseIfOwn(EntryMap& map, std::string_view name, const Entry* e) {
+    if (name.empty()) return;
+    auto it = map.find(name);
+    if (it != map.end() && it->second.get() == e) map.erase(it);
+  }
+
+  // Remembers an entry's reply; then forgets the oldest committed ones beyond kRecentReplies.
+  void Remember(const std::shared_ptr<Entry>& e) REQUIRES(idem_mu) {
+    bool added = recent_ids.try_emplace(e->transaction_id, e).second;
+    if (!e->key.empty()) added = recent_keys.try_emplace(e->key, e).second || added;
+    if (added) recent_order.push_back(e);
     while (recent_order.size() > kRecentReplies) {
-      auto& [map, key] = recent_order.front();
-      auto it = map->find(std::string_view(key));
-      if (it != map->end() && !it->second.committed) break;  // the store cannot find it yet
-      if (it != map->end()) map->erase(it);
+      const Entry* old = recent_order.front().get();
+      if (!old->committed) break;  // the store cannot find it yet
+      EraseIfOwn(recent_ids, old->transaction_id, old);
+      EraseIfOwn(recent_keys, old->key, old);
       recent_order.pop_front();
     }
   }
 
   // Ends a flight: gives every waiter the outcome (the first its own, the rest as replays) and,
-  // with `remember`, keeps the reply for later repeats.
-  void Finish(const std::shared_ptr<Flight>& f, const Status& status,
-              const std::shared_ptr<const std::string>& reply, bool replay, bool remember,
+  // with `remember`, keeps the reply (e->reply, set by the caller) for later repeats.
+  void Finish(const std::shared_ptr<Entry>& e, const Status& status, bool replay, bool remember,
               bool committed) {
+    Done first;
     std::vector<Done> waiters;
     {
       MutexLock lock(&idem_mu);
-      if (remember) Remember(*f, reply, committed);
-      auto it = flights_by_id.find(std::string_view(f->transaction_id));
-      if (it != flights_by_id.end() && it->second == f) flights_by_id.erase(it);
-      if (!f->key.empty()) {
-        auto k = flights_by_key.find(std::string_view(f->key));
-        if (k != flights_by_key.end() && k->second == f) flights_by_key.erase(k);
-      }
-      waiters = std::move(f->waiters);
+      e->committed = committed;
+      if (remember) Remember(e);
+      EraseIfOwn(flights_by_id, e->transaction_id, e.get());
+      EraseIfOwn(flights_by_key, e->key, e.get());
+      first = std::move(e->first);
+      waiters = std::move(e->waiters);
     }
-    for (size_t i = 0; i < waiters.size(); ++i) {
-      ScoreOutcome o;
-      o.status = status;
-      o.replay = i > 0 || replay;
-      if (status.ok()) o.reply = reply;
-      waiters[i](std::move(o));
-    }
+    const std::shared_ptr<const std::string> reply = status.ok() ? ReplyOf(e) : nullptr;
+    first({status, replay, reply});
+    for (Done& w : waiters) w({status, true, reply});
   }
 
   // --record async: the record of a reply already given is committed, so the store answers for
   // it now and memory may forget it.
-  void MarkCommitted(const Flight& f) {
+  void MarkCommitted(Entry& e) {
     MutexLock lock(&idem_mu);
-    for (auto [map, key] : {std::pair{&recent_ids, &f.transaction_id},
-                            std::pair{&recent_keys, &f.key}}) {
-      auto it = map->find(std::string_view(*key));
-      if (it != map->end()) it->second.committed = true;
-    }
+    e.committed = true;
   }
 
   // --record async: a reply already given whose record failed: forget it, so that the store
   // (which has nothing) is the truth and a retry is scored anew.
-  void Forget(const Flight& f) {
+  void Forget(const Entry& e) {
     MutexLock lock(&idem_mu);
-    for (auto [map, key] : {std::pair{&recent_ids, &f.transaction_id},
-                            std::pair{&recent_keys, &f.key}}) {
-      if (!key->empty()) map->erase(std::string(*key));
+    EraseIfOwn(recent_ids, e.transaction_id, &e);
+    EraseIfOwn(recent_keys, e.key, &e);
+  }
+
+  // What the store calls once the record of `e` is committed (or not).
+  void Committed(Entry* raw, const Status& s) {
+    const std::shared_ptr<Entry> e = std::move(raw->self);
+    if (options.record == RecordMode::kAsync) {
+      if (s.ok()) return MarkCommitted(*e);
+      // Given but not recorded: a crash would have lost it too. Take it out of the features
+      // and of memory, so that state and store agree.
+      Uncount(e->view);
+      Forget(*e);
+      Log(LogLevel::kError, "record lost (--record async)",
+          {{"transaction_id", e->transaction_id}, {"error", s.message()}});
+      return;
     }
+    if (s.ok()) return Finish(e, Status::Ok(), false, true, true);
+    Uncount(e->view);  // before anyone is told, so a retry finds the state without it
+    Log(LogLevel::kError, "store commit failed",
+        {{"transaction_id", e->transaction_id}, {"error", s.message()}});
+    Finish(e,
+           Unavailable("the transaction could not be recorded, so it was not counted; retry"),
+           false, false, false);
   }
 
   void Append(TransactionRecord rec, std::function<void(const Status&)> on_commit,
@@ -491,22 +516,22 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
                          "request");
   };
 
-  std::shared_ptr<const std::string> replay;
-  std::shared_ptr<Flight> flight;
-  bool refused = false;  // the key was used for another transaction
+  std::shared_ptr<Entry> replay;  // remembered: its reply
+  std::shared_ptr<Entry> entry;   // new: in flight
+  bool refused = false;           // the key was used for another transaction
   bool maybe_seen_id = false, maybe_seen_key = false;
   {
     MutexLock lock(&idem_mu);
     if (!key.empty()) {
       auto it = recent_keys.find(std::string_view(key));
       if (it != recent_keys.end()) {
-        refused = it->second.fingerprint != fingerprint;
-        if (!refused) replay = it->second.reply;
+        refused = it->second->fingerprint != fingerprint;
+        if (!refused) replay = it->second;
       }
     }
     if (!replay && !refused) {
       auto it = recent_ids.find(std::string_view(tx.transaction_id));
-      if (it != recent_ids.end()) replay = it->second.reply;
+      if (it != recent_ids.end()) replay = it->second;
     }
     if (!replay && !refused) {
       if (!key.empty()) {
@@ -526,13 +551,13 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
         f->second->waiters.push_back(std::move(done));
         return;
       }
-      flight = std::make_shared<Flight>();
-      flight->transaction_id = tx.transaction_id;
-      flight->key = key;
-      flight->fingerprint = fingerprint;
-      flight->waiters.push_back(std::move(done));
-      flights_by_id.emplace(tx.transaction_id, flight);
-      if (!key.empty()) flights_by_key.emplace(key, flight);
+      entry = std::make_shared<Entry>(this);
+      entry->transaction_id = tx.transaction_id;
+      entry->key = key;
+      entry->fingerprint = fingerprint;
+      entry->first = std::move(done);
+      flights_by_id.emplace(entry->transaction_id, entry);
+      if (!key.empty()) flights_by_key.emplace(entry->key, entry);
       maybe_seen_id = seen.MayContain(id_hash);
       seen.Add(id_hash, now_us);
       if (!key.empty()) {
@@ -544,7 +569,7 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
   // `done` outside the lock: a front end's reply may write to a socket.
   // NOLINTBEGIN(bugprone-use-after-move): `done` was moved only where neither is set.
   if (refused) return done({key_reused(), false, nullptr});
-  if (replay) return done({Status::Ok(), true, std::move(replay)});
+  if (replay) return done({Status::Ok(), true, ReplyOf(replay)});
   // NOLINTEND(bugprone-use-after-move)
 
   // Not in memory, but perhaps a repeat of something older: the store has every committed
@@ -553,39 +578,36 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
     auto stored = store->FindReplyByKey(key);
     if (!stored.ok()) {
       Log(LogLevel::kError, "idempotency lookup failed", {{"error", stored.status().message()}});
-      return Finish(flight, Unavailable("the store could not be read; retry"), nullptr, false,
-                    false, false);
+      return Finish(entry, Unavailable("the store could not be read; retry"), false, false, false);
     }
     if (stored->has_value()) {
       if ((*stored)->request_fingerprint != fingerprint) {
-        return Finish(flight, key_reused(), nullptr, false, false, false);
+        return Finish(entry, key_reused(), false, false, false);
       }
-      return Finish(flight, Status::Ok(),
-                    std::make_shared<const std::string>(std::move((*stored)->reply_json)), true,
-                    true, true);
+      entry->reply = std::move((*stored)->reply_json);
+      return Finish(entry, Status::Ok(), true, true, true);
     }
   }
   if (maybe_seen_id) {
     auto stored = store->FindReplyById(tx.transaction_id);
     if (!stored.ok()) {
       Log(LogLevel::kError, "idempotency lookup failed", {{"error", stored.status().message()}});
-      return Finish(flight, Unavailable("the store could not be read; retry"), nullptr, false,
-                    false, false);
+      return Finish(entry, Unavailable("the store could not be read; retry"), false, false, false);
     }
     if (stored->has_value()) {
-      return Finish(flight, Status::Ok(), std::make_shared<const std::string>(std::move(**stored)),
-                    true, true, true);
+      entry->reply = std::move(**stored);
+      return Finish(entry, Status::Ok(), true, true, true);
     }
   }
 
   // New: count it, score it, record it.
   const std::shared_ptr<const LoadedModel> m = CurrentModel();
-  const TransactionView view = ViewOf(tx);
+  entry->view = ViewOf(tx);
   TransactionRecord rec;
   rec.features.resize(NumFeatures());
   {
     MutexLock lock(&features_mu);
-    features->Update(view, rec.features);
+    features->Update(entry->view, rec.features);
   }
   Prediction p = Predict(*m->scorer, rec.features, options.explain_top_k);
   p.transaction_id = tx.transaction_id;
@@ -593,7 +615,7 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
   p.model_version = m->info.version;
   p.latency_us =
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
-  auto reply = std::make_shared<const std::string>(RenderPrediction(p));
+  entry->reply = RenderPrediction(p);
   score_hist->Observe(p.score);
   m->predictions[static_cast<size_t>(p.decision)]->Add();
 
@@ -608,38 +630,17 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
   rec.anomaly_score = p.anomaly_score;
   rec.model_name = m->info.name;
   rec.model_version = m->info.version;
-  rec.reply_json = *reply;
+  rec.reply_json = entry->reply;
   rec.latency_us = p.latency_us;
   rec.recorded_at_us = NowMicros();  // after now_us: the seen filter's time is no later
   rec.idempotency_key = std::move(key);
   rec.request_fingerprint = fingerprint;
 
-  if (options.record == RecordMode::kAsync) {
-    Finish(flight, Status::Ok(), reply, false, true, /*committed=*/false);
-    return Append(std::move(rec),
-                  [this, flight, view](const Status& s) {
-                    if (s.ok()) return MarkCommitted(*flight);
-                    // Given but not recorded: a crash would have lost it too. Take it out of
-                    // the features and of memory, so that state and store agree.
-                    Uncount(view);
-                    Forget(*flight);
-                    Log(LogLevel::kError, "record lost (--record async)",
-                        {{"transaction_id", flight->transaction_id}, {"error", s.message()}});
-                  },
-                  writes);
-  }
-  Append(std::move(rec),
-         [this, flight, view, reply](const Status& s) {
-           if (s.ok()) return Finish(flight, Status::Ok(), reply, false, true, true);
-           Uncount(view);  // before anyone is told, so a retry finds the state without it
-           Log(LogLevel::kError, "store commit failed",
-               {{"transaction_id", flight->transaction_id}, {"error", s.message()}});
-           Finish(flight,
-                  Unavailable("the transaction could not be recorded, so it was not counted; "
-                              "retry"),
-                  nullptr, false, false, false);
-         },
-         writes);
+  // --record async answers now; sync once the record is committed (Committed).
+  if (options.record == RecordMode::kAsync) Finish(entry, Status::Ok(), false, true, false);
+  Entry* raw = entry.get();
+  raw->self = std::move(entry);
+  Append(std::move(rec), [raw](const Status& s) { raw->engine->Committed(raw, s); }, writes);
 }
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

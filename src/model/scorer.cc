@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <span>
+#include <vector>
 
 #include "model/explain.h"
 #include "model/tree.h"
@@ -97,15 +99,30 @@ ScoreResult Scorer::Score(std::span<const float> engine_row, int explain_top_k) 
                                       : std::numeric_limits<double>::quiet_NaN();
   r.decision = m.model.has_thresholds ? Decide(r.score, m.model.thresholds) : Decision::kApprove;
   if (explain_top_k > 0 && m.explainer) {
-    std::vector<double> phi(n + 1);
-    m.explainer->Contributions(input, phi);
-    std::vector<size_t> order;
-    for (size_t j = 0; j < n; ++j) {
-      if (phi[j] > 0) order.push_back(j);
+    // On the stack for the usual sizes: this runs for every scored request.
+    double inline_phi[kMaxInline + 1];
+    size_t inline_order[kMaxInline];
+    std::vector<double> heap_phi;
+    std::vector<size_t> heap_order;
+    std::span<double> phi(inline_phi, n + 1);
+    size_t* order = inline_order;
+    if (n > kMaxInline) {
+      heap_phi.resize(n + 1);
+      heap_order.resize(n);
+      phi = heap_phi;
+      order = heap_order.data();
     }
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return phi[a] > phi[b]; });
-    if (order.size() > static_cast<size_t>(explain_top_k)) order.resize(explain_top_k);
-    for (size_t j : order) {
+    std::fill(phi.begin(), phi.end(), 0.0);
+    m.explainer->Contributions(input, phi);
+    size_t positive = 0;
+    for (size_t j = 0; j < n; ++j) {
+      if (phi[j] > 0) order[positive++] = j;
+    }
+    std::sort(order, order + positive, [&](size_t a, size_t b) { return phi[a] > phi[b]; });
+    const size_t k = std::min(positive, static_cast<size_t>(explain_top_k));
+    r.reasons.reserve(k);
+    for (size_t i = 0; i < k; ++i) {
+      const size_t j = order[i];
       r.reasons.push_back(
           DescribeFeature(m.model.feature_names[j], row[j], phi[j], m.model.label_delay_days));
     }

@@ -74,8 +74,19 @@ struct StringHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
-using RecordMap = std::unordered_map<std::string, std::shared_ptr<const TransactionRecord>,
+// Keyed by a view of the record's own id or key: the map holds the record, whose strings never
+// change.
+using RecordMap = std::unordered_map<std::string_view, std::shared_ptr<const TransactionRecord>,
                                      StringHash, std::equal_to<>>;
+
+// Maps `name` (a view into *r) to `r`, replacing a record already there under it (the latest
+// wins) along with its key, which views the record it replaces.
+void Pend(RecordMap& map, std::string_view name, const std::shared_ptr<const TransactionRecord>& r) {
+  auto [it, fresh] = map.try_emplace(name, r);
+  if (fresh) return;
+  map.erase(it);
+  map.emplace(name, r);
+}
 
 // The Store: the journal as the commit point, the SQLite index behind it (vigil/store.h).
 // Thread-safe: the records not yet indexed are guarded by pending_mu_; the journal and the
@@ -267,8 +278,8 @@ void JournaledStore::Index(const std::vector<std::shared_ptr<const TransactionRe
   {
     MutexLock lock(&pending_mu_);
     for (const auto& r : records) {
-      pending_ids_[r->transaction_id] = r;
-      if (!r->idempotency_key.empty()) pending_keys_[r->idempotency_key] = r;
+      Pend(pending_ids_, r->transaction_id, r);
+      if (!r->idempotency_key.empty()) Pend(pending_keys_, r->idempotency_key, r);
     }
   }
   backlog_.fetch_add(records.size(), std::memory_order_relaxed);
@@ -281,18 +292,19 @@ void JournaledStore::AppendAll(std::vector<Write> writes, const WriteOptions& op
   const int64_t now = NowMicros();
   std::vector<std::function<void(const Status&)>> dones;
   std::vector<std::shared_ptr<TransactionRecord>> records;
-  std::vector<std::string> payloads;
+  std::string payloads;  // the records' encodings, one after another
+  std::vector<size_t> ends;
   dones.reserve(writes.size());
   records.reserve(writes.size());
-  payloads.reserve(writes.size());
+  ends.reserve(writes.size());
   for (Write& w : writes) {
     if (w.record.transaction_id.empty()) {
       if (w.done) w.done(InvalidArgument("transaction_id is empty"));
       continue;
     }
     if (w.record.recorded_at_us == 0) w.record.recorded_at_us = now;
-    payloads.emplace_back();
-    EncodeRecord(w.record, &payloads.back());
+    EncodeRecord(w.record, &payloads);
+    ends.push_back(payloads.size());
     records.push_back(std::make_shared<TransactionRecord>(std::move(w.record)));
     dones.push_back(std::move(w.done));
   }
@@ -306,7 +318,12 @@ void JournaledStore::AppendAll(std::vector<Write> writes, const WriteOptions& op
     return fail(Unavailable("store: the index is " + std::to_string(backlog()) +
                             " records behind the journal"));
   }
-  std::vector<std::string_view> views(payloads.begin(), payloads.end());
+  std::vector<std::string_view> views;
+  views.reserve(ends.size());
+  for (size_t i = 0; i < ends.size(); ++i) {
+    const size_t begin = i == 0 ? 0 : ends[i - 1];
+    views.emplace_back(payloads.data() + begin, ends[i] - begin);
+  }
   std::vector<std::shared_ptr<const TransactionRecord>> indexed;
   indexed.reserve(records.size());
   ReleasableMutexLock append_lock(&append_mu_);
