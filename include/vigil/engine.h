@@ -88,6 +88,9 @@ struct EngineOptions {
   // (64 MiB) at a time, once a minute; 0 keeps everything. Ids older than this are no longer
   // recognised as repeats.
   std::chrono::seconds retain{std::chrono::hours(24 * 90)};
+  // Replies kept in memory for repeats (about 1 KB each); older ones are read from the store.
+  // REQUIRES: >= 1.
+  size_t recent_replies = 50000;
   // A front end that works through bursts of requests (an HTTP I/O thread handling the requests
   // that were ready together) gives a way to run a task once the burst is handled: the records
   // of the burst are then committed in one write, and their outcomes given together, instead of

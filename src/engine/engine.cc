@@ -28,9 +28,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Replies kept in memory for replays (two entries per reply with an Idempotency-Key); older
-// ones are read from the store. About 1 KB each.
-constexpr size_t kRecentReplies = 50000;
 // The filter of ids and keys seen forgets a generation once retention has dropped every record
 // committed up to this long after its newest item was added (scoring and committing a record
 // take far less), so that it never forgets an id the store still holds.
@@ -304,7 +301,7 @@ struct Engine::Impl {
   // Idempotency. A transaction id and an Idempotency-Key are looked for in separate
   // namespaces: among the recent replies in memory, then among the transactions being scored
   // (a repeat waits for the first's outcome), then in the store: memory stays bounded however
-  // long the engine runs. `recent_*` keep the last kRecentReplies replies and every one whose
+  // long the engine runs. `recent_*` keep the last options.recent_replies and every one whose
   // record is not committed yet (--record async), which the store could not find. `seen` holds
   // every id and key accepted whose record retention has not dropped, so that a new one (nearly
   // every transaction) skips the store.
@@ -389,12 +386,13 @@ struct Engine::Impl {
     if (it != map.end() && it->second.get() == e) map.erase(it);
   }
 
-  // Remembers an entry's reply; then forgets the oldest committed ones beyond kRecentReplies.
+  // Remembers an entry's reply; then forgets the oldest committed ones beyond
+  // options.recent_replies.
   void Remember(const std::shared_ptr<Entry>& e) REQUIRES(idem_mu) {
     bool added = recent_ids.try_emplace(e->transaction_id, e).second;
     if (!e->key.empty()) added = recent_keys.try_emplace(e->key, e).second || added;
     if (added) recent_order.push_back(e);
-    while (recent_order.size() > kRecentReplies) {
+    while (recent_order.size() > options.recent_replies) {
       const Entry* old = recent_order.front().get();
       if (!old->committed) break;  // the store cannot find it yet
       EraseIfOwn(recent_ids, old->transaction_id, old);
@@ -652,6 +650,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
     return InvalidArgument("snapshot_every_records must be at least 1");
   }
   if (options.retain.count() < 0) return InvalidArgument("retain must not be negative");
+  if (options.recent_replies < 1) return InvalidArgument("recent_replies must be at least 1");
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->models_dir = options.models_dir.empty() ? Folder(options.model_path) : options.models_dir;

@@ -277,6 +277,42 @@ TEST_F(EngineTest, KeyReusedWithAnotherBodyIsRefused) {
   EXPECT_FALSE(e->Find("p3")->has_value());
 }
 
+// Replies beyond the ones kept in memory are read from the store: every repeat, by id or by key,
+// old or recent, gets its first reply byte for byte and counts nothing.
+TEST_F(EngineTest, RepeatsOfRepliesMemoryForgotAreAnsweredFromTheStore) {
+  auto o = Options();
+  o.recent_replies = 4;
+  auto e = OpenOrDie(o);
+  std::vector<std::string> replies;
+  for (int i = 0; i < 20; ++i) {
+    const std::string id = "r" + std::to_string(i);
+    ScoreOutcome first = ScoreNow(*e, Tx(id, "c9"), i % 2 == 0 ? "key-" + id : "");
+    ASSERT_TRUE(first.status.ok()) << first.status.ToString();
+    ASSERT_FALSE(first.replay);
+    replies.push_back(*first.reply);
+  }
+  for (int round = 0; round < 2; ++round) {  // the second round finds them remembered again
+    for (int i = 0; i < 20; ++i) {
+      const std::string id = "r" + std::to_string(i);
+      ScoreOutcome by_id = ScoreNow(*e, Tx(id, "c9"));
+      ASSERT_TRUE(by_id.status.ok()) << id;
+      EXPECT_TRUE(by_id.replay) << id;
+      EXPECT_EQ(*by_id.reply, replies[i]) << id;
+      if (i % 2 != 0) continue;
+      ScoreOutcome by_key = ScoreNow(*e, Tx(id, "c9"), "key-" + id);
+      EXPECT_TRUE(by_key.replay) << id;
+      EXPECT_EQ(*by_key.reply, replies[i]) << id;
+      EXPECT_EQ(ScoreNow(*e, Tx("other-" + id, "c9"), "key-" + id).status.code(),
+                StatusCode::kAlreadyExists)
+          << "a key is still bound to its first request once memory forgot it: " << id;
+    }
+  }
+  ASSERT_TRUE(e->Flush().ok());
+  EXPECT_EQ(e->committed(), 20);
+  o.recent_replies = 0;
+  EXPECT_EQ(Engine::Open(o).status().code(), StatusCode::kInvalidArgument);
+}
+
 // Fills the disk under `e`'s data folder and scores until the store refuses: the journal's last
 // page may still take a record or two. Returns the refusal.
 ScoreOutcome ScoreUntilTheDiskRefuses(Engine& e, FullDiskForTest& disk, const std::string& tag) {
