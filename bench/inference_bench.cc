@@ -9,12 +9,14 @@
 //               reused proxy DMatrix, the array-interface string built per call);
 //   batch:      Forest::PredictBatch(threads=1) vs XGBoosterPredictFromDense on all rows
 //               (nthread=1), reported as items_per_second (rows/s);
-// for every kernel this CPU has; and explanations (TreeSHAP contributions of one row, what the
-// service's reasons cost) from the Explainer's precomputed tables and from its recursive algorithm. After Google Benchmark's runs, a latency report times 20,000
-// single-row calls one by one (steady_clock around each call) for the median and p99, which
-// Google Benchmark does not give, measures batch throughput per CPU-second of the calling
-// thread (robust to other processes on a shared machine) and per wall-second, and prints the
-// speedups measured in the same run.
+// for every kernel this CPU has, and which of them Kernel::kAuto chooses on this CPU (its timings
+// are in the "forest kernel chosen" log line on stderr); and explanations (TreeSHAP contributions
+// of one row, what the service's reasons cost) from the Explainer's precomputed tables and from its
+// recursive algorithm. After Google Benchmark's runs, a latency report times 20,000 single-row
+// calls one by one (steady_clock around each call) for the median and p99, which Google Benchmark
+// does not give, measures batch throughput per CPU-second of the calling thread (robust to other
+// processes on a shared machine) and per wall-second, and prints the speedups measured in the same
+// run.
 //
 // Run: ./build/inference_bench [--benchmark_filter=...] [--benchmark_repetitions=3]
 //      [--latency_report=false]
@@ -61,6 +63,7 @@ struct Bench {
     std::unique_ptr<XgbBooster> booster;
     DMatrixHandle proxy = nullptr;
     std::vector<std::pair<Kernel, std::unique_ptr<Forest>>> forests;
+    Kernel auto_kernel = Kernel::kAuto;  // what Kernel::kAuto chose at load
     // TreeSHAP for the reasons: precomputed tables (what serving uses) and the recursive algorithm.
     std::unique_ptr<Explainer> tables, recursive;
   };
@@ -187,6 +190,10 @@ void Setup() {
       auto forest = Forest::FromModel(m.file, k);
       if (forest.ok()) m.forests.emplace_back(k, std::move(forest).value());
     }
+    std::fflush(stdout);  // before the choice's log line on stderr
+    auto chosen = Forest::FromModel(m.file);
+    Die(chosen.status(), "compile (auto)");
+    m.auto_kernel = (*chosen)->kernel();
     // The same answers as XGBoost on the timed rows?
     const float* ref = XgbPredictBatch(m, b.rows.data(), kTimedRows);
     std::vector<float> reference(ref, ref + kTimedRows);
@@ -204,6 +211,8 @@ void Setup() {
       std::printf("  kernel %-6s max |vigil - xgboost| over %zu rows: %.3g\n",
                   std::string(KernelName(k)).c_str(), kTimedRows, max_diff);
     }
+    std::printf("  kernel auto chose %s on this CPU\n",
+                std::string(KernelName(m.auto_kernel)).c_str());
     const Ensemble& e = m.forests.front().second->ensemble();
     m.tables = std::make_unique<Explainer>(e);
     m.recursive = std::make_unique<Explainer>(e, 0);
@@ -368,7 +377,7 @@ void LatencyReport() {
       "\nlatency report. single: 20,000 calls after 2,000 warm-up, median and p99 of steady_clock "
       "per call, and mean thread CPU time per call (cpu_us); batch: %zu rows, median of 5, rows "
       "per thread CPU-second and per wall-second; gains: XGBoost's figure over Vigil's, by median, "
-      "by cpu_us, by batch CPU rows/s\n",
+      "by cpu_us, by batch CPU rows/s; \"<- auto\": the kernel Kernel::kAuto chose at load\n",
       kTimedRows);
   std::printf("%-5s %-8s %9s %8s %8s %12s %12s %8s %8s %8s\n", "model", "engine", "median_us",
               "p99_us", "cpu_us", "batch_cpu/s", "batch_wall/s", "gain_med", "gain_cpu",
@@ -399,9 +408,10 @@ void LatencyReport() {
       std::snprintf(gain_cpu, sizeof gain_cpu, "%.1fx", xgb_cpu / cpu);
       std::snprintf(gain_batch, sizeof gain_batch, "%.1fx",
                     vigil.cpu_rows_per_s / xgb.cpu_rows_per_s);
-      std::printf("%-5s %-8s %9.3f %8.3f %8.3f %12.0f %12.0f %8s %8s %8s\n", m.name.c_str(),
+      std::printf("%-5s %-8s %9.3f %8.3f %8.3f %12.0f %12.0f %8s %8s %8s%s\n", m.name.c_str(),
                   std::string(KernelName(k)).c_str(), median, p99, cpu, vigil.cpu_rows_per_s,
-                  vigil.wall_rows_per_s, gain_median, gain_cpu, gain_batch);
+                  vigil.wall_rows_per_s, gain_median, gain_cpu, gain_batch,
+                  k == m.auto_kernel ? "  <- auto" : "");
     }
   }
   std::fflush(stdout);

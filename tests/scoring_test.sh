@@ -56,6 +56,21 @@ check "deep forest: the methods' reasons differ somewhere (path attributions are
   bash -c "! cmp -s '$WORK/rf_fast.csv' '$WORK/rf_exact.csv'"
 check "deep forest: fast reasons have codes and contributions" bash -c \
   "awk -F, 'NR>1 && \$3==\"decline\"' '$WORK/rf_fast.csv' | head -1 | grep -qE '\"[A-Z_0-9]+ \(\+[0-9.]+\): '"
+# --- the tree kernel: forced or timed at load, the same scores -----------------------------------
+VIGIL_KERNEL=scalar "$VIGIL" score --model "$WORK/gbdt.model" --in "$WORK/tx.csv" \
+  --out "$WORK/p_scalar.csv" --quiet >/dev/null 2>"$WORK/kernel.err" || fail "VIGIL_KERNEL=scalar score"
+check "VIGIL_KERNEL=scalar: the same bytes as the kernel auto chose" cmp -s "$WORK/p1.csv" "$WORK/p_scalar.csv"
+"$VIGIL" score --model "$WORK/gbdt.model" --in "$WORK/tx.csv" --out "$WORK/p_auto.csv" --quiet \
+  >/dev/null 2>"$WORK/auto.err" || fail "score (auto kernel)"
+check "auto logs its choice and timings" grep -qE \
+  '"msg":"forest kernel chosen","kernel":"(scalar|avx2|avx512)",.*"scalar_us":' "$WORK/auto.err"
+check "a forced kernel is not timed" bash -c "! grep -q 'forest kernel chosen' '$WORK/kernel.err'"
+expect_error "an unknown VIGIL_KERNEL names the value and the kernels" \
+  "VIGIL_KERNEL: unknown kernel 'avx3': the kernels are auto, scalar, avx2 and avx512" \
+  env VIGIL_KERNEL=avx3 "$VIGIL" score --model "$WORK/gbdt.model" --in "$WORK/tx.csv" --out "$WORK/x.csv"
+expect_error "an unknown --kernel too" "unknown kernel 'fast'" \
+  "$VIGIL" bench --model "$WORK/gbdt.model" --data "$WORK/tx.csv" --kernel fast
+check "score --help has --kernel" bash -c "'$VIGIL' score --help | grep -q -- '--kernel'"
 expect_error "score with a missing model" "cannot open" \
   "$VIGIL" score --model "$WORK/none.model" --in "$WORK/tx.csv" --out "$WORK/x.csv"
 check "no output after a failed score" test ! -e "$WORK/x.csv"
@@ -139,5 +154,8 @@ check "no model after failed imports" test ! -e "$WORK/bad.model"
 check "bench --json fields" jq -e 'has("vigil_single_us") and has("xgboost_single_us") and
   has("single_speedup") and has("vigil_batch_rows_per_s") and has("xgboost_batch_rows_per_s") and
   has("batch_speedup") and .max_abs_diff < 1e-6' "$WORK/bench.json" >/dev/null
+VIGIL_KERNEL=scalar "$VIGIL" bench --model "$WORK/gbdt.model" --data "$WORK/tx.csv" --rows 500 \
+  --single-calls 500 --repeats 1 --json --quiet >"$WORK/bench_scalar.json" || fail "bench scalar"
+check "bench reports the forced kernel" jq -e '.kernel == "scalar"' "$WORK/bench_scalar.json" >/dev/null
 
 finish

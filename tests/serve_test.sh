@@ -155,6 +155,8 @@ check "bad input recorded nothing" test "$(records)" = "$before"
 # --- health and metrics ---------------------------------------------------------------------
 check "healthz" test "$(curl -s -o /dev/null -w '%{http_code}' "$(URL /healthz)")" = 200
 check "readyz" test "$(curl -s -o /dev/null -w '%{http_code}' "$(URL /readyz)")" = 200
+check "readyz names the model and the kernel auto chose" bash -c \
+  "curl -s '$(URL /readyz)' | jq -e '.model.name == \"a\" and (.model.kernel | test(\"^(scalar|avx2|avx512)\$\"))' >/dev/null"
 curl -s "$(URL /metrics)" >"$WORK/metrics.txt"
 check "metrics pass promtool check metrics" bash -c "promtool check metrics <'$WORK/metrics.txt' >/dev/null 2>&1 || { promtool check metrics <'$WORK/metrics.txt'; false; }"
 check "metrics count requests by route and status" grep -q 'vigil_http_requests_total{route="/v1/score",status="400"}' "$WORK/metrics.txt"
@@ -252,8 +254,10 @@ check "after kill -9 the start replayed the journal after the last snapshot" \
 kill -TERM "$SERVER"; wait "$SERVER"
 
 # --- async recording ----------------------------------------------------------------------------
-start_server --record async || exit 1
+start_server --record async --kernel scalar || exit 1
 check "async mode scores" test "$(post /v1/score "$(tx as1 zed 7)")" = 200
+check "--kernel scalar: the model runs the scalar kernel" bash -c \
+  "curl -s '$(URL /readyz)' | jq -e '.model.kernel == \"scalar\"' >/dev/null"
 kill -TERM "$SERVER"; wait "$SERVER"
 check "async records are flushed on a graceful stop" test \
   "$(sqlite3 "$WORK/data/vigil.db" "SELECT count(*) FROM transactions WHERE transaction_id='as1'")" = 1
@@ -262,5 +266,8 @@ check "async records are flushed on a graceful stop" test \
 "$VIGIL" serve --model "$WORK/none.model" --port 0 --data-dir "$WORK/data" >/dev/null 2>"$WORK/err" &&
   fail "serve with a missing model exits 0"
 check "missing model is a clear error" grep -q "none.model" "$WORK/err"
+expect_error "an unknown VIGIL_KERNEL is a clear error" "unknown kernel 'avx3'" \
+  env VIGIL_KERNEL=avx3 "$VIGIL" serve --model "$WORK/a.model" --port 0 --data-dir "$WORK/data"
+check "serve --help has --kernel" bash -c "'$VIGIL' serve --help | grep -q -- '--kernel'"
 
 finish

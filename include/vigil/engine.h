@@ -56,6 +56,7 @@ struct ModelInfo {
   std::string name, version;
   Algorithm algorithm = Algorithm::kGbdt;
   std::string reasons_method;  // Scorer::reasons_method()
+  Kernel kernel = Kernel::kScalar;  // the kernel scoring its forest (Forest::kernel(), never kAuto)
 };
 
 enum class RecordMode {
@@ -77,6 +78,9 @@ struct EngineOptions {
   Durability durability = Durability::kProcessCrash;
   // How long an index write waits for a lock another process holds on the index file.
   int store_busy_timeout_ms = 5000;
+  // The tree kernel of every model loaded (vigil/forest.h): kAuto times the kernels the CPU has
+  // on each model as it loads; another forces one (a kernel the CPU lacks fails the load).
+  Kernel kernel = Kernel::kAuto;
   int explain_top_k = 3;       // reasons per prediction (0: none)
   bool exact_reasons = false;  // ReasonsMethod::kExact rather than kFast (vigil/scorer.h)
   // The online state is saved to <data_dir>/snapshots every this many records, or this often

@@ -33,7 +33,7 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand(
       "bench", "Measure a model's scoring speed: Vigil against XGBoost's C API, same rows");
   struct Args {
-    std::string model, data;
+    std::string model, data, kernel = "auto";
     size_t rows = 100000;
     int single_calls = 20000;
     int repeats = 3;
@@ -47,14 +47,17 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--repeats", args->repeats, "Batch repetitions (the median is reported)")
       ->capture_default_str();
+  AddKernelOption(*cmd, &args->kernel);
   cmd->add_flag("--json", args->json, "Print the figures as one JSON object");
   cmd->add_flag("--quiet", args->quiet, "No progress on stderr");
   cmd->callback([args, exit_code] {
     auto fail = [&](const Status& s) { *exit_code = Fail("bench", s); };
+    auto kernel = ParseKernel(args->kernel);
+    if (!kernel.ok()) return fail(kernel.status().WithContext("--kernel / VIGIL_KERNEL"));
     if (args->rows < 1 || args->single_calls < 1 || args->repeats < 1) {
       return fail(InvalidArgument("--rows, --single-calls and --repeats must be at least 1"));
     }
-    auto scorer = Scorer::Load(args->model);
+    auto scorer = Scorer::Load(args->model, *kernel);
     if (!scorer.ok()) return fail(scorer.status());
     const ModelFile& model = (*scorer)->model();
     const Forest& forest = (*scorer)->forest();

@@ -2,9 +2,19 @@
 
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 
 namespace vigil::cli {
+
+void AddKernelOption(CLI::App& cmd, std::string* kernel) {
+  cmd.add_option("--kernel", *kernel,
+                 "Tree kernel: auto (times the kernels this CPU has on each model as it loads and "
+                 "keeps the fastest), or scalar, avx2, avx512 to force one (a kernel the CPU "
+                 "lacks fails the load); every kernel gives the same scores")
+      ->capture_default_str()
+      ->envname("VIGIL_KERNEL");
+}
 
 int Fail(const std::string& command, const Status& status) {
   std::fprintf(stderr, "vigil %s: error: %s\n", command.c_str(), status.message().c_str());

@@ -53,6 +53,10 @@ void AddImportModelCommand(CLI::App& app, int* exit_code);
 void AddBenchCommand(CLI::App& app, int* exit_code);
 void AddServeCommand(CLI::App& app, int* exit_code);
 
+// Adds `--kernel NAME` (also the environment's VIGIL_KERNEL, "auto" by default) to `cmd`:
+// parse the name with ParseKernel (vigil/forest.h) when the command runs.
+void AddKernelOption(CLI::App& cmd, std::string* kernel);
+
 // Parses repeated "--param key=value" options.
 StatusOr<std::map<std::string, std::string>> ParseParams(const std::vector<std::string>& kvs);
 

@@ -32,7 +32,7 @@ void AddScoreCommand(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand(
       "score", "Score a transactions file with a model: score, decision, anomaly score, reasons");
   struct Args {
-    std::string model, in, out;
+    std::string model, in, out, kernel = "auto";
     bool explain = false;
     bool exact_reasons = false;
     int top_reasons = 3;
@@ -51,12 +51,15 @@ void AddScoreCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--threads", args->threads, "Scoring threads (0: one per core)")
       ->capture_default_str();
+  AddKernelOption(*cmd, &args->kernel);
   cmd->add_flag("--quiet", args->quiet, "No progress on stderr");
   cmd->callback([args, exit_code] {
     auto fail = [&](const Status& s) { *exit_code = Fail("score", s); };
+    auto kernel = ParseKernel(args->kernel);
+    if (!kernel.ok()) return fail(kernel.status().WithContext("--kernel / VIGIL_KERNEL"));
     if (args->threads < 0) return fail(InvalidArgument("--threads cannot be negative"));
     if (args->top_reasons < 1) return fail(InvalidArgument("--top-reasons must be at least 1"));
-    auto scorer = Scorer::Load(args->model, Kernel::kAuto,
+    auto scorer = Scorer::Load(args->model, *kernel,
                                args->exact_reasons ? ReasonsMethod::kExact : ReasonsMethod::kFast);
     if (!scorer.ok()) return fail(scorer.status());
     auto data = ReadTransactionsCsv(args->in);

@@ -12,7 +12,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand("serve", "Serve real-time scoring over HTTP");
   struct Args {
     ServeOptions serve;
-    std::string record = "sync", sync = "normal", retain = "90d";
+    std::string record = "sync", sync = "normal", retain = "90d", kernel = "auto";
   };
   auto args = std::make_shared<Args>();
   ServeOptions& o = args->serve;
@@ -51,6 +51,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                 "Exact TreeSHAP also for trees too deep for its tables (deep random forests: "
                 "milliseconds per request) instead of path attributions")
       ->envname("VIGIL_EXACT_REASONS");
+  AddKernelOption(*cmd, &args->kernel);
   cmd->callback([args, exit_code] {
     ServeOptions o = args->serve;
     o.engine.record = args->record == "async" ? RecordMode::kAsync : RecordMode::kSync;
@@ -62,6 +63,12 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       return;
     }
     o.engine.retain = *retain;
+    auto kernel = ParseKernel(args->kernel);
+    if (!kernel.ok()) {
+      *exit_code = Fail("serve", kernel.status().WithContext("--kernel / VIGIL_KERNEL"));
+      return;
+    }
+    o.engine.kernel = *kernel;
     if (o.port < 0 || o.port > 65535) {
       *exit_code = Fail("serve", InvalidArgument("--port must be 0..65535"));
       return;

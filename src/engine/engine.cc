@@ -356,9 +356,9 @@ struct Engine::Impl {
     VIGIL_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path, options.max_model_bytes));
     VIGIL_ASSIGN_OR_RETURN(ModelFile file, ParseModel(bytes, path));
     auto m = std::make_shared<LoadedModel>();
-    auto scorer = Scorer::Create(std::move(file), Kernel::kAuto,
-                                 options.exact_reasons ? ReasonsMethod::kExact
-                                                       : ReasonsMethod::kFast);
+    auto scorer =
+        Scorer::Create(std::move(file), options.kernel,
+                       options.exact_reasons ? ReasonsMethod::kExact : ReasonsMethod::kFast);
     if (!scorer.ok()) return scorer.status().WithContext("model file '" + path + "'");
     m->scorer = std::move(*scorer);
     m->path = path;
@@ -366,6 +366,7 @@ struct Engine::Impl {
     m->info.version = ContentVersion(bytes);
     m->info.algorithm = m->scorer->model().algo;
     m->info.reasons_method = std::string(m->scorer->reasons_method());
+    m->info.kernel = m->scorer->forest().kernel();
     for (Decision d : {Decision::kApprove, Decision::kReview, Decision::kDecline}) {
       m->predictions[static_cast<size_t>(d)] = &metrics.GetCounter(
           "vigil_predictions_total", "Predictions by model and decision",
@@ -730,7 +731,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
        {"replayed", raw->startup.replayed},
        {"startup_s", raw->startup.seconds},
        {"record", options.record == RecordMode::kSync ? "sync" : "async"},
-       {"reasons", first->info.reasons_method}});
+       {"reasons", first->info.reasons_method},
+       {"kernel", KernelName(first->info.kernel)}});
   return std::make_unique<Engine>(std::move(impl));
 }
 
@@ -829,7 +831,10 @@ StatusOr<ModelInfo> Engine::Reload(std::string_view name) {
       .Add();
   const ModelInfo info = d.CurrentModel()->info;
   Log(LogLevel::kInfo, "model reloaded",
-      {{"model", info.name}, {"version", info.version}, {"reasons", info.reasons_method}});
+      {{"model", info.name},
+       {"version", info.version},
+       {"reasons", info.reasons_method},
+       {"kernel", KernelName(info.kernel)}});
   return info;
 }
 

@@ -542,6 +542,28 @@ TEST_F(EngineTest, ReloadTakesANameInTheModelsFolderOnly) {
   }
 }
 
+// EngineOptions::kernel reaches every model loaded, reloads too, and the model info names the
+// kernel; kAuto's choice (timed at load) is a kernel, and scores the same as a forced one.
+TEST_F(EngineTest, TheKernelOptionForcesTheKernelOfEveryModel) {
+  auto chosen = OpenOrDie();
+  ASSERT_NE(chosen, nullptr);
+  EXPECT_NE(chosen->model().kernel, Kernel::kAuto);
+  auto o = Options();
+  o.kernel = Kernel::kScalar;
+  o.data_dir = data_dir_ + "/scalar";
+  fs::create_directories(o.data_dir);
+  auto scalar = OpenOrDie(o);
+  ASSERT_NE(scalar, nullptr);
+  EXPECT_EQ(scalar->model().kernel, Kernel::kScalar);
+  const ScoreOutcome a = ScoreNow(*chosen, Tx("k"));
+  const ScoreOutcome b = ScoreNow(*scalar, Tx("k"));
+  ASSERT_TRUE(a.status.ok() && b.status.ok());
+  EXPECT_EQ(nlohmann::json::parse(*a.reply)["score"], nlohmann::json::parse(*b.reply)["score"]);
+  auto small = scalar->Reload("small");
+  ASSERT_TRUE(small.ok()) << small.status().ToString();
+  EXPECT_EQ(small->kernel, Kernel::kScalar);
+}
+
 // Reloads while other threads score: every transaction gets a prediction from one model or
 // the other, none fails.
 TEST_F(EngineTest, ReloadWhileScoring) {

@@ -1,19 +1,24 @@
-// Forest: compiles an Ensemble into the layout of forest_layout.h, picks a kernel for the CPU,
-// and turns the kernels' tree sums into margins and outputs as XGBoost does (float arithmetic).
+// Forest: compiles an Ensemble into the layout of forest_layout.h, picks a kernel for the CPU
+// (by timing them on the model), and turns the kernels' tree sums into margins and outputs as
+// XGBoost does (float arithmetic).
 #include "vigil/forest.h"
 
 #include <algorithm>
+#include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <deque>
 #include <limits>
+#include <random>
 #include <string>
 #include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "core/log.h"
 #include "model/forest_layout.h"
 #include "model/tree.h"
 
@@ -33,6 +38,14 @@ std::string_view KernelName(Kernel k) {
   return "unknown";
 }
 
+StatusOr<Kernel> ParseKernel(std::string_view name) {
+  for (Kernel k : {Kernel::kAuto, Kernel::kScalar, Kernel::kAvx2, Kernel::kAvx512}) {
+    if (name == KernelName(k)) return k;
+  }
+  return InvalidArgument("unknown kernel '" + std::string(name) +
+                         "': the kernels are auto, scalar, avx2 and avx512");
+}
+
 namespace {
 
 bool CpuHas(Kernel k) {
@@ -48,6 +61,17 @@ bool CpuHas(Kernel k) {
              __builtin_cpu_supports("avx512vl");
   }
   return false;
+}
+
+// "auto, scalar, avx2": what may be forced on this CPU.
+std::string KernelsTheCpuHas() {
+  std::string out;
+  for (Kernel k : {Kernel::kAuto, Kernel::kScalar, Kernel::kAvx2, Kernel::kAvx512}) {
+    if (!CpuHas(k)) continue;
+    if (!out.empty()) out += ", ";
+    out += KernelName(k);
+  }
+  return out;
 }
 
 // Depth of the deepest leaf (the root alone: 0). REQUIRES: the tree passed ValidateEnsemble.
@@ -222,6 +246,139 @@ constexpr size_t kBlockRows = 256;
 // Below this many rows per thread, starting threads costs more than it saves.
 constexpr size_t kMinRowsPerThread = 4096;
 
+// The tree sums of n rows with kernel k. REQUIRES: k != kAuto and CpuHas(k).
+void KernelTreeSums(Kernel k, const ForestLayout& layout, const float* rows, size_t n,
+                    float* sums) {
+  switch (k) {
+    case Kernel::kAvx512:
+      return TreeSumsAvx512(layout, rows, n, sums);
+    case Kernel::kAvx2:
+      return TreeSumsAvx2(layout, rows, n, sums);
+    default:
+      return TreeSumsScalar(layout, rows, n, sums);
+  }
+}
+
+// Kernel::kAuto's calibration: every kernel the CPU has walks the same rows one at a time (as
+// serving scores them), in a few rounds taken in turn so that a slow moment of the machine falls
+// on all of them; a kernel's figure is its fastest round (another process only ever adds time).
+// The timed rounds are sized to kCalibrationBudget from a first, warm-up pass: a few
+// milliseconds for a model of a few hundred trees, well under one for a small one.
+constexpr size_t kCalibrationRows = 256;
+constexpr size_t kCalibrationMinRows = 16;
+constexpr size_t kCalibrationProbeRows = 32;
+constexpr int kCalibrationRounds = 5;
+constexpr double kCalibrationBudgetSeconds = 0.020;
+// A kernel within 3% of the fastest counts as fast: the narrower of the two is chosen (less
+// power, no AVX-512 frequency licence, and 3% is within the calibration's noise).
+constexpr double kCalibrationTie = 1.03;
+
+struct Calibration {
+  Kernel chosen = Kernel::kScalar;
+  std::string why;
+  // Microseconds per row of the tree walk, by Kernel (NaN: not timed).
+  std::array<double, 4> us_per_row;
+  size_t rows = 0;
+  int rounds = 0;
+  double milliseconds = 0;
+
+  Calibration() { us_per_row.fill(std::numeric_limits<double>::quiet_NaN()); }
+};
+
+// Rows for the calibration: every feature the trees split on takes a value next to one of its
+// own thresholds, on a random side, so that the walks spread over the trees as real rows' do
+// (a walk's steps do not depend on its path, its cache misses do). No missing values: the
+// feature engine produces none. Deterministic.
+std::vector<float> CalibrationRows(const Ensemble& e, size_t n) {
+  std::vector<std::vector<float>> thresholds(e.num_features);
+  for (const Tree& t : e.trees) {
+    for (size_t node = 0; node < t.size(); ++node) {
+      // (Nodes that the root cannot reach were not validated: ignore what they hold.)
+      const int32_t feature = t.feature[node];
+      if (!t.is_leaf(static_cast<int32_t>(node)) && feature >= 0 &&
+          static_cast<size_t>(feature) < e.num_features && std::isfinite(t.threshold[node])) {
+        thresholds[feature].push_back(t.threshold[node]);
+      }
+    }
+  }
+  std::mt19937 rng(20261201);
+  std::vector<float> rows(n * e.num_features, 0.0f);
+  for (size_t r = 0; r < n; ++r) {
+    for (size_t f = 0; f < e.num_features; ++f) {
+      const std::vector<float>& ts = thresholds[f];
+      if (ts.empty()) continue;
+      const float t = ts[rng() % ts.size()];
+      // x == t goes right of the split, the float just below goes left.
+      rows[r * e.num_features + f] =
+          (rng() & 1) != 0 ? t : std::nextafter(t, -std::numeric_limits<float>::infinity());
+    }
+  }
+  return rows;
+}
+
+// For the log: RoundTo(0.63127, 1000) is 0.631.
+double RoundTo(double v, double per_unit) { return std::round(v * per_unit) / per_unit; }
+
+// Seconds that kernel k takes to walk rows [0, n) one call per row.
+double TimeSingleRows(Kernel k, const ForestLayout& layout, const float* rows, size_t n) {
+  float sum;
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < n; ++i) KernelTreeSums(k, layout, rows + i * layout.num_features, 1, &sum);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Times `kernels` (the narrowest first, at least two) on the model and picks the fastest, the
+// narrower one on a tie.
+Calibration Calibrate(const Ensemble& e, const ForestLayout& layout,
+                      const std::vector<Kernel>& kernels) {
+  const auto start = std::chrono::steady_clock::now();
+  Calibration c;
+  const std::vector<float> rows = CalibrationRows(e, kCalibrationRows);
+  // Warm-up (the layout into the caches, the branch predictors trained), then an estimate that
+  // sizes the timed rounds.
+  double probe_seconds = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    probe_seconds = 0;
+    for (Kernel k : kernels) {
+      probe_seconds += TimeSingleRows(k, layout, rows.data(), kCalibrationProbeRows);
+    }
+  }
+  const double seconds_per_row = probe_seconds / kCalibrationProbeRows;  // all kernels
+  const double affordable = kCalibrationBudgetSeconds / (kCalibrationRounds * seconds_per_row);
+  c.rows = static_cast<size_t>(std::clamp(affordable, static_cast<double>(kCalibrationMinRows),
+                                          static_cast<double>(kCalibrationRows)));
+  c.rounds = kCalibrationRounds;
+  std::array<double, 4> best;
+  best.fill(std::numeric_limits<double>::infinity());
+  for (int round = 0; round < c.rounds; ++round) {
+    for (size_t i = 0; i < kernels.size(); ++i) {
+      const Kernel k = kernels[(i + static_cast<size_t>(round)) % kernels.size()];
+      double& b = best[static_cast<size_t>(k)];
+      b = std::min(b, TimeSingleRows(k, layout, rows.data(), c.rows));
+    }
+  }
+  Kernel fastest = kernels.front();
+  for (Kernel k : kernels) {
+    if (best[static_cast<size_t>(k)] < best[static_cast<size_t>(fastest)]) fastest = k;
+    c.us_per_row[static_cast<size_t>(k)] =
+        RoundTo(best[static_cast<size_t>(k)] * 1e6 / static_cast<double>(c.rows), 1000);
+  }
+  c.chosen = fastest;
+  for (Kernel k : kernels) {  // the narrowest within the tie margin
+    if (best[static_cast<size_t>(k)] <= kCalibrationTie * best[static_cast<size_t>(fastest)]) {
+      c.chosen = k;
+      break;
+    }
+  }
+  c.why = c.chosen == fastest
+              ? "fastest"
+              : "within 3% of " + std::string(KernelName(fastest)) + ": the narrower";
+  c.milliseconds = RoundTo(
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count(),
+      100);
+  return c;
+}
+
 }  // namespace
 
 struct Forest::Impl {
@@ -238,14 +395,7 @@ struct Forest::Impl {
   // The tree sums of n rows (already standardised), in the canonical order.
   void TreeSums(const float* rows, size_t n, float* sums) const {
     if (!has_layout) return WideTreeSums(rows, n, sums);
-    switch (kernel) {
-      case Kernel::kAvx512:
-        return TreeSumsAvx512(layout, rows, n, sums);
-      case Kernel::kAvx2:
-        return TreeSumsAvx2(layout, rows, n, sums);
-      default:
-        return TreeSumsScalar(layout, rows, n, sums);
-    }
+    KernelTreeSums(kernel, layout, rows, n, sums);
   }
 
   // A plain walk of the canonical trees for rows of many features, with the kernels'
@@ -359,9 +509,10 @@ StatusOr<std::unique_ptr<Forest>> Forest::FromModel(const ModelFile& model, Kern
 
 StatusOr<std::unique_ptr<Forest>> Forest::FromEnsemble(Ensemble ensemble, Kernel kernel) {
   VIGIL_RETURN_IF_ERROR(ValidateEnsemble(ensemble));
-  if (kernel != Kernel::kAuto && !CpuHas(kernel)) {
+  if (!CpuHas(kernel)) {
     return InvalidArgument("the " + std::string(KernelName(kernel)) +
-                           " kernel needs instructions this CPU does not have");
+                           " kernel needs instructions this CPU does not have; it runs " +
+                           KernelsTheCpuHas());
   }
   auto impl = std::make_unique<Impl>();
   impl->standardize = !ensemble.mean.empty();
@@ -375,9 +526,34 @@ StatusOr<std::unique_ptr<Forest>> Forest::FromEnsemble(Ensemble ensemble, Kernel
   }
   const bool simd_ok = ensemble.linear || impl->has_layout;
   if (kernel == Kernel::kAuto) {
-    kernel = Kernel::kScalar;
-    if (simd_ok && CpuHas(Kernel::kAvx2)) kernel = Kernel::kAvx2;
-    if (simd_ok && CpuHas(Kernel::kAvx512)) kernel = Kernel::kAvx512;
+    Calibration c;
+    std::vector<Kernel> candidates;
+    for (Kernel k : {Kernel::kScalar, Kernel::kAvx2, Kernel::kAvx512}) {
+      if (CpuHas(k)) candidates.push_back(k);
+    }
+    if (ensemble.linear) {
+      c.why = "a linear model: no tree kernel runs";
+    } else if (!impl->has_layout) {
+      c.why = "more than " + std::to_string(kMaxRegisterFeatures) +
+              " features split on: the portable walk scores it";
+    } else if (candidates.size() == 1) {
+      c.why = "the only kernel this CPU has";
+    } else {
+      c = Calibrate(ensemble, impl->layout, candidates);
+    }
+    kernel = c.chosen;
+    const auto us = [&](Kernel k) { return c.us_per_row[static_cast<size_t>(k)]; };
+    Log(LogLevel::kInfo, "forest kernel chosen",
+        {{"kernel", KernelName(kernel)},
+         {"why", c.why},
+         {"trees", ensemble.trees.size()},
+         {"features", ensemble.num_features},
+         {"scalar_us", us(Kernel::kScalar)},
+         {"avx2_us", us(Kernel::kAvx2)},
+         {"avx512_us", us(Kernel::kAvx512)},
+         {"rows", c.rows},
+         {"rounds", c.rounds},
+         {"calibration_ms", c.milliseconds}});
   } else if (kernel != Kernel::kScalar && !simd_ok) {
     return InvalidArgument("the " + std::string(KernelName(kernel)) + " kernel holds at most " +
                            std::to_string(kMaxRegisterFeatures) +

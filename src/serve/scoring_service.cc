@@ -53,6 +53,8 @@ std::string ModelJson(const ModelInfo& m) {
   AppendJsonString(&b, m.version);
   b += ",\"algorithm\":";
   AppendJsonString(&b, AlgorithmName(m.algorithm));
+  b += ",\"kernel\":";
+  AppendJsonString(&b, KernelName(m.kernel));
   return b + "}";
 }
 
@@ -264,7 +266,8 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
        {"model", m.name},
        {"version", m.version},
        {"record", options.engine.record == RecordMode::kSync ? "sync" : "async"},
-       {"reasons", m.reasons_method}});
+       {"reasons", m.reasons_method},
+       {"kernel", KernelName(m.kernel)}});
   return std::unique_ptr<ScoringService>(new ScoringService(std::move(impl)));
 }
 
