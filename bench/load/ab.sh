@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A/B of two builds under bench/load/run.sh's load, run by run interleaved (A, B, A, B, ...) so
 # that a drift of the shared machine's speed falls on both alike. Prints the medians side by side.
-# Usage: bench/load/ab.sh A_VIGIL B_VIGIL [seconds] [repeats] [modes...]   (default 8 3 sync async)
+# Usage: bench/load/ab.sh A_VIGIL B_VIGIL [seconds] [repeats] [modes...]   (default 8 3 sync async;
+#        CONNS="32" for other connection counts than 1 32 256)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 A="$1" B="$2"
@@ -12,7 +13,7 @@ out=bench/load/results/ab.csv
 mkdir -p bench/load/results
 echo "build,mode,connections,run,rps,p50_ms,p99_ms,errors,non2xx,server_cpu_us_per_request,steal_pct" >"$out"
 for mode in "${MODES[@]}"; do
-  for conns in 1 32 256; do
+  for conns in ${CONNS:-1 32 256}; do
     for run in $(seq "$REPEATS"); do
       for build in A B; do
         bin=$A; [ "$build" = B ] && bin=$B
