@@ -2,9 +2,10 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <string>
 #include <string_view>
+
+#include "core/hex_for_test.h"
 
 namespace vigil {
 namespace {
@@ -140,12 +141,7 @@ TEST(SeenFilterTest, FormatHashAndProbesAreStable) {
   EXPECT_EQ(SeenFilter::Hash("tx-1"), 0xe4652f2eab748926ULL);
   SeenFilter f(Small(1));
   f.Add(H("tx-1"), 7);
-  std::string hex;
-  for (char c : Saved(f)) {
-    char buf[3];
-    std::snprintf(buf, sizeof buf, "%02x", static_cast<unsigned char>(c));
-    hex += buf;
-  }
+  const std::string hex = HexOf(Saved(f));
   // Format, one generation of capacity 1 holding 1 item, first and last time 7 (zigzag 14),
   // 8 words (one block), then the words: one bit set in each.
   EXPECT_EQ(hex,

@@ -19,6 +19,7 @@
 
 #include "vigil/simulator.h"
 #include "vigil/time.h"
+#include "core/hex_for_test.h"
 
 namespace vigil {
 namespace {
@@ -757,12 +758,7 @@ TEST(FeatureSnapshotTest, FormatIsStable) {
   engine.Insert({5, t0, 10, 3, 1.5});
   engine.Insert({6, t0 + 60, 10, 4, 2.0});
   ASSERT_TRUE(engine.AddLabel(6, true).ok());
-  std::string hex;
-  for (char c : Saved(engine)) {
-    char buf[3];
-    std::snprintf(buf, sizeof buf, "%02x", static_cast<unsigned char>(c));
-    hex += buf;
-  }
+  const std::string hex = HexOf(Saved(engine));
   EXPECT_EQ(hex,
             // format, set "book", label delay 7 (zigzag)
             "f1000e"
