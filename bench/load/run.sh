@@ -6,7 +6,8 @@
 # Also the server's CPU time per request, and the hypervisor's steal during the run (on a
 # shared VM, a run with high steal measured the neighbours as much as Vigil).
 # Usage: bench/load/run.sh [seconds per run] [repeats] [modes...]   (from the repository root,
-#        after setup; modes: sync async bare, default all three)
+#        after setup; modes: sync async bare, default all three; also sync-full: --record sync
+#        --sync full, each reply after its record is fdatasynced)
 # Prints one CSV line per run, then a table of medians.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,8 +38,10 @@ for mode in "${MODES[@]}"; do
       if [ "$mode" = bare ]; then
         "$BARE" "$PORT" >/dev/null 2>"$OUT/serve.log" &
       else
+        record=(--record "$mode")
+        [ "$mode" = sync-full ] && record=(--record sync --sync full)
         "$VIGIL" serve --model "$MODEL" --port "$PORT" --address 127.0.0.1 --data-dir "$data" \
-          --record "$mode" >/dev/null 2>"$OUT/serve.log" &
+          "${record[@]}" >/dev/null 2>"$OUT/serve.log" &
       fi
       server=$!
       for _ in $(seq 100); do
