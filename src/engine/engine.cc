@@ -309,7 +309,7 @@ struct Engine::Impl {
   // An Entry is one transaction accepted for scoring: while in flight, who waits for its
   // outcome; once it has its reply, what a repeat is given. One allocation holds it all, and the
   // maps key it by views of its own id and key, which never change. Under idem_mu: `first`,
-  // `waiters` and `committed` once it is in a map; `reply` is set before it is remembered and
+  // `waiters` and `pinned` once it is in a map; `reply` is set before it is remembered and
   // never changed after.
   struct Entry {
     explicit Entry(Impl* e) : engine(e) {}
@@ -320,7 +320,9 @@ struct Engine::Impl {
     Done first;                // its own caller
     std::vector<Done> waiters;  // repeats that came while it was in flight
     std::string reply;          // set before it is remembered; never changed after
-    bool committed = false;     // its record is (so the store can answer for it)
+    // Remembered while its record is not committed (--record async): the store could not answer
+    // for it, so memory must keep it. Cleared once committed, or once forgotten.
+    bool pinned = false;
     // Keeps the entry alive while the store holds only a plain pointer to it (the commit
     // callback: a lambda capturing a shared_ptr would cost a std::function allocation).
     std::shared_ptr<Entry> self;
@@ -395,7 +397,7 @@ struct Engine::Impl {
     if (added) recent_order.push_back(e);
     while (recent_order.size() > options.recent_replies) {
       const Entry* old = recent_order.front().get();
-      if (!old->committed) break;  // the store cannot find it yet
+      if (old->pinned) break;  // the store cannot find it yet
       EraseIfOwn(recent_ids, old->transaction_id, old);
       EraseIfOwn(recent_keys, old->key, old);
       recent_order.pop_front();
@@ -410,7 +412,7 @@ struct Engine::Impl {
     std::vector<Done> waiters;
     {
       MutexLock lock(&idem_mu);
-      e->committed = committed;
+      e->pinned = remember && !committed;
       if (remember) Remember(e);
       EraseIfOwn(flights_by_id, e->transaction_id, e.get());
       EraseIfOwn(flights_by_key, e->key, e.get());
@@ -426,15 +428,16 @@ struct Engine::Impl {
   // it now and memory may forget it.
   void MarkCommitted(Entry& e) {
     MutexLock lock(&idem_mu);
-    e.committed = true;
+    e.pinned = false;
   }
 
   // --record async: a reply already given whose record failed: forget it, so that the store
   // (which has nothing) is the truth and a retry is scored anew.
-  void Forget(const Entry& e) {
+  void Forget(Entry& e) {
     MutexLock lock(&idem_mu);
     EraseIfOwn(recent_ids, e.transaction_id, &e);
     EraseIfOwn(recent_keys, e.key, &e);
+    e.pinned = false;  // nothing to keep: its place in recent_order may go
   }
 
   // What the store calls once the record of `e` is committed (or not).
@@ -708,6 +711,11 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   impl->metrics.AddGauge("vigil_store_backlog",
                          "Records committed to the journal and not yet indexed",
                          [raw] { return static_cast<double>(raw->store->backlog()); });
+  impl->metrics.AddGauge("vigil_recent_replies", "Replies held in memory for repeats",
+                         [raw] {
+                           MutexLock lock(&raw->idem_mu);
+                           return static_cast<double>(raw->recent_order.size());
+                         });
   impl->metrics.AddGauge("vigil_seen_filter_bytes",
                          "Memory of the filter of transaction ids and keys seen",
                          [raw] {

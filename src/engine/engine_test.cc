@@ -16,6 +16,7 @@
 
 #include "core/full_disk_for_test.h"
 #include "core/transaction_json.h"
+#include "monitor/metrics.h"
 #include "vigil/features.h"
 #include "vigil/model.h"
 #include "vigil/simulator.h"
@@ -353,6 +354,39 @@ TEST_F(EngineTest, FailedCommitsCountNothing) {
             Feature(before, "customer_nb_tx_1d") + 1);
   ASSERT_TRUE(e->Flush().ok());  // the index caught up too
   EXPECT_TRUE(e->Find("blocked")->has_value());
+}
+
+// --record async: a reply whose record the full disk refused is forgotten, and it does not keep
+// the replies after it in memory (they are evicted once committed, as usual).
+TEST_F(EngineTest, AsyncRepliesLostToAFullDiskLeaveMemoryBounded) {
+  FullDiskForTest disk(data_dir_, 8 << 20);
+  ASSERT_TRUE(disk.mounted()) << disk.error();
+  auto o = Options();
+  o.record = RecordMode::kAsync;
+  o.recent_replies = 4;
+  auto e = OpenOrDie(o);
+  const auto remembered = [&] {
+    const std::string text = e->metrics().Render();
+    const size_t at = text.find("\nvigil_recent_replies ");
+    EXPECT_NE(at, std::string::npos) << text;
+    return at == std::string::npos ? -1 : std::stoi(text.substr(at + 22));
+  };
+  disk.Fill();
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(ScoreNow(*e, Tx("lost-" + std::to_string(i), "c8")).status.ok())
+        << "async answers before the record is written";
+  }
+  disk.Free();
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(ScoreNow(*e, Tx("kept-" + std::to_string(i), "c8")).status.ok());
+  }
+  (void)e->Flush();  // index writes refused while the disk was full are not this test's concern
+  ASSERT_TRUE(ScoreNow(*e, Tx("last", "c8")).status.ok());  // eviction runs as a reply is kept
+  EXPECT_LE(remembered(), 5);
+  EXPECT_GE(remembered(), 1);
+  // The lost ones were taken back out: a retry is scored anew (the disk has room again).
+  EXPECT_FALSE(ScoreNow(*e, Tx("lost-9", "c8")).replay);
+  EXPECT_TRUE(ScoreNow(*e, Tx("kept-0", "c8")).replay);
 }
 
 // The online state after a restart (rebuilt from the records) equals the live one, whatever
