@@ -112,8 +112,7 @@ ScoreResult Scorer::Score(std::span<const float> engine_row, int explain_top_k) 
       phi = heap_phi;
       order = heap_order.data();
     }
-    std::fill(phi.begin(), phi.end(), 0.0);
-    m.explainer->Contributions(input, phi);
+    m.explainer->Contributions(input, phi);  // sets every element
     size_t positive = 0;
     for (size_t j = 0; j < n; ++j) {
       if (phi[j] > 0) order[positive++] = j;
