@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "vigil/durability.h"
 #include "vigil/status.h"
 
 namespace vigil {
@@ -44,14 +45,6 @@ struct TransactionRecord {
   uint64_t request_fingerprint = 0;  // with a key: a hash of the request it was first used with
   std::vector<float> features;  // the feature values the model scored (FeatureNames(kAll)
                                 // order); empty for records of older stores
-};
-
-// What a write must survive before it counts as done.
-enum class Durability {
-  kProcessCrash,  // written to the operating system: survives kill -9 of the process, not a
-                  // power loss or a kernel crash (the last moments of writes may be lost)
-  kPowerLoss,     // on the disk (fdatasync): survives a power loss too; costs a disk flush,
-                  // shared by the writes waiting together (group commit)
 };
 
 // How a write is to be done. Callers say what they need; how writes are grouped and which thread
