@@ -238,6 +238,13 @@ class FileJournal final : public Journal {
     MutexLock lock(&mu_);
     return segments_.size();
   }
+  std::vector<uint64_t> segment_first_offsets() const override {
+    MutexLock lock(&mu_);
+    std::vector<uint64_t> out;
+    out.reserve(segments_.size());
+    for (const Segment& s : segments_) out.push_back(s.first_offset);
+    return out;
+  }
 
   // For readers: the segment holding `offset` or the first after it (its index in the
   // snapshot returned), with its readable size; false when there is none.

@@ -42,6 +42,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "vigil/status.h"
 
@@ -128,6 +129,8 @@ class Journal {
   // Bytes in all segments.
   virtual uint64_t size_bytes() const = 0;
   virtual size_t segments() const = 0;
+  // The first offset of each segment kept, oldest first (the names of their files).
+  virtual std::vector<uint64_t> segment_first_offsets() const = 0;
 
  protected:
   Journal() = default;
