@@ -143,14 +143,15 @@ class Queue {
   virtual StatusOr<std::vector<QueueMessage>> Pull(std::string_view queue,
                                                    const PullOptions& options) = 0;
 
-  // One status per id, in order: Ok when acknowledged (the message is done, never delivered
-  // again); NotFound when the id is unknown, already acknowledged, or its lease ran out (it may
-  // have been delivered to another consumer since). NotFound as the whole result for a queue
-  // that does not exist.
+  // Acknowledges leased messages: they are done, never delivered again. All or nothing: one
+  // status per id, in order, and when any is NotFound (the id is unknown, already settled, named
+  // twice, or its lease ran out, so that it may be with another consumer now) none of them is
+  // acknowledged and the call changed nothing. NotFound as the whole result for a queue that
+  // does not exist; InvalidArgument for no ids or more than max_batch.
   virtual StatusOr<std::vector<Status>> Ack(std::string_view queue,
                                             std::span<const std::string> ids) = 0;
-  // Gives leased messages back: delivered again after options.delay (or dead-lettered), as if
-  // their lease had run out. Per-id statuses as Ack's.
+  // Gives leased messages back: delivered again after options.delay, or dead-lettered (also
+  // when it was their last attempt). All or nothing, as Ack.
   virtual StatusOr<std::vector<Status>> Nack(std::string_view queue,
                                              std::span<const std::string> ids,
                                              const NackOptions& options) = 0;
@@ -158,8 +159,8 @@ class Queue {
   // The queue's dead letters, oldest first, at most `limit`.
   virtual StatusOr<std::vector<QueueMessage>> DeadLetters(std::string_view queue,
                                                           size_t limit) = 0;
-  // Puts dead letters back at the end of their queue, their attempts counted from 0 again: the
-  // ones named, or all when `ids` is empty. Returns how many were requeued (ids that are not
+  // Puts dead letters back in their queue (in their first order, before the messages pushed
+  // after them), their attempts counted from 0 again: the ones named, or all when `ids` is empty. Returns how many were requeued (ids that are not
   // dead letters are skipped).
   virtual StatusOr<size_t> Requeue(std::string_view queue, std::span<const std::string> ids) = 0;
 

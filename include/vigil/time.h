@@ -24,6 +24,8 @@ StatusOr<int64_t> ParseRfc3339(std::string_view text);
 
 // "2018-04-01T00:00:31Z".
 std::string FormatRfc3339(int64_t epoch_seconds);
+// "2018-04-01T00:00:31.000250Z": microseconds since the epoch.
+std::string FormatRfc3339Micros(int64_t epoch_us);
 // "2018-04-01".
 std::string FormatDate(int64_t epoch_seconds);
 

@@ -52,6 +52,24 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                 "milliseconds per request) instead of path attributions")
       ->envname("VIGIL_EXACT_REASONS");
   AddKernelOption(*cmd, &args->kernel);
+  QueueOptions& q = o.queue;
+  cmd->add_option("--queue", q.url,
+                  "Queues served on /api/queues: embedded (in --data-dir) or nats://host:port")
+      ->capture_default_str()->envname("VIGIL_QUEUE");
+  q.url = "embedded";
+  cmd->add_option("--queue-max-attempts", q.max_attempts,
+                  "Deliveries of a leased message without an ack before it goes to the dead letters")
+      ->capture_default_str()->envname("VIGIL_QUEUE_MAX_ATTEMPTS")->check(CLI::Range(1, 1000));
+  cmd->add_option("--queue-max-message-bytes", q.max_message_bytes, "Largest message content (413 above)")
+      ->capture_default_str()->envname("VIGIL_QUEUE_MAX_MESSAGE_BYTES");
+  cmd->add_flag("--process", o.process,
+                "Run the processor in the server: score the transactions of TQ1 and TQ2, push the "
+                "prediction records to PQ1")
+      ->envname("VIGIL_PROCESS");
+  cmd->add_option("--process-threads", o.processor.threads, "Processor worker threads")
+      ->capture_default_str()->envname("VIGIL_PROCESS_THREADS")->check(CLI::Range(1, 256));
+  cmd->add_option("--process-batch", o.processor.batch, "Messages per pull of a processor worker")
+      ->capture_default_str()->envname("VIGIL_PROCESS_BATCH")->check(CLI::Range(1, 1000));
   cmd->callback([args, exit_code] {
     ServeOptions o = args->serve;
     o.engine.record = args->record == "async" ? RecordMode::kAsync : RecordMode::kSync;

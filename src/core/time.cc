@@ -121,6 +121,19 @@ std::string FormatRfc3339(int64_t t) {
   return buf;
 }
 
+std::string FormatRfc3339Micros(int64_t us) {
+  int64_t secs = us / 1000000, frac = us % 1000000;
+  if (frac < 0) {
+    frac += 1000000;
+    --secs;
+  }
+  std::string s = FormatRfc3339(secs);
+  char buf[8];
+  std::snprintf(buf, sizeof buf, ".%06d", static_cast<int>(frac));
+  s.insert(s.size() - 1, buf);
+  return s;
+}
+
 std::string FormatDate(int64_t t) { return FormatRfc3339(t).substr(0, 10); }
 
 int Weekday(int64_t t) {

@@ -12,6 +12,12 @@ TEST(TimeTest, RoundTripsRfc3339) {
   EXPECT_EQ(FormatRfc3339(*t), "2018-04-01T00:00:31Z");
 }
 
+TEST(TimeTest, FormatsMicroseconds) {
+  EXPECT_EQ(FormatRfc3339Micros(1522540831000250), "2018-04-01T00:00:31.000250Z");
+  EXPECT_EQ(FormatRfc3339Micros(0), "1970-01-01T00:00:00.000000Z");
+  EXPECT_EQ(FormatRfc3339Micros(-1), "1969-12-31T23:59:59.999999Z");
+}
+
 TEST(TimeTest, AppliesOffsetsAndFractions) {
   EXPECT_EQ(*ParseRfc3339("2018-04-01T02:00:31.999+02:00"), 1522540831);
   EXPECT_EQ(*ParseRfc3339("2018-03-31T23:00:31-01:00"), 1522540831);

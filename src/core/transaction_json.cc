@@ -442,11 +442,21 @@ int64_t IdKey(std::string_view id) {
 
 class TransactionParser::Impl {
  public:
-  Status Parse(std::string_view body, Transaction* out, std::vector<FieldProblem>* problems);
+  Status Parse(std::string_view body, Transaction* out, std::vector<FieldProblem>* problems,
+               const TransactionParseOptions& options);
   Status ParseBatch(std::string_view body, size_t max_items, std::vector<Transaction>* out,
                     std::vector<FieldProblem>* problems);
+  Status ParseMessages(std::string_view body, size_t max_items, std::vector<MessageText>* out,
+                       std::vector<FieldProblem>* problems, bool* batch);
 
  private:
+  // One field of a push message object: "content", "message_type" or another (checked, ignored).
+  error_code MessageField(std::string_view key, od::value& v, int depth, MessageText* out,
+                          bool* content, std::string* type_problem);
+  // The problems of a message object, on "<prefix>content" and "<prefix>message_type".
+  void MessageProblems(const std::string& prefix, bool content, const std::string& type_problem);
+  // The JSON text of `v` (consumed, and checked all the way down).
+  error_code ValueText(od::value& v, int depth, std::string* text);
   // Copies `text` into the padded buffer (grown when too small, never per call otherwise).
   simdjson::padded_string_view Load(std::string_view text);
 
@@ -502,6 +512,7 @@ class TransactionParser::Impl {
   bool amount_overflow_ = false;  // some "amount" did not fit a double
   std::string slot_problem_[kNumSlots];
   std::string vendor_id_;
+  TransactionParseOptions options_;
   std::string key_scratch_;
   std::string text_scratch_;
 };
@@ -510,8 +521,16 @@ TransactionParser::TransactionParser() : impl_(std::make_unique<Impl>()) {}
 TransactionParser::~TransactionParser() = default;
 
 Status TransactionParser::Parse(std::string_view body, Transaction* out,
-                                std::vector<FieldProblem>* problems) {
-  return impl_->Parse(body, out, problems);
+                                std::vector<FieldProblem>* problems,
+                                const TransactionParseOptions& options) {
+  return impl_->Parse(body, out, problems, options);
+}
+
+Status TransactionParser::ParseMessages(std::string_view body, size_t max_items,
+                                        std::vector<MessageText>* out,
+                                        std::vector<FieldProblem>* problems, bool* batch) {
+  bool ignored = false;
+  return impl_->ParseMessages(body, max_items, out, problems, batch != nullptr ? batch : &ignored);
 }
 
 Status TransactionParser::ParseBatch(std::string_view body, size_t max_items,
@@ -787,7 +806,17 @@ error_code TransactionParser::Impl::ParseTimestamp(od::value& v, int depth,
   }
   // Say precisely what is wrong where ParseRfc3339 is vague: a missing zone, or a date that
   // does not exist (it says "bad date" for 2018-02-30; ParseDate says why).
-  if (ParseRfc3339(text_scratch_ + "Z").ok()) {
+  if (StatusOr<int64_t> utc = ParseRfc3339(text_scratch_ + "Z"); utc.ok()) {
+    if (options_.zoneless_timestamps_are_utc) {
+      if (*utc < kMinTimestamp || *utc >= kMaxTimestamp) {
+        slot_problem_[kTimestamp] =
+            "timestamp must be between 2000-01-01T00:00:00 and 2099-12-31T23:59:59 UTC (got '" +
+            text_scratch_ + "')";
+      } else {
+        out->timestamp = *utc;
+      }
+      return simdjson::SUCCESS;
+    }
     slot_problem_[kTimestamp] = "timestamp '" + text_scratch_ +
                                 "' has no time zone: add 'Z' for UTC or an offset such as +02:00";
     return simdjson::SUCCESS;
@@ -908,6 +937,10 @@ error_code TransactionParser::Impl::ParseTransaction(od::object& obj, int depth,
   // An overflowing amount that a later duplicate replaced: nlohmann::json, hence the store's
   // readers, would refuse the text, so it is malformed JSON here too.
   if (amount_overflow_ && slot_problem_[kAmount].empty()) return kNumberOverflow;
+  if (!seen_[kTransactionId] && !options_.default_transaction_id.empty()) {
+    out->transaction_id.assign(options_.default_transaction_id);
+    seen_[kTransactionId] = true;
+  }
   for (Slot s : {kTransactionId, kCustomerId, kAmount, kTimestamp}) {
     if (!seen_[s]) slot_problem_[s] = std::string(kSlotName[s]) + " is required";
   }
@@ -946,7 +979,9 @@ error_code TransactionParser::Impl::ParseRootObject(od::document& doc, Transacti
 }
 
 Status TransactionParser::Impl::Parse(std::string_view body, Transaction* out,
-                                      std::vector<FieldProblem>* problems) {
+                                      std::vector<FieldProblem>* problems,
+                                      const TransactionParseOptions& options) {
+  options_ = options;
   problems->clear();
   problems_ = problems;
   omitted_ = 0;
@@ -1065,6 +1100,7 @@ error_code TransactionParser::Impl::ParseBatchRoot(od::document& doc, size_t max
 Status TransactionParser::Impl::ParseBatch(std::string_view body, size_t max_items,
                                            std::vector<Transaction>* out,
                                            std::vector<FieldProblem>* problems) {
+  options_ = {};
   problems->clear();
   problems_ = problems;
   omitted_ = 0;
@@ -1085,6 +1121,163 @@ Status TransactionParser::Impl::ParseBatch(std::string_view body, size_t max_ite
         JsonProblem(body, e, "a JSON object {\"transactions\": [...]} or an array"));
   }
   return Summarise("batch");
+}
+
+error_code TransactionParser::Impl::ValueText(od::value& v, int depth, std::string* text) {
+  const char* start = v.raw_json_token().data();
+  if (auto e = Validate(v, depth)) return e;
+  // From the value's first byte to the last before the next token (',' or '}': a content is
+  // always inside an object).
+  const char* next;
+  if (auto e = v.current_location().get(next)) return e;
+  while (next > start && IsJsonSpace(next[-1])) --next;
+  if (next <= start) return kBadToken;
+  text->assign(start, next);
+  return simdjson::SUCCESS;
+}
+
+error_code TransactionParser::Impl::MessageField(std::string_view key, od::value& v, int depth,
+                                                 MessageText* out, bool* content,
+                                                 std::string* type_problem) {
+  constexpr size_t kMaxMessageTypeBytes = 64;
+  if (key == "content") {
+    *content = true;
+    return ValueText(v, depth, &out->content);
+  }
+  if (key != "message_type") return Validate(v, depth);
+  od::json_type type;
+  if (auto e = v.type().get(type)) return e;
+  out->message_type.clear();
+  type_problem->clear();
+  if (type == od::json_type::string) {
+    if (auto e = ReadString(v, &out->message_type)) return e;
+    if (out->message_type.size() > kMaxMessageTypeBytes) {
+      *type_problem = "message_type must be at most 64 bytes";
+    }
+    return simdjson::SUCCESS;
+  }
+  if (type != od::json_type::null) {
+    *type_problem = "message_type must be a string, not " + std::string(TypeName(type));
+  }
+  return Validate(v, depth);
+}
+
+void TransactionParser::Impl::MessageProblems(const std::string& prefix, bool content,
+                                              const std::string& type_problem) {
+  if (!content) {
+    AddProblem(prefix + "content", "content is required: the message itself, any JSON value");
+  }
+  if (!type_problem.empty()) AddProblem(prefix + "message_type", type_problem);
+}
+
+Status TransactionParser::Impl::ParseMessages(std::string_view body, size_t max_items,
+                                              std::vector<MessageText>* out,
+                                              std::vector<FieldProblem>* problems, bool* is_batch) {
+  options_ = {};
+  *is_batch = false;
+  problems->clear();
+  problems_ = problems;
+  omitted_ = 0;
+  out->clear();
+  const std::string_view text = StripBom(body);
+  constexpr std::string_view kExpected =
+      "a JSON object {\"content\": ..., \"message_type\": ...} or {\"messages\": [...]}";
+  if (Trim(text).empty()) {
+    AddProblem("", "body is empty; expected " + std::string(kExpected));
+    return Summarise("push");
+  }
+  auto parse = [&](od::document& doc) -> error_code {
+    if (auto e = doc.type().get(root_type_)) return e;
+    if (root_type_ != od::json_type::object) return kWrongRoot;
+    od::object obj;
+    if (auto e = doc.get_object().get(obj)) return e;
+    // One pass: "messages" makes it a batch, "content" / "message_type" a single message.
+    bool batch = false, single = false;
+    MessageText one;
+    bool one_content = false;
+    std::string one_type_problem;
+    for (auto item : obj) {
+      od::field field;
+      if (auto e = std::move(item).get(field)) return e;
+      std::string_view key;
+      if (auto e = ReadKey(field.key().raw(), &key)) return e;
+      od::value& v = field.value();
+      if (key == "messages") {
+        batch = true;
+        problems_->clear();
+        out->clear();
+        od::json_type type;
+        if (auto e = v.type().get(type)) return e;
+        if (type != od::json_type::array) {
+          AddProblem("messages", "messages must be an array, not " + std::string(TypeName(type)));
+          if (auto e = Validate(v, 2)) return e;
+          continue;
+        }
+        od::array items;
+        if (auto e = v.get_array().get(items)) return e;
+        size_t n = 0;
+        for (auto element : items) {
+          od::value m;
+          if (auto e = std::move(element).get(m)) return e;
+          const std::string field_name = "messages[" + std::to_string(n) + "]";
+          ++n;
+          od::json_type mtype;
+          if (auto e = m.type().get(mtype)) return e;
+          if (n > max_items || mtype != od::json_type::object) {
+            if (n <= max_items) {
+              AddProblem(field_name, field_name + " must be a JSON object {\"content\": ...}, not " +
+                                         std::string(TypeName(mtype)));
+            }
+            if (auto e = Validate(m, 3)) return e;
+            continue;
+          }
+          od::object mobj;
+          if (auto e = m.get_object().get(mobj)) return e;
+          MessageText& message = out->emplace_back();
+          bool content = false;
+          std::string type_problem;
+          for (auto mitem : mobj) {
+            od::field mfield;
+            if (auto e = std::move(mitem).get(mfield)) return e;
+            std::string_view mkey;
+            if (auto e = ReadKey(mfield.key().raw(), &mkey)) return e;
+            if (auto e = MessageField(mkey, mfield.value(), 4, &message, &content, &type_problem)) return e;
+          }
+          MessageProblems(field_name + ".", content, type_problem);
+        }
+        if (n == 0) AddProblem("messages", "messages must hold at least one message");
+        if (n > max_items) {
+          AddProblem("messages", "messages holds " + std::to_string(n) + " messages; at most " +
+                                     std::to_string(max_items) + " are accepted in one push");
+        }
+      } else {
+        single = single || key == "content" || key == "message_type";
+        if (auto e = MessageField(key, v, 2, &one, &one_content, &one_type_problem)) return e;
+      }
+    }
+    if (auto e = CheckEnd(doc)) return e;
+    *is_batch = batch;
+    if (batch && single) {
+      problems_->clear();
+      out->clear();
+      AddProblem("", "send either \"content\" (one message) or \"messages\" (a batch), not both");
+    } else if (!batch) {
+      MessageProblems("", one_content, one_type_problem);
+      if (problems_->empty()) out->push_back(std::move(one));
+    }
+    return simdjson::SUCCESS;
+  };
+  od::document doc;
+  error_code e = parser_.iterate(Load(text)).get(doc);
+  if (!e) e = parse(doc);
+  if (e) {
+    out->clear();
+    problems->clear();
+    omitted_ = 0;
+    problems->push_back(JsonProblem(body, e, kExpected));
+  }
+  if (!problems->empty()) out->clear();
+  return Summarise("push");
 }
 
 }  // namespace vigil

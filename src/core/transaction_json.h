@@ -59,6 +59,22 @@ struct FieldProblem {
 
 
 
+// How a transaction that arrived by a queue is read (the reference's producers write Python's
+// datetime.utcnow().isoformat(), "2024-05-01T12:00:00.123456", and may leave the id out).
+struct TransactionParseOptions {
+  // A timestamp without a zone is taken as UTC instead of being refused.
+  bool zoneless_timestamps_are_utc = false;
+  // The transaction_id of a transaction that has none (e.g. its queue message's id); empty:
+  // transaction_id is required.
+  std::string_view default_transaction_id;
+};
+
+// One message of a queue push body, its content as JSON text.
+struct MessageText {
+  std::string content;       // the value's JSON text, byte for byte as sent
+  std::string message_type;  // "" when absent
+};
+
 // A TransactionParser parses and validates transaction bodies. It owns the padded copy of the
 // input that simdjson needs and its parser state, both reused across calls, so a warm parser does
 // not allocate for bodies no bigger than those it has seen (beyond the strings of `out` growing).
@@ -74,7 +90,8 @@ class TransactionParser {
   // *problems lists every problem found (malformed JSON is a single problem on field "" whose
   // text gives line and column), the message summarises them, and *out is unspecified.
   // REQUIRES: out != nullptr, problems != nullptr
-  Status Parse(std::string_view body, Transaction* out, std::vector<FieldProblem>* problems);
+  Status Parse(std::string_view body, Transaction* out, std::vector<FieldProblem>* problems,
+               const TransactionParseOptions& options = {});
 
   // Parses {"transactions": [obj, ...]} (other top-level keys ignored) or a bare array [obj, ...]:
   // one to max_items transactions. Problems of item i are on fields "transactions[i].<field>"
@@ -85,6 +102,17 @@ class TransactionParser {
   // REQUIRES: out != nullptr, problems != nullptr
   Status ParseBatch(std::string_view body, size_t max_items, std::vector<Transaction>* out,
                     std::vector<FieldProblem>* problems);
+
+  // Parses a queue push body (the reference queue service's): {"content": <any JSON>,
+  // "message_type": "..."} for one message, or {"messages": [{"content": ..., "message_type":
+  // ...}, ...]} for one to max_items. `content` is required (null is a value: it is kept);
+  // `message_type` is optional, a string of at most 64 bytes; other keys are ignored. Problems
+  // are on "content", "message_type", "messages", "messages[i].content", ... OK: *out holds the
+  // messages in order, and *batch (when given) says whether it was the "messages" form. The
+  // whole body is checked to be well-formed JSON, so every content is.
+  // REQUIRES: out != nullptr, problems != nullptr
+  Status ParseMessages(std::string_view body, size_t max_items, std::vector<MessageText>* out,
+                       std::vector<FieldProblem>* problems, bool* batch = nullptr);
 
  private:
   class Impl;

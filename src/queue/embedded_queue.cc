@@ -669,7 +669,7 @@ class EmbeddedQueue final : public Queue {
       if (nack == nullptr) continue;
       (nack->dead_letter || it->second.attempts >= options_.max_attempts ? dead : back).push_back(seq);
     }
-    if (settled.empty()) return results;
+    if (settled.size() != ids.size()) return results;  // all or nothing
     const int64_t due = nack != nullptr && nack->delay.count() > 0 ? now + nack->delay.count() * 1000 : 0;
     std::string reason;
     if (nack != nullptr) {

@@ -149,11 +149,17 @@ TEST_F(EmbeddedQueueTest, AcknowledgedMessagesAreDoneAndStaleAcksAreRefused) {
   ASSERT_TRUE(Push("TQ1", {"a", "b", "c"}).ok());
   auto leased = Pull("TQ1", 3, seconds(10));
   ASSERT_EQ(leased.size(), 3u);
+  // One bad id and nothing is acknowledged.
   std::vector<std::string> ids = {leased[0].id, "TQ1-999", "garbage", leased[0].id, "TQ2-2"};
   auto r = queue_->Ack("TQ1", ids);
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE((*r)[0].ok());
   for (size_t i = 1; i < ids.size(); ++i) EXPECT_EQ((*r)[i].code(), StatusCode::kNotFound) << ids[i];
+  EXPECT_EQ(StatsOf("TQ1").in_flight, 3u);
+  std::vector<std::string> good = {leased[0].id};
+  r = queue_->Ack("TQ1", good);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE((*r)[0].ok());
   // A lease that ran out cannot be acknowledged: the message may be with another consumer.
   Advance(seconds(11));
   std::vector<std::string> late = {leased[1].id};

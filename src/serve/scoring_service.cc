@@ -14,6 +14,7 @@
 #include "engine/prediction_json.h"
 #include "monitor/metrics.h"
 #include "serve/http_server.h"
+#include "serve/queue_routes.h"
 #include "serve/router.h"
 
 namespace vigil {
@@ -116,6 +117,8 @@ class AdminWorker {
 struct ScoringService::Impl {
   ServeOptions options;
   std::unique_ptr<Engine> engine;
+  std::unique_ptr<Queue> queue;
+  std::unique_ptr<Processor> processor;
   std::unique_ptr<Router> router;
   std::unique_ptr<AdminWorker> admin;
   std::unique_ptr<HttpServer> server;
@@ -244,8 +247,18 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
     h->Post(std::move(task));
   };
   VIGIL_ASSIGN_OR_RETURN(impl->engine, Engine::Open(eo));
+  QueueOptions qo = options.queue;
+  qo.data_dir = options.engine.data_dir;
+  qo.durability = options.engine.durability;
+  VIGIL_ASSIGN_OR_RETURN(impl->queue, Queue::Open(qo));
   impl->router = std::make_unique<Router>(impl->engine->metrics());
   impl->AddRoutes();
+  AddQueueRoutes(*impl->router, *impl->queue, qo.max_message_bytes, qo.max_batch);
+  if (options.process) {
+    ProcessorOptions po = options.processor;
+    po.flush_before_ack = options.engine.record == RecordMode::kAsync;
+    VIGIL_ASSIGN_OR_RETURN(impl->processor, Processor::Start(*impl->engine, *impl->queue, po));
+  }
   impl->admin = std::make_unique<AdminWorker>();
 
   HttpServerOptions ho;
@@ -267,7 +280,9 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
        {"version", m.version},
        {"record", options.engine.record == RecordMode::kSync ? "sync" : "async"},
        {"reasons", m.reasons_method},
-       {"kernel", KernelName(m.kernel)}});
+       {"kernel", KernelName(m.kernel)},
+       {"queue", raw->queue->backend()},
+       {"process", options.process}});
   return std::unique_ptr<ScoringService>(new ScoringService(std::move(impl)));
 }
 
@@ -285,6 +300,8 @@ void ScoringService::Stop() {
   if (impl_->admin) impl_->admin->Stop();
   if (impl_->server) impl_->server->Stop(std::chrono::seconds(10));
   impl_->http.store(nullptr);
+  if (impl_->processor) impl_->processor->Stop();
+  if (impl_->queue) impl_->queue->Stop();
   if (impl_->engine) impl_->engine->Stop();
   Log(LogLevel::kInfo, "stopped");
 }

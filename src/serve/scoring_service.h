@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "process/processor.h"
 #include "vigil/engine.h"
+#include "vigil/queue.h"
 #include "vigil/status.h"
 
 namespace vigil {
@@ -23,9 +25,16 @@ struct ServeOptions {
   int threads = 0;                // HTTP I/O threads; 0 = one per core
   size_t max_batch = 1000;        // transactions per /v1/score/batch call
   size_t max_body_bytes = 1 << 20;
+  // The queues served on /api/queues (vigil/queue.h). Their data_dir and durability are the
+  // engine's.
+  QueueOptions queue;
+  // `--process`: run the processor's workers in the server, from the queues above.
+  bool process = false;
+  ProcessorOptions processor;
 };
 
-// A ScoringService owns the engine, the HTTP server and the route table. Thread-safe.
+// A ScoringService owns the engine, the queues, the processor (when asked for), the HTTP server
+// and the route table. Thread-safe.
 class ScoringService {
  public:
   ~ScoringService();
