@@ -1124,10 +1124,18 @@ Status TransactionParser::Impl::ParseBatch(std::string_view body, size_t max_ite
 }
 
 error_code TransactionParser::Impl::ValueText(od::value& v, int depth, std::string* text) {
-  const char* start = v.raw_json_token().data();
+  od::json_type type;
+  if (auto e = v.type().get(type)) return e;
+  // A scalar's token is the whole of it (a string's from quote to quote), then spaces.
+  const std::string_view token = v.raw_json_token();
   if (auto e = Validate(v, depth)) return e;
-  // From the value's first byte to the last before the next token (',' or '}': a content is
-  // always inside an object).
+  if (type != od::json_type::object && type != od::json_type::array) {
+    text->assign(TrimRight(token));
+    return simdjson::SUCCESS;
+  }
+  // A container: from its first byte to the last before the next token (',' or '}': a content
+  // is always inside an object).
+  const char* start = token.data();
   const char* next;
   if (auto e = v.current_location().get(next)) return e;
   while (next > start && IsJsonSpace(next[-1])) --next;
