@@ -210,4 +210,29 @@ first=$(jq -c '.messages[].content | select(.transaction_id == "tx-own") | .scor
 [ "$(resp .content.score)" = "$first" ] && [ "$(resp .content.transaction_id)" = tx-own ] && pass || fail "replay gives the first score ($first): $(cat "$WORK/resp")"
 kill "$SERVER"; wait "$SERVER" 2>/dev/null
 
+# --- vigil process in its own process, against this server's queues over HTTP (the reference's
+# environment variables), with --mock and --verbose.
+start_server || exit 1
+mkdir -p "$WORK/proc"
+QUEUE_SERVICE_URL="http://127.0.0.1:$PORT" TRANSACTION_QUEUE=TQ2 PREDICTION_QUEUE=OUT \
+  "$VIGIL" process --model "$WORK/a.model" --data-dir "$WORK/proc" --mock 50 --verbose --token mock_token \
+  >"$WORK/process.out" 2>"$WORK/process.err"
+rc=$?
+[ "$rc" = 0 ] && pass || fail "vigil process --mock exited $rc: $(tail -3 "$WORK/process.err")"
+[ "$(grep -c '^Transaction cust_[0-9]*: Fraud=\(True\|False\), Confidence=[01]\.[0-9][0-9], Amount=\$' "$WORK/process.out")" = 50 ] \
+  && pass || fail "one line per transaction: $(head -3 "$WORK/process.out")"
+grep -q '^Summary: [0-9]* fraudulent transactions detected out of 50$' "$WORK/process.out" && \
+  grep -q '^Average confidence: 0\.[0-9][0-9]\|^Average confidence: 1\.00' "$WORK/process.out" && \
+  grep -q '^Processing time: [0-9.]* seconds$' "$WORK/process.out" && pass || fail "summary: $(tail -4 "$WORK/process.out")"
+[ "$(depth OUT .depth)" = 50 ] && [ "$(depth TQ2 .depth)" = 0 ] && [ "$(depth TQ2 .in_flight)" = 0 ] && pass \
+  || fail "50 records in OUT and TQ2 acknowledged: $(curl -s "$(URL /api/queues)")"
+expect_error "process with a bad queue URL" "http://host:port" "$VIGIL" process --model "$WORK/a.model" \
+  --data-dir "$WORK/proc" --queue-url "ftp://x"
+expect_error "process with the output among the inputs" "cannot also be an input" "$VIGIL" process \
+  --model "$WORK/a.model" --data-dir "$WORK/proc" --transaction-queue TQ1,PQ1 --mock 0
+kill "$SERVER"; wait "$SERVER" 2>/dev/null
+QUEUE_SERVICE_URL="http://127.0.0.1:$PORT" "$VIGIL" process --model "$WORK/a.model" --data-dir "$WORK/proc" \
+  --mock 1 >/dev/null 2>"$WORK/process.err"
+[ $? != 0 ] && grep -q "cannot be reached" "$WORK/process.err" && pass || fail "a queue service that is down: $(cat "$WORK/process.err")"
+
 finish "queue"

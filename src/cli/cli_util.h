@@ -52,6 +52,7 @@ void AddScoreCommand(CLI::App& app, int* exit_code);
 void AddImportModelCommand(CLI::App& app, int* exit_code);
 void AddBenchCommand(CLI::App& app, int* exit_code);
 void AddServeCommand(CLI::App& app, int* exit_code);
+void AddProcessCommand(CLI::App& app, int* exit_code);
 
 // Adds `--kernel NAME` (also the environment's VIGIL_KERNEL, "auto" by default) to `cmd`:
 // parse the name with ParseKernel (vigil/forest.h) when the command runs.

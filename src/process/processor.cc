@@ -69,7 +69,8 @@ struct Processor::Shared {
       p.max = options.batch;
       p.lease = options.lease;
       // Once a whole round found nothing, wait on each queue in turn for a while.
-      p.wait = empty_rounds >= static_cast<int>(n) ? options.idle_wait : std::chrono::milliseconds(0);
+      p.wait = empty_rounds >= static_cast<int>(n) && !options.exit_when_idle ? options.idle_wait
+                                                                               : std::chrono::milliseconds(0);
       auto got = queue.Pull(name, p);
       if (!got.ok()) {
         if (stopping.load()) break;
@@ -79,7 +80,7 @@ struct Processor::Shared {
       }
       if (got->empty()) {
         ++empty_rounds;
-        if (options.exit_when_idle && empty_rounds >= 2 * static_cast<int>(n)) break;
+        if (options.exit_when_idle && empty_rounds >= static_cast<int>(n)) break;
         continue;
       }
       empty_rounds = 0;
