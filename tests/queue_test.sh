@@ -195,6 +195,11 @@ jq -e '[.messages[].content | select(.customer_id == "cust_001" and .amount == 1
 NOID=$(jq -r '[.messages[].content | select(.amount == 13.5)][0].message_id' "$WORK/pq1")
 jq -e '[.messages[].content | select(.status == "error")] | length == 1 and (.[0].error | contains("amount")) and .[0].prediction == null' "$WORK/pq1" >/dev/null \
   && pass || fail "the invalid one is an error record: $(jq -c '.messages[].content | select(.status == "error")' "$WORK/pq1")"
+curl -s "$(URL /metrics)" >"$WORK/metrics"
+promtool check metrics <"$WORK/metrics" >/dev/null 2>&1 && pass || fail "metrics fail promtool: $(promtool check metrics <"$WORK/metrics" 2>&1 | head -3)"
+grep -q '^vigil_queue_acked_total{queue="TQ1"} 30$' "$WORK/metrics" && grep -q '^vigil_queue_dead_letters{queue="TQ2"} 1$' "$WORK/metrics" \
+  && grep -q '^vigil_processor_processed_total 31$' "$WORK/metrics" && grep -q '^vigil_processor_errors_total 1$' "$WORK/metrics" \
+  && pass || fail "queue metrics: $(grep -E 'vigil_(queue|processor)' "$WORK/metrics" | head -20)"
 curl -s -o "$WORK/resp" "$(URL /api/queues/TQ2/dead-letters)"
 [ "$(resp '.messages | length')" = 1 ] && [ "$(resp '.messages[0].content.amount')" = lots ] && pass || fail "the invalid one is a dead letter: $(cat "$WORK/resp")"
 [ "$(depth TQ1 .depth)" = 0 ] && [ "$(depth TQ1 .in_flight)" = 0 ] && [ "$(depth TQ1 .totals.acked)" = 30 ] && pass || fail "TQ1 drained and acknowledged"

@@ -104,6 +104,15 @@ void MetricsRegistry::AddGauge(const std::string& name, const std::string& help,
   f.gauge = std::move(read);
 }
 
+void MetricsRegistry::AddSeries(const std::string& name, const std::string& help, bool counter,
+                                SeriesReader read) {
+  MutexLock lock(&mu_);
+  Family& f = families_[name];
+  f.type = counter ? Type::kCounter : Type::kGauge;
+  f.help = help;
+  f.series = std::move(read);
+}
+
 std::string MetricsRegistry::Render() const {
   MutexLock lock(&mu_);
   std::string out;
@@ -112,7 +121,9 @@ std::string MetricsRegistry::Render() const {
                        : f.type == Type::kGauge ? "gauge"
                                                 : "histogram";
     out += "# HELP " + name + " " + f.help + "\n# TYPE " + name + " " + type + "\n";
-    if (f.type == Type::kCounter) {
+    if (f.series) {
+      for (const auto& [labels, v] : f.series()) out += name + RenderLabels(labels) + " " + Number(v) + "\n";
+    } else if (f.type == Type::kCounter) {
       for (const auto& [labels, c] : f.counters) {
         out += name + labels + " " + Number(c->value()) + "\n";
       }

@@ -56,6 +56,11 @@ class MetricsRegistry {
   // A gauge read at render time.
   void AddGauge(const std::string& name, const std::string& help, std::function<double()> read);
 
+  // A family whose series are read at render time: one per label set `read` returns (a queue's
+  // depth per queue, say). `counter`: the values only grow (TYPE counter), else a gauge.
+  using SeriesReader = std::function<std::vector<std::pair<Labels, double>>()>;
+  void AddSeries(const std::string& name, const std::string& help, bool counter, SeriesReader read);
+
   // The Prometheus text exposition of every family, families sorted by name.
   std::string Render() const;
 
@@ -67,6 +72,7 @@ class MetricsRegistry {
     std::map<std::string, std::unique_ptr<Counter>> counters;      // by rendered labels
     std::map<std::string, std::unique_ptr<Histogram>> histograms;  // by rendered labels
     std::function<double()> gauge;
+    SeriesReader series;  // kCounter or kGauge families added by AddSeries
   };
   mutable Mutex mu_;
   std::map<std::string, Family> families_ GUARDED_BY(mu_);

@@ -119,6 +119,7 @@ struct ScoringService::Impl {
   std::unique_ptr<Engine> engine;
   std::unique_ptr<Queue> queue;
   std::unique_ptr<Processor> processor;
+  Processor* processor_for_metrics = nullptr;  // set once started, before the server is
   std::unique_ptr<Router> router;
   std::unique_ptr<AdminWorker> admin;
   std::unique_ptr<HttpServer> server;
@@ -206,6 +207,52 @@ struct ScoringService::Impl {
     if (!posted) respond(ErrorResponse(Unavailable("stopping")));
   }
 
+  // Per-queue series read from the queue's stats at each scrape, and the processor's counters.
+  void AddQueueMetrics() {
+    MetricsRegistry& m = engine->metrics();
+    Queue* q = queue.get();
+    auto add = [&](const char* name, const char* help, bool counter, double (*read)(const QueueStats&)) {
+      m.AddSeries(name, help, counter, [q, read] {
+        std::vector<std::pair<Labels, double>> out;
+        for (const QueueStats& s : q->List()) out.push_back({{{"queue", s.name}}, read(s)});
+        return out;
+      });
+    };
+    add("vigil_queue_depth", "Messages waiting to be delivered", false,
+        [](const QueueStats& s) { return static_cast<double>(s.depth); });
+    add("vigil_queue_in_flight", "Messages leased and not yet acknowledged", false,
+        [](const QueueStats& s) { return static_cast<double>(s.in_flight); });
+    add("vigil_queue_dead_letters", "Messages in the dead letters", false,
+        [](const QueueStats& s) { return static_cast<double>(s.dead_letters); });
+    add("vigil_queue_oldest_age_seconds", "Age of the oldest message waiting", false,
+        [](const QueueStats& s) { return s.oldest_age_seconds; });
+    add("vigil_queue_pushed_total", "Messages pushed since the start", true,
+        [](const QueueStats& s) { return static_cast<double>(s.pushed); });
+    add("vigil_queue_delivered_total", "Deliveries by pulls since the start", true,
+        [](const QueueStats& s) { return static_cast<double>(s.delivered); });
+    add("vigil_queue_acked_total", "Messages acknowledged since the start", true,
+        [](const QueueStats& s) { return static_cast<double>(s.acked); });
+    add("vigil_queue_dead_lettered_total", "Messages sent to the dead letters since the start", true,
+        [](const QueueStats& s) { return static_cast<double>(s.dead_lettered); });
+    add("vigil_queue_expired_total", "Leases that ran out since the start", true,
+        [](const QueueStats& s) { return static_cast<double>(s.expired); });
+    if (!options.process) return;
+    Processor** p = &processor_for_metrics;
+    auto stat = [&](const char* name, const char* help, uint64_t ProcessorStats::*field) {
+      m.AddSeries(name, help, true, [p, field] {
+        std::vector<std::pair<Labels, double>> out;
+        if (*p != nullptr) out.push_back({{}, static_cast<double>((*p)->stats().*field)});
+        return out;
+      });
+    };
+    stat("vigil_processor_processed_total", "Queue transactions scored and acknowledged", &ProcessorStats::processed);
+    stat("vigil_processor_flagged_total", "Of those, decided review or decline", &ProcessorStats::flagged);
+    stat("vigil_processor_errors_total", "Queue messages that were not transactions (dead-lettered)",
+         &ProcessorStats::errors);
+    stat("vigil_processor_retried_total", "Messages given back after the engine or the output queue refused",
+         &ProcessorStats::retried);
+  }
+
   void AddRoutes() {
     Router& r = *router;
     r.Add({"POST", "/v1/score", Role::kScorer, Reach::kAnywhere, BodyKind::kJson,
@@ -254,10 +301,12 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
   impl->router = std::make_unique<Router>(impl->engine->metrics());
   impl->AddRoutes();
   AddQueueRoutes(*impl->router, *impl->queue, qo.max_message_bytes, qo.max_batch);
+  impl->AddQueueMetrics();
   if (options.process) {
     ProcessorOptions po = options.processor;
     po.flush_before_ack = options.engine.record == RecordMode::kAsync;
     VIGIL_ASSIGN_OR_RETURN(impl->processor, Processor::Start(*impl->engine, *impl->queue, po));
+    impl->processor_for_metrics = impl->processor.get();
   }
   impl->admin = std::make_unique<AdminWorker>();
 
