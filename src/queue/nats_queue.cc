@@ -312,7 +312,8 @@ void OnPubAck(jsCtx* /*js*/, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void*
           const natsStatus err = pae != nullptr ? pae->Err : NATS_ERR;
           const jsErrCode code = pae != nullptr ? pae->ErrCode : static_cast<jsErrCode>(0);
           std::string what = "publish";
-          if (pae != nullptr && pae->ErrText != nullptr) what += std::string(" (") + pae->ErrText + ")";
+          if (pae != nullptr && pae->ErrText != nullptr)
+            what += std::string(" (") + pae->ErrText + ")";
           b->Settle(it->second, 0, NatsError(what, err, code));
         }
       }
@@ -381,15 +382,14 @@ class NatsQueue final : public Queue {
     std::unordered_map<std::string, Lease> leases GUARDED_BY(mu);
     std::unordered_set<uint64_t> given_back GUARDED_BY(mu);  // nacked, not delivered again yet
     uint64_t pushed GUARDED_BY(mu) = 0, delivered GUARDED_BY(mu) = 0, acked GUARDED_BY(mu) = 0,
-             nacked GUARDED_BY(mu) = 0, dead_lettered GUARDED_BY(mu) = 0,
-             expired GUARDED_BY(mu) = 0;
+                    nacked GUARDED_BY(mu) = 0,
+                    dead_lettered GUARDED_BY(mu) = 0, expired GUARDED_BY(mu) = 0;
     RateWindow push_rate GUARDED_BY(mu), deliver_rate GUARDED_BY(mu), ack_rate GUARDED_BY(mu);
 
     std::string DlqSubject(std::string_view id) const {
       // The id's number: "<name>-<n>".
       std::string_view n = id;
-      if (n.size() > name.size() + 1 && n.substr(0, name.size()) == name &&
-          n[name.size()] == '-') {
+      if (n.size() > name.size() + 1 && n.substr(0, name.size()) == name && n[name.size()] == '-') {
         n.remove_prefix(name.size() + 1);
       }
       return "vigil.dlq." + name + "." + std::string(n);
@@ -439,7 +439,7 @@ class NatsQueue final : public Queue {
       EXCLUDES(q.mu);
 
   StatusOr<std::vector<std::pair<uint64_t, MsgPtr>>> ReadDeadLetters(const QueueState& q,
-                                                                    size_t limit);
+                                                                     size_t limit);
   StatusOr<QueueStats> StatsOf(QueueState& q);
 
   std::unique_ptr<PubCtx> TakePubCtx(Status* error) EXCLUDES(mu_);
@@ -706,21 +706,21 @@ void NatsQueue::Push(std::string_view queue, std::span<const PushItem> items, Pu
   if (st.ok()) st = ValidateQueueName(queue);
   if (st.ok() && items.empty()) st = InvalidArgument("a push needs at least one message");
   if (st.ok() && items.size() > options_.max_batch) {
-    st = InvalidArgument("a push of " + std::to_string(items.size()) +
-                         " messages is over max_batch (" + std::to_string(options_.max_batch) +
-                         ")");
+    st =
+        InvalidArgument("a push of " + std::to_string(items.size()) +
+                        " messages is over max_batch (" + std::to_string(options_.max_batch) + ")");
   }
   const int64_t max_payload = natsConnection_GetMaxPayload(conn_.get());
   for (size_t i = 0; st.ok() && i < items.size(); ++i) {
     const size_t size = items[i].content.size();
     if (size > options_.max_message_bytes) {
-      st = InvalidArgument("message " + std::to_string(i) + ": content of " +
-                           std::to_string(size) + " bytes is over max_message_bytes (" +
+      st = InvalidArgument("message " + std::to_string(i) + ": content of " + std::to_string(size) +
+                           " bytes is over max_message_bytes (" +
                            std::to_string(options_.max_message_bytes) + ")");
     } else if (static_cast<int64_t>(size + 3 * items[i].message_type.size() + kHeaderReserve) >
                max_payload) {
-      st = InvalidArgument("message " + std::to_string(i) + ": content of " +
-                           std::to_string(size) + " bytes is over the NATS server's max_payload (" +
+      st = InvalidArgument("message " + std::to_string(i) + ": content of " + std::to_string(size) +
+                           " bytes is over the NATS server's max_payload (" +
                            std::to_string(max_payload) +
                            " bytes, with headers): raise max_payload in its configuration");
     }
@@ -829,8 +829,8 @@ void NatsQueue::Push(std::string_view queue, std::span<const PushItem> items, Pu
   }
   ReturnPubCtx(std::move(ctx));
 
-  const auto failed = std::find_if(errors.begin(), errors.end(),
-                                   [](const Status& e) { return !e.ok(); });
+  const auto failed =
+      std::find_if(errors.begin(), errors.end(), [](const Status& e) { return !e.ok(); });
   if (failed != errors.end()) {
     // All or nothing: take back the part of the batch that was stored.
     jsOptions jo = ApiOptions();
@@ -875,9 +875,8 @@ Status NatsQueue::RequestMessages(QueueState& q, int batch, int64_t expires_ms,
   const auto deadline = Clock::now() + std::chrono::milliseconds(expires_ms + kApiTimeoutMs);
   int got = 0;
   while (got < batch && !stopped_.load()) {
-    const int64_t left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             deadline - Clock::now())
-                             .count();
+    const int64_t left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) {
       if (got > 0) break;
       return Unavailable("nats: no answer from JetStream to a pull from " + q.stream);
@@ -892,8 +891,8 @@ Status NatsQueue::RequestMessages(QueueState& q, int batch, int64_t expires_ms,
       // A status ends a request: this one, or an older one a pull gave up on (ignored).
       if (reply != natsMsg_GetSubject(m.get())) continue;
       const std::string_view code(status);
-      if (code == "100") continue;                   // heartbeat
-      if (code == "404" || code == "408") break;     // nothing (more) to deliver
+      if (code == "100") continue;                // heartbeat
+      if (code == "404" || code == "408") break;  // nothing (more) to deliver
       if (got > 0) break;
       return Unavailable("nats: JetStream refused a pull from " + q.stream + ": " +
                          std::string(code) + " " + Header(m.get(), "Description"));
@@ -913,20 +912,21 @@ QueueMessage NatsQueue::ToMessage(const QueueState& q, natsMsg* m, const Deliver
   if (data != nullptr) qm.content.assign(data, static_cast<size_t>(natsMsg_GetDataLength(m)));
   qm.message_type = DecodeHeader(Header(m, kHdrType));
   qm.attempt = static_cast<int>(d.delivered);
-  if (!ParseNumber(Header(m, kHdrEnqueued), &qm.enqueued_us)) qm.enqueued_us = d.timestamp_ns / 1000;
+  if (!ParseNumber(Header(m, kHdrEnqueued), &qm.enqueued_us))
+    qm.enqueued_us = d.timestamp_ns / 1000;
   return qm;
 }
 
 Status NatsQueue::AckAll(std::span<natsMsg* const> msgs) {
   if (msgs.empty()) return Status::Ok();
   for (size_t i = 0; i + 1 < msgs.size(); ++i) {
-    const natsStatus s = natsConnection_PublishString(conn_.get(), natsMsg_GetReply(msgs[i]), "+ACK");
+    const natsStatus s =
+        natsConnection_PublishString(conn_.get(), natsMsg_GetReply(msgs[i]), "+ACK");
     if (s != NATS_OK) return NatsError("ack", s);
   }
   natsMsg* reply = nullptr;
-  const natsStatus s = natsConnection_RequestString(&reply, conn_.get(),
-                                                    natsMsg_GetReply(msgs.back()), "+ACK",
-                                                    kApiTimeoutMs);
+  const natsStatus s = natsConnection_RequestString(
+      &reply, conn_.get(), natsMsg_GetReply(msgs.back()), "+ACK", kApiTimeoutMs);
   natsMsg_Destroy(reply);
   if (s != NATS_OK) return NatsError("ack", s);
   return Status::Ok();
@@ -978,7 +978,7 @@ Status NatsQueue::DeadLetter(QueueState& q, natsMsg* m, const QueueMessage& qm, 
   if (s == NATS_OK) s = js_PublishMsg(&pa, js_.get(), d.get(), &po, &je);
   jsPubAck_Destroy(pa);
   if (s != NATS_OK) {
-    const Status error = NatsError("publish to " + q.dlq_stream, s, je);
+    Status error = NatsError("publish to " + q.dlq_stream, s, je);
     Log(LogLevel::kError, "nats: a dead letter could not be stored; given back instead",
         {{"queue", q.name}, {"id", qm.id}, {"error", error.message()}});
     GiveBack(q, m, seq, std::chrono::milliseconds(0));
@@ -1257,8 +1257,8 @@ void NatsQueue::Reap(QueueState& q) {
   if (!keep_alive.empty()) natsConnection_FlushTimeout(conn_.get(), kApiTimeoutMs);
 }
 
-StatusOr<std::vector<std::pair<uint64_t, MsgPtr>>> NatsQueue::ReadDeadLetters(
-    const QueueState& q, size_t limit) {
+StatusOr<std::vector<std::pair<uint64_t, MsgPtr>>> NatsQueue::ReadDeadLetters(const QueueState& q,
+                                                                              size_t limit) {
   jsOptions jo = ApiOptions();
   jsErrCode je = static_cast<jsErrCode>(0);
   jsStreamInfo* raw = nullptr;
@@ -1317,8 +1317,8 @@ StatusOr<size_t> NatsQueue::Requeue(std::string_view queue, std::span<const std:
       if (!seen.insert(id).second) continue;
       natsMsg* m = nullptr;
       jsErrCode je = static_cast<jsErrCode>(0);
-      const natsStatus s = js_GetLastMsg(&m, js_.get(), q->dlq_stream.c_str(),
-                                         q->DlqSubject(id).c_str(), &jo, &je);
+      const natsStatus s =
+          js_GetLastMsg(&m, js_.get(), q->dlq_stream.c_str(), q->DlqSubject(id).c_str(), &jo, &je);
       if (s == NATS_OK) {
         MsgPtr owned(m);
         if (Header(m, kHdrId) == id) letters.emplace_back(natsMsg_GetSequence(m), std::move(owned));
@@ -1387,8 +1387,8 @@ StatusOr<QueueStats> NatsQueue::StatsOf(QueueState& q) {
   st.depth = ci->NumPending + given_back;
   st.dead_letters = dsi->State.Msgs;
   if (st.depth > 0 && si->State.Msgs > 0 && si->State.FirstTime > 0) {
-    st.oldest_age_seconds =
-        std::max(0.0, static_cast<double>(now_us - si->State.FirstTime / 1000) / 1e6);
+    const int64_t first_us = si->State.FirstTime / 1000;
+    st.oldest_age_seconds = std::max(0.0, static_cast<double>(now_us - first_us) / 1e6);
   }
   st.pushed = q.pushed;
   st.delivered = q.delivered;

@@ -157,6 +157,7 @@ class NatsQueueTest : public ::testing::Test {
                                                      const std::vector<std::string>& contents,
                                                      std::string_view type = "tx") {
     std::vector<PushItem> items;
+    items.reserve(contents.size());
     for (const std::string& c : contents) items.push_back({c, type});
     StatusOr<std::vector<std::string>> result = Status(StatusCode::kInternal, "done not called");
     int calls = 0;
@@ -188,6 +189,7 @@ class NatsQueueTest : public ::testing::Test {
 
   static std::vector<std::string> Contents(const std::vector<QueueMessage>& ms) {
     std::vector<std::string> out;
+    out.reserve(ms.size());
     for (const QueueMessage& m : ms) out.push_back(m.content);
     return out;
   }
@@ -651,7 +653,10 @@ TEST_F(NatsQueueTest, AcknowledgedPushesSurviveKill9OfTheServer) {
   std::vector<std::string> acknowledged;
   for (int batch = 0; batch < 20; ++batch) {
     std::vector<std::string> contents;
-    for (int i = 0; i < 10; ++i) contents.push_back("{\"n\":" + std::to_string(batch * 10 + i) + "}");
+    contents.reserve(10);
+    for (int i = 0; i < 10; ++i) {
+      contents.push_back("{\"n\":" + std::to_string(batch * 10 + i) + "}");
+    }
     auto ids = PushSync(*q, "TQ1", contents);
     ASSERT_TRUE(ids.ok()) << ids.status().ToString();
     acknowledged.insert(acknowledged.end(), ids->begin(), ids->end());
