@@ -607,6 +607,19 @@ TEST_F(NatsQueueTest, BadInputIsRefusedAndChangesNothing) {
   EXPECT_EQ(StatsOk(*q, "TQ1").depth, 1u);
 }
 
+TEST_F(NatsQueueTest, ContentOverTheServersMaxPayloadIsRefused) {
+  // The default max_message_bytes (1 MiB) is the server's default max_payload, which must also
+  // hold the headers: such a push is refused up front, naming the server's limit.
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  const auto pushed = PushSync(*q, "TQ1", {std::string(options_.max_message_bytes, 'x')});
+  EXPECT_EQ(pushed.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(pushed.status().message().find("max_payload"), std::string::npos)
+      << pushed.status().ToString();
+  EXPECT_EQ(StatsOk(*q, "TQ1").depth, 0u);
+  EXPECT_TRUE(PushSync(*q, "TQ1", {std::string(512 * 1024, 'x')}).ok());
+}
+
 TEST_F(NatsQueueTest, TooManyQueuesIsResourceExhausted) {
   QueueOptions o = options_;
   o.max_queues = 4;  // the three default queues and one more
