@@ -32,8 +32,9 @@
 //     end. A reaper thread (every 100 ms, on QueueOptions::clock_us) gives back each expired
 //     lease with a nak (redelivered at once, first in line, attempt + 1), and keeps longer
 //     leases alive with "+WPI" (in progress) every third of the ack wait. Ack / Nack find the
-//     message in the map: an id not there (never leased here, acknowledged, expired, or leased
-//     by a Vigil process that has since restarted) is NotFound.
+//     message in the map, all or nothing: when one id is not there (never leased here, settled,
+//     named twice, expired, or leased by a Vigil process that has since restarted: NotFound)
+//     none of them is settled.
 //     Limit: the server only knows its ack wait (kServerAckWait, 30 s). After a crash of Vigil
 //     a leased message comes back kServerAckWait after its delivery or last keep-alive: a lease
 //     of up to 30 s holds across the restart (longer, in fact, which at-least-once allows), a
@@ -45,7 +46,9 @@
 //     count above max_attempts (after a crash of Vigil) is dead-lettered when it is fetched.
 //     A crash between the DLQ publish and the +TERM can leave a message in both (at-least-once).
 //   - Requeue publishes each dead letter back to the queue (a new stream message: delivery
-//     count 0, at the end) and then deletes it from the DLQ stream.
+//     count 0) and then deletes it from the DLQ stream. Limit: a stream only appends, so a
+//     requeued message goes to the END of its queue, after the messages pushed since, where the
+//     contract asks for its first place; the requeued ones keep their order among themselves.
 //   - Stats: depth = the consumer's pending messages + the ones given back here and not yet
 //     delivered again; in_flight = the consumer's ack-pending ones (JetStream counts a message
 //     given back by a nak as ack-pending until it is delivered again) less those given back;
@@ -430,6 +433,11 @@ class NatsQueue final : public Queue {
                           std::vector<QueueMessage>* result) REQUIRES(q.fetch_mu);
   QueueMessage ToMessage(const QueueState& q, natsMsg* m, const Delivery& d) const;
 
+  Status ValidateIds(std::span<const std::string> ids) const;
+  // All or nothing: the leases of all `ids`, taken out of the table, or none when one is not
+  // leased (NotFound in its status; the others stay Ok and leased) or named twice.
+  std::vector<std::pair<size_t, Lease>> TakeLeases(QueueState& q, std::span<const std::string> ids,
+                                                   std::vector<Status>* statuses) EXCLUDES(q.mu);
   // Acknowledges every message, waiting for the server's confirmation of the last.
   Status AckAll(std::span<natsMsg* const> msgs);
   // Publishes `m` (delivered as `qm`) to the dead letters and terminates it in the queue.
@@ -1114,26 +1122,46 @@ StatusOr<std::vector<QueueMessage>> NatsQueue::Pull(std::string_view queue,
   return result;
 }
 
+Status NatsQueue::ValidateIds(std::span<const std::string> ids) const {
+  if (ids.empty()) return InvalidArgument("ids must list at least one message id");
+  if (ids.size() > options_.max_batch) {
+    return InvalidArgument("at most " + std::to_string(options_.max_batch) +
+                           " ids at a time, not " + std::to_string(ids.size()));
+  }
+  return Status::Ok();
+}
+
+std::vector<std::pair<size_t, NatsQueue::Lease>> NatsQueue::TakeLeases(
+    QueueState& q, std::span<const std::string> ids, std::vector<Status>* statuses) {
+  std::vector<std::pair<size_t, Lease>> taken;
+  MutexLock lock(&q.mu);
+  std::unordered_set<std::string_view> seen;
+  bool all = true;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!q.leases.contains(ids[i]) || !seen.insert(ids[i]).second) {
+      (*statuses)[i] = NotFound("message '" + ids[i] +
+                                "' is not leased: unknown, already settled, named twice, or its "
+                                "lease ran out");
+      all = false;
+    }
+  }
+  if (!all) return taken;
+  taken.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    taken.emplace_back(i, std::move(q.leases.extract(ids[i]).mapped()));
+  }
+  return taken;
+}
+
 StatusOr<std::vector<Status>> NatsQueue::Ack(std::string_view queue,
                                              std::span<const std::string> ids) {
   VIGIL_RETURN_IF_ERROR(CheckRunning());
   VIGIL_RETURN_IF_ERROR(ValidateQueueName(queue));
+  VIGIL_RETURN_IF_ERROR(ValidateIds(ids));
   VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<QueueState> q, GetQueue(queue, /*create=*/false));
+  Reap(*q);  // a lease that ran out on the clock is NotFound now
   std::vector<Status> statuses(ids.size());
-  std::vector<std::pair<size_t, Lease>> taken;
-  {
-    MutexLock lock(&q->mu);
-    for (size_t i = 0; i < ids.size(); ++i) {
-      auto node = q->leases.extract(ids[i]);
-      if (node.empty()) {
-        statuses[i] = NotFound("message '" + ids[i] +
-                               "' is not leased: unknown, acknowledged already, or its lease "
-                               "ran out");
-      } else {
-        taken.emplace_back(i, std::move(node.mapped()));
-      }
-    }
-  }
+  std::vector<std::pair<size_t, Lease>> taken = TakeLeases(*q, ids, &statuses);
   if (taken.empty()) return statuses;
   std::vector<natsMsg*> raw;
   raw.reserve(taken.size());
@@ -1158,26 +1186,15 @@ StatusOr<std::vector<Status>> NatsQueue::Nack(std::string_view queue,
                                               const NackOptions& options) {
   VIGIL_RETURN_IF_ERROR(CheckRunning());
   VIGIL_RETURN_IF_ERROR(ValidateQueueName(queue));
+  VIGIL_RETURN_IF_ERROR(ValidateIds(ids));
   if (options.delay.count() < 0) {
     return InvalidArgument("a nack's delay cannot be negative (" +
                            std::to_string(options.delay.count()) + " ms)");
   }
   VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<QueueState> q, GetQueue(queue, /*create=*/false));
+  Reap(*q);  // a lease that ran out on the clock is NotFound now
   std::vector<Status> statuses(ids.size());
-  std::vector<std::pair<size_t, Lease>> taken;
-  {
-    MutexLock lock(&q->mu);
-    for (size_t i = 0; i < ids.size(); ++i) {
-      auto node = q->leases.extract(ids[i]);
-      if (node.empty()) {
-        statuses[i] = NotFound("message '" + ids[i] +
-                               "' is not leased: unknown, acknowledged already, or its lease "
-                               "ran out");
-      } else {
-        taken.emplace_back(i, std::move(node.mapped()));
-      }
-    }
-  }
+  std::vector<std::pair<size_t, Lease>> taken = TakeLeases(*q, ids, &statuses);
   for (auto& [i, lease] : taken) {
     const bool last = lease.attempt >= options_.max_attempts;
     if (options.dead_letter || last) {
