@@ -9,6 +9,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libboost-dev libsqlite3-dev libsimdjson-dev sqlite3 libgoogle-perftools-dev
   clang-14 clang-tidy-14 libclang-rt-14-dev
+  nats-server libnats-dev
   jq curl wrk prometheus python3 python3-numpy python3-xgboost
 )
 

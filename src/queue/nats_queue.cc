@@ -1,0 +1,1479 @@
+// The NATS JetStream backend of Queue (vigil/queue.h), over nats.c. docs/queues-nats.md is the
+// operator's version of this comment.
+//
+// Mapping of the contract:
+//   - A queue NAME is a stream VIGIL_Q_NAME (file storage, work-queue retention: a message is
+//     removed once acknowledged or terminated) on the subject vigil.q.NAME, and one durable pull
+//     consumer "vigil" on it (explicit ack, AckWait kServerAckWait, no MaxDeliver: Vigil counts
+//     the attempts itself). Its dead letters are a second stream VIGIL_DLQ_NAME (file storage,
+//     limits retention) on vigil.dlq.NAME.<n>, one subject per message, so a dead letter is
+//     found by its id. The streams and the consumer are created on the first push (and for the
+//     default queues at Open), and found again when they exist.
+//   - Message ids are "NAME-<stream sequence>". A requeued dead letter keeps its id (carried in
+//     the Vigil-Id header), since the id doubles as a transaction id; its first sequence is
+//     gone from the stream, so the id stays unique.
+//   - Push publishes the batch asynchronously (one jsCtx per concurrent push, from a pool, so a
+//     push waits for its own acknowledgements only) and calls `done` with the ids once
+//     JetStream acknowledged every message: the stream has stored them (see "Durability").
+//     When some of the batch failed, the ones stored are deleted again (best effort), so that
+//     "none of them was pushed" holds unless the server went away in between.
+//   - Pull sends JetStream pull requests itself ($JS.API.CONSUMER.MSG.NEXT, on one inbox per
+//     queue) instead of natsSubscription_Fetch: a no_wait request answers at once with what is
+//     ready, and a long poll asks for one message with `expires` = the wait, then takes the
+//     rest of the batch without waiting, so a pull returns as soon as anything arrives (Fetch
+//     either waits for the whole batch or returns before the server answered). The wait is
+//     watched in 100 ms slices, so Stop wakes it.
+//   - Plain pull (lease 0): the messages are acknowledged (and the last acknowledgement
+//     confirmed by the server, which handles one connection's acks in order) before Pull
+//     returns, so they are never delivered again. If Vigil dies between fetch and ack, they
+//     come back after the ack wait: they were not handed out.
+//   - Leased pull: JetStream's ack wait is per consumer, not per pull, so the lease is kept by
+//     Vigil: leased messages stay in a map id -> natsMsg (their ack subject) with the lease's
+//     end. A reaper thread (every 100 ms, on QueueOptions::clock_us) gives back each expired
+//     lease with a nak (redelivered at once, first in line, attempt + 1), and keeps longer
+//     leases alive with "+WPI" (in progress) every third of the ack wait. Ack / Nack find the
+//     message in the map, all or nothing: when one id is not there (never leased here, settled,
+//     named twice, expired, or leased by a Vigil process that has since restarted: NotFound)
+//     none of them is settled.
+//     Limit: the server only knows its ack wait (kServerAckWait, 30 s). After a crash of Vigil
+//     a leased message comes back kServerAckWait after its delivery or last keep-alive: a lease
+//     of up to 30 s holds across the restart (longer, in fact, which at-least-once allows), a
+//     longer one may end early. Such messages are delivered again (attempt + 1), never lost.
+//   - Attempts: `attempt` is JetStream's delivery count. A lease that runs out, or a nack, on
+//     the max_attempts-th delivery dead-letters the message instead of giving it back: it is
+//     published to the DLQ stream (with its id, type, enqueue time, attempt and the reason as
+//     headers) and then terminated (+TERM) in the queue. A message the server delivers with a
+//     count above max_attempts (after a crash of Vigil) is dead-lettered when it is fetched.
+//     A crash between the DLQ publish and the +TERM can leave a message in both (at-least-once).
+//   - Requeue publishes each dead letter back to the queue (a new stream message: delivery
+//     count 0) and then deletes it from the DLQ stream. Limit: a stream only appends, so a
+//     requeued message goes to the END of its queue, after the messages pushed since, where the
+//     contract asks for its first place; the requeued ones keep their order among themselves.
+//   - Stats: depth = the consumer's pending messages + the ones given back here and not yet
+//     delivered again; in_flight = the consumer's ack-pending ones (JetStream counts a message
+//     given back by a nak as ack-pending until it is delivered again) less those given back;
+//     dead_letters = the DLQ stream's messages; oldest_age_seconds = the age of the stream's
+//     first message (the oldest not acknowledged, which may be in flight). With several Vigil
+//     processes on one stream, each only knows what it gave back itself.
+//   - Durability: JetStream acknowledges a publish once the message is in the stream's file
+//     store, written to the operating system; nats-server 2.9 fsyncs its files every 2 minutes
+//     (not configurable before 2.10). So an acknowledged push survives kill -9 of nats-server
+//     and of Vigil, not a power loss (Durability::kPowerLoss cannot be honoured: Open logs it).
+//   - A connection lost is retried for ever in the background; meanwhile every call fails at
+//     once with Unavailable (the reconnect buffer is 1 byte, so nothing is buffered to be sent,
+//     unknown to the caller, after we reported a failure).
+//
+// Thread-safe: every method may be called from any thread. Locks: mu_ (the queue table),
+// create_mu_ (creating streams, held across server calls; taken before mu_), per queue
+// fetch_mu (one pull at a time per queue and process: it owns the inbox) and mu (its leases
+// and counters; never held across a server call).
+#include "queue/nats_queue.h"
+
+#include <string>
+#include <string_view>
+
+#if VIGIL_HAS_NATS
+
+#include <nats/nats.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <span>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "core/log.h"
+#include "core/mutex.h"
+#include "core/thread_annotations.h"
+
+namespace vigil {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr char kConsumer[] = "vigil";
+constexpr char kStreamPrefix[] = "VIGIL_Q_";
+constexpr char kDlqStreamPrefix[] = "VIGIL_DLQ_";
+// The consumer's ack wait: what a lease is worth when Vigil is not there to keep it.
+constexpr std::chrono::seconds kServerAckWait{30};
+// How long a call to the server may take before it is Unavailable.
+constexpr int64_t kApiTimeoutMs = 5000;
+constexpr int kConnectTimeoutMs = 2000;
+constexpr auto kReapEvery = std::chrono::milliseconds(100);
+constexpr int64_t kWaitSliceMs = 100;
+// Room for Vigil's headers in a message, besides the content and the type.
+constexpr size_t kHeaderReserve = 512;
+
+constexpr char kHdrId[] = "Vigil-Id";
+constexpr char kHdrType[] = "Vigil-Type";
+constexpr char kHdrEnqueued[] = "Vigil-Enqueued-Us";
+constexpr char kHdrAttempt[] = "Vigil-Attempt";
+constexpr char kHdrReason[] = "Vigil-Reason";
+
+struct NatsDeleter {
+  void operator()(natsMsg* p) const { natsMsg_Destroy(p); }
+  void operator()(natsConnection* p) const { natsConnection_Destroy(p); }
+  void operator()(natsOptions* p) const { natsOptions_Destroy(p); }
+  void operator()(natsSubscription* p) const { natsSubscription_Destroy(p); }
+  void operator()(jsCtx* p) const { jsCtx_Destroy(p); }
+  void operator()(jsStreamInfo* p) const { jsStreamInfo_Destroy(p); }
+  void operator()(jsConsumerInfo* p) const { jsConsumerInfo_Destroy(p); }
+  void operator()(jsPubAck* p) const { jsPubAck_Destroy(p); }
+  void operator()(jsStreamNamesList* p) const { jsStreamNamesList_Destroy(p); }
+};
+template <class T>
+using NatsPtr = std::unique_ptr<T, NatsDeleter>;
+using MsgPtr = NatsPtr<natsMsg>;
+
+// A nats.c failure as a Status. Connection trouble and timeouts are Unavailable; JetStream's
+// "not found" codes NotFound; a full store ResourceExhausted; the rest Unavailable (the
+// server refused).
+Status NatsError(std::string_view what, natsStatus s, jsErrCode je = static_cast<jsErrCode>(0)) {
+  std::string text = "nats: " + std::string(what) + ": " + natsStatus_GetText(s);
+  const char* last = nats_GetLastError(nullptr);
+  if (last != nullptr && *last != '\0' && std::strcmp(last, natsStatus_GetText(s)) != 0) {
+    text += " (" + std::string(last) + ")";
+  }
+  if (je != 0) text += " [JetStream error " + std::to_string(static_cast<int>(je)) + "]";
+  if (je == JSStreamNotFoundErr || je == JSConsumerNotFoundErr || je == JSNoMessageFoundErr) {
+    return NotFound(std::move(text));
+  }
+  if (je == JSStorageResourcesExceededErr) return ResourceExhausted(std::move(text));
+  switch (s) {
+    case NATS_NOT_FOUND:
+      return NotFound(std::move(text));
+    case NATS_MAX_PAYLOAD:
+      return InvalidArgument(std::move(text));
+    case NATS_NO_RESPONDERS:
+      return Unavailable(std::move(text) + "; is JetStream enabled on the server (-js)?");
+    default:
+      return Unavailable(std::move(text));
+  }
+}
+
+bool IsNotFound(natsStatus s, jsErrCode je) {
+  return s == NATS_NOT_FOUND || je == JSStreamNotFoundErr || je == JSConsumerNotFoundErr ||
+         je == JSNoMessageFoundErr;
+}
+
+// Header values may not hold CR, LF or other control bytes: those (and '%') travel as %XX.
+std::string EncodeHeader(std::string_view v) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f || c == '%') {
+      out += '%';
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string DecodeHeader(std::string_view v) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] == '%' && i + 2 < v.size() && hex(v[i + 1]) >= 0 && hex(v[i + 2]) >= 0) {
+      out += static_cast<char>(hex(v[i + 1]) * 16 + hex(v[i + 2]));
+      i += 2;
+    } else {
+      out += v[i];
+    }
+  }
+  return out;
+}
+
+std::string Header(natsMsg* m, const char* key) {
+  const char* v = nullptr;
+  if (natsMsgHeader_Get(m, key, &v) != NATS_OK || v == nullptr) return "";
+  return v;
+}
+
+template <class T>
+bool ParseNumber(std::string_view s, T* out) {
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && end == s.data() + s.size() && !s.empty();
+}
+
+// What a delivered message's ack subject tells: JetStream's reply subject is
+//   $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time ns>.<pending>
+// (servers 2.10+ may insert a domain and an account hash after ACK, and append a token).
+struct Delivery {
+  uint64_t stream_seq = 0;
+  int64_t delivered = 0;
+  int64_t timestamp_ns = 0;
+};
+
+std::optional<Delivery> ParseAckSubject(std::string_view reply) {
+  std::vector<std::string_view> tokens;
+  size_t start = 0;
+  while (start <= reply.size()) {
+    const size_t dot = reply.find('.', start);
+    const size_t end = dot == std::string_view::npos ? reply.size() : dot;
+    tokens.push_back(reply.substr(start, end - start));
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  if (tokens.size() < 9 || tokens[0] != "$JS" || tokens[1] != "ACK") return std::nullopt;
+  const size_t base = tokens.size() == 9 ? 4 : 6;  // the index of <delivered>
+  if (base + 3 >= tokens.size()) return std::nullopt;
+  Delivery d;
+  if (!ParseNumber(tokens[base], &d.delivered) || !ParseNumber(tokens[base + 1], &d.stream_seq) ||
+      !ParseNumber(tokens[base + 3], &d.timestamp_ns)) {
+    return std::nullopt;
+  }
+  return d;
+}
+
+// Counts per second over the last minute.
+class RateWindow {
+ public:
+  void Add(int64_t now_s, uint64_t n) {
+    Slot& s = slots_[static_cast<size_t>(((now_s % 60) + 60) % 60)];
+    if (s.second != now_s) {
+      s.second = now_s;
+      s.count = 0;
+    }
+    s.count += n;
+  }
+  double PerSecond(int64_t now_s) const {
+    uint64_t sum = 0;
+    for (const Slot& s : slots_) {
+      if (s.second > now_s - 60 && s.second <= now_s) sum += s.count;
+    }
+    return static_cast<double>(sum) / 60.0;
+  }
+
+ private:
+  struct Slot {
+    int64_t second = -1;
+    uint64_t count = 0;
+  };
+  std::array<Slot, 60> slots_;
+};
+
+// One push batch waiting for its acknowledgements (filled by OnPubAck on nats.c's thread).
+struct PubBatch {
+  Mutex mu;
+  CondVar cv;
+  std::unordered_map<const natsMsg*, size_t> index GUARDED_BY(mu);
+  std::vector<uint64_t> seqs GUARDED_BY(mu);
+  std::vector<Status> errors GUARDED_BY(mu);
+  size_t settled GUARDED_BY(mu) = 0;
+
+  void Settle(size_t i, uint64_t seq, Status error) REQUIRES(mu) {
+    if (i >= seqs.size() || seqs[i] != 0 || !errors[i].ok()) return;  // settled already
+    seqs[i] = seq;
+    errors[i] = std::move(error);
+    ++settled;
+    cv.SignalAll();
+  }
+};
+
+// A JetStream context for asynchronous publishing, used by one Push at a time.
+struct PubCtx {
+  NatsPtr<jsCtx> js;
+  Mutex mu;
+  PubBatch* batch GUARDED_BY(mu) = nullptr;
+};
+
+void OnPubAck(jsCtx* /*js*/, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
+  auto* ctx = static_cast<PubCtx*>(closure);
+  {
+    MutexLock lock(&ctx->mu);
+    PubBatch* b = ctx->batch;
+    if (b != nullptr) {
+      MutexLock batch_lock(&b->mu);
+      const auto it = b->index.find(msg);
+      if (it != b->index.end()) {
+        if (pa != nullptr) {
+          b->Settle(it->second, pa->Sequence, Status::Ok());
+        } else {
+          const natsStatus err = pae != nullptr ? pae->Err : NATS_ERR;
+          const jsErrCode code = pae != nullptr ? pae->ErrCode : static_cast<jsErrCode>(0);
+          std::string what = "publish";
+          if (pae != nullptr && pae->ErrText != nullptr)
+            what += std::string(" (") + pae->ErrText + ")";
+          b->Settle(it->second, 0, NatsError(what, err, code));
+        }
+      }
+    }
+  }
+  natsMsg_Destroy(msg);  // ours to destroy, says nats.c
+}
+
+void OnDisconnected(natsConnection* /*nc*/, void* /*closure*/) {
+  Log(LogLevel::kWarn, "nats: disconnected; reconnecting");
+}
+void OnReconnected(natsConnection* /*nc*/, void* /*closure*/) {
+  Log(LogLevel::kInfo, "nats: reconnected");
+}
+
+class NatsQueue final : public Queue {
+ public:
+  explicit NatsQueue(const QueueOptions& options) : options_(options) {}
+  ~NatsQueue() override;
+
+  Status Start();
+
+  std::string_view backend() const override { return "nats"; }
+  void Push(std::string_view queue, std::span<const PushItem> items, PushDone done) override;
+  StatusOr<std::vector<QueueMessage>> Pull(std::string_view queue,
+                                           const PullOptions& options) override;
+  StatusOr<std::vector<Status>> Ack(std::string_view queue,
+                                    std::span<const std::string> ids) override;
+  StatusOr<std::vector<Status>> Nack(std::string_view queue, std::span<const std::string> ids,
+                                     const NackOptions& options) override;
+  StatusOr<std::vector<QueueMessage>> DeadLetters(std::string_view queue, size_t limit) override;
+  StatusOr<size_t> Requeue(std::string_view queue, std::span<const std::string> ids) override;
+  std::vector<QueueStats> List() override;
+  StatusOr<QueueStats> Stats(std::string_view queue) override;
+  void Stop() override;
+
+ private:
+  // A leased message: the delivery Ack and Nack answer.
+  struct Lease {
+    MsgPtr msg;
+    uint64_t seq = 0;
+    int attempt = 0;
+    int64_t expires_us = 0;
+    Clock::time_point touched;  // delivered, or last kept alive
+  };
+
+  // One queue: its names on the server, the inbox its pulls are answered on, its leases.
+  struct QueueState {
+    explicit QueueState(const std::string& n)
+        : name(n),
+          stream(kStreamPrefix + n),
+          dlq_stream(kDlqStreamPrefix + n),
+          subject("vigil.q." + n),
+          dlq_subjects("vigil.dlq." + n + ".>"),
+          next_subject("$JS.API.CONSUMER.MSG.NEXT." + stream + "." + kConsumer) {}
+
+    const std::string name, stream, dlq_stream, subject, dlq_subjects, next_subject;
+    Clock::duration keep_alive_every{kServerAckWait / 3};
+
+    Mutex fetch_mu ACQUIRED_BEFORE(mu);
+    NatsPtr<natsSubscription> inbox_sub;  // set once before the state is shared
+    std::string inbox;
+    uint64_t request_id GUARDED_BY(fetch_mu) = 0;
+
+    Mutex mu;
+    std::unordered_map<std::string, Lease> leases GUARDED_BY(mu);
+    std::unordered_set<uint64_t> given_back GUARDED_BY(mu);  // nacked, not delivered again yet
+    uint64_t pushed GUARDED_BY(mu) = 0, delivered GUARDED_BY(mu) = 0, acked GUARDED_BY(mu) = 0,
+                    nacked GUARDED_BY(mu) = 0,
+                    dead_lettered GUARDED_BY(mu) = 0, expired GUARDED_BY(mu) = 0;
+    RateWindow push_rate GUARDED_BY(mu), deliver_rate GUARDED_BY(mu), ack_rate GUARDED_BY(mu);
+
+    std::string DlqSubject(std::string_view id) const {
+      // The id's number: "<name>-<n>".
+      std::string_view n = id;
+      if (n.size() > name.size() + 1 && n.substr(0, name.size()) == name && n[name.size()] == '-') {
+        n.remove_prefix(name.size() + 1);
+      }
+      return "vigil.dlq." + name + "." + std::string(n);
+    }
+  };
+
+  int64_t NowUs() const {
+    if (options_.clock_us) return options_.clock_us();
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  Status CheckRunning() const {
+    if (stopped_.load()) return Unavailable("the queue is stopped");
+    return Status::Ok();
+  }
+
+  jsOptions ApiOptions() const {
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Wait = kApiTimeoutMs;
+    return o;
+  }
+
+  // The queue named `name`: opened here already, found on the server, or (`create`) created.
+  StatusOr<std::shared_ptr<QueueState>> GetQueue(std::string_view name, bool create)
+      EXCLUDES(mu_, create_mu_);
+  Status EnsureStreams(const std::string& name, bool create) REQUIRES(create_mu_);
+  Status RefreshNames() EXCLUDES(mu_);
+
+  // Sends one pull request for up to `batch` messages (no_wait when expires_ms is 0) and
+  // appends what it brings to `out`.
+  Status RequestMessages(QueueState& q, int batch, int64_t expires_ms, std::vector<MsgPtr>* out)
+      REQUIRES(q.fetch_mu);
+  // Turns fetched messages into the pull's result: dead-letters those over max_attempts, acks
+  // (plain pull) or leases the rest. Returns how many were dead-lettered.
+  StatusOr<size_t> Accept(QueueState& q, std::vector<MsgPtr> msgs, const PullOptions& options,
+                          std::vector<QueueMessage>* result) REQUIRES(q.fetch_mu);
+  QueueMessage ToMessage(const QueueState& q, natsMsg* m, const Delivery& d) const;
+
+  Status ValidateIds(std::span<const std::string> ids) const;
+  // All or nothing: the leases of all `ids`, taken out of the table, or none when one is not
+  // leased (NotFound in its status; the others stay Ok and leased) or named twice.
+  std::vector<std::pair<size_t, Lease>> TakeLeases(QueueState& q, std::span<const std::string> ids,
+                                                   std::vector<Status>* statuses) EXCLUDES(q.mu);
+  // Acknowledges every message, waiting for the server's confirmation of the last.
+  Status AckAll(std::span<natsMsg* const> msgs);
+  // Publishes `m` (delivered as `qm`) to the dead letters and terminates it in the queue.
+  Status DeadLetter(QueueState& q, natsMsg* m, const QueueMessage& qm, uint64_t seq,
+                    std::string_view reason) EXCLUDES(q.mu);
+  void GiveBack(QueueState& q, natsMsg* m, uint64_t seq, std::chrono::milliseconds delay)
+      EXCLUDES(q.mu);
+
+  StatusOr<std::vector<std::pair<uint64_t, MsgPtr>>> ReadDeadLetters(const QueueState& q,
+                                                                     size_t limit);
+  StatusOr<QueueStats> StatsOf(QueueState& q);
+
+  std::unique_ptr<PubCtx> TakePubCtx(Status* error) EXCLUDES(mu_);
+  void ReturnPubCtx(std::unique_ptr<PubCtx> ctx) EXCLUDES(mu_);
+
+  void ReapLoop() EXCLUDES(mu_);
+  void Reap(QueueState& q) EXCLUDES(q.mu);
+
+  const QueueOptions options_;
+  NatsPtr<natsConnection> conn_;
+  NatsPtr<jsCtx> js_;  // synchronous JetStream calls; nats.c's jsCtx is thread-safe
+  std::atomic<bool> stopped_{false};
+
+  Mutex create_mu_ ACQUIRED_BEFORE(mu_);
+  Mutex mu_;
+  CondVar cv_;  // pushes_in_flight_ fell, or the reaper should stop
+  std::map<std::string, std::shared_ptr<QueueState>, std::less<>> queues_ GUARDED_BY(mu_);
+  std::set<std::string, std::less<>> names_ GUARDED_BY(mu_);  // queues known to exist
+  std::vector<std::unique_ptr<PubCtx>> pub_pool_ GUARDED_BY(mu_);
+  int pushes_in_flight_ GUARDED_BY(mu_) = 0;
+  bool reaper_stop_ GUARDED_BY(mu_) = false;
+  std::thread reaper_;
+};
+
+Status NatsQueue::Start() {
+  natsOptions* raw_opts = nullptr;
+  natsStatus s = natsOptions_Create(&raw_opts);
+  if (s != NATS_OK) return NatsError("options", s);
+  NatsPtr<natsOptions> opts(raw_opts);
+  s = natsOptions_SetURL(opts.get(), options_.url.c_str());
+  if (s == NATS_OK) s = natsOptions_SetName(opts.get(), "vigil");
+  if (s == NATS_OK) s = natsOptions_SetTimeout(opts.get(), kConnectTimeoutMs);
+  if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts.get(), -1);
+  if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts.get(), 250);
+  // Nothing is buffered while disconnected: a publish then fails at once, instead of being
+  // sent after we told the caller it failed.
+  if (s == NATS_OK) s = natsOptions_SetReconnectBufSize(opts.get(), 1);
+  if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts.get(), OnDisconnected, nullptr);
+  if (s == NATS_OK) s = natsOptions_SetReconnectedCB(opts.get(), OnReconnected, nullptr);
+  if (s != NATS_OK) return NatsError("options for " + options_.url, s);
+
+  natsConnection* nc = nullptr;
+  s = natsConnection_Connect(&nc, opts.get());
+  if (s != NATS_OK) return NatsError("cannot connect to " + options_.url, s);
+  conn_.reset(nc);
+  jsOptions jo = ApiOptions();
+  jsCtx* js = nullptr;
+  s = natsConnection_JetStream(&js, conn_.get(), &jo);
+  if (s != NATS_OK) return NatsError("JetStream context", s);
+  js_.reset(js);
+
+  const int64_t max_payload = natsConnection_GetMaxPayload(conn_.get());
+  if (max_payload < static_cast<int64_t>(options_.max_message_bytes + kHeaderReserve)) {
+    Log(LogLevel::kWarn, "nats: the server's max_payload is below max_message_bytes",
+        {{"max_payload", static_cast<long long>(max_payload)},
+         {"max_message_bytes", static_cast<unsigned long long>(options_.max_message_bytes)}});
+  }
+  if (options_.durability == Durability::kPowerLoss) {
+    Log(LogLevel::kWarn,
+        "nats: JetStream acknowledges a push before it is fsynced (nats-server 2.9 syncs every "
+        "2 minutes): a power loss can lose acknowledged pushes (docs/queues-nats.md)");
+  }
+
+  VIGIL_RETURN_IF_ERROR(RefreshNames());
+  for (const std::string& name : options_.default_queues) {
+    VIGIL_RETURN_IF_ERROR(ValidateQueueName(name));
+    VIGIL_RETURN_IF_ERROR(GetQueue(name, /*create=*/true).status());
+  }
+  reaper_ = std::thread([this] { ReapLoop(); });
+  return Status::Ok();
+}
+
+NatsQueue::~NatsQueue() {
+  Stop();
+  {
+    MutexLock lock(&mu_);
+    reaper_stop_ = true;
+    cv_.SignalAll();
+  }
+  if (reaper_.joinable()) reaper_.join();
+  // Leases are left to the server's ack wait (they hold across a restart), not given back.
+  if (conn_ != nullptr) natsConnection_Close(conn_.get());
+  MutexLock lock(&mu_);
+  for (auto& [name, q] : queues_) {
+    MutexLock q_lock(&q->mu);
+    q->leases.clear();
+  }
+  queues_.clear();
+  pub_pool_.clear();
+}
+
+void NatsQueue::Stop() {
+  stopped_.store(true);
+  MutexLock lock(&mu_);
+  while (pushes_in_flight_ > 0) cv_.Wait(&mu_);
+}
+
+Status NatsQueue::RefreshNames() {
+  jsOptions jo = ApiOptions();
+  jsStreamNamesList* raw = nullptr;
+  jsErrCode je = static_cast<jsErrCode>(0);
+  const natsStatus s = js_StreamNames(&raw, js_.get(), &jo, &je);
+  if (s == NATS_NOT_FOUND) return Status::Ok();  // no stream at all
+  if (s != NATS_OK) return NatsError("list streams", s, je);
+  NatsPtr<jsStreamNamesList> list(raw);
+  MutexLock lock(&mu_);
+  for (int i = 0; i < list->Count; ++i) {
+    const std::string_view n = list->List[i];
+    if (n.substr(0, std::strlen(kStreamPrefix)) == kStreamPrefix) {
+      names_.insert(std::string(n.substr(std::strlen(kStreamPrefix))));
+    }
+  }
+  return Status::Ok();
+}
+
+Status NatsQueue::EnsureStreams(const std::string& name, bool create) {
+  const std::string stream = kStreamPrefix + name;
+  const std::string dlq_stream = kDlqStreamPrefix + name;
+  const std::string subject = "vigil.q." + name;
+  const std::string dlq_subjects = "vigil.dlq." + name + ".>";
+  jsOptions jo = ApiOptions();
+  jsErrCode je = static_cast<jsErrCode>(0);
+
+  jsStreamInfo* si = nullptr;
+  natsStatus s = js_GetStreamInfo(&si, js_.get(), stream.c_str(), &jo, &je);
+  NatsPtr<jsStreamInfo> si_owner(si);
+  const bool exists = s == NATS_OK;
+  if (!exists && !IsNotFound(s, je)) return NatsError("stream info " + stream, s, je);
+  if (!exists) {
+    if (!create) return NotFound("queue '" + name + "' does not exist");
+    MutexLock lock(&mu_);
+    if (!names_.contains(name) && names_.size() >= options_.max_queues) {
+      return ResourceExhausted("too many queues: " + std::to_string(names_.size()) +
+                               " exist, max_queues is " + std::to_string(options_.max_queues));
+    }
+  }
+  auto add_stream = [&](const std::string& sname, const std::string& subj,
+                        jsRetentionPolicy retention) -> Status {
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    const char* subjects[] = {subj.c_str()};
+    cfg.Name = sname.c_str();
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Retention = retention;
+    cfg.Storage = js_FileStorage;
+    jsStreamInfo* out = nullptr;
+    jsErrCode err = static_cast<jsErrCode>(0);
+    const natsStatus st = js_AddStream(&out, js_.get(), &cfg, &jo, &err);
+    jsStreamInfo_Destroy(out);
+    // Another process may have created it meanwhile, with the same configuration (OK) or not.
+    if (st != NATS_OK && err != JSStreamNameExistErr) {
+      return NatsError("create stream " + sname, st, err);
+    }
+    return Status::Ok();
+  };
+  if (!exists) VIGIL_RETURN_IF_ERROR(add_stream(stream, subject, js_WorkQueuePolicy));
+
+  jsStreamInfo* dsi = nullptr;
+  s = js_GetStreamInfo(&dsi, js_.get(), dlq_stream.c_str(), &jo, &je);
+  jsStreamInfo_Destroy(dsi);
+  if (s != NATS_OK) {
+    if (!IsNotFound(s, je)) return NatsError("stream info " + dlq_stream, s, je);
+    VIGIL_RETURN_IF_ERROR(add_stream(dlq_stream, dlq_subjects, js_LimitsPolicy));
+  }
+
+  jsConsumerInfo* ci = nullptr;
+  s = js_GetConsumerInfo(&ci, js_.get(), stream.c_str(), kConsumer, &jo, &je);
+  jsConsumerInfo_Destroy(ci);
+  if (s != NATS_OK) {
+    if (!IsNotFound(s, je)) return NatsError("consumer info " + stream, s, je);
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = kConsumer;
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = std::chrono::duration_cast<std::chrono::nanoseconds>(kServerAckWait).count();
+    cc.MaxDeliver = -1;     // Vigil counts the attempts (dead letters)
+    cc.MaxAckPending = -1;  // leases are bounded by max_batch per pull, not by the server
+    cc.DeliverPolicy = js_DeliverAll;
+    jsConsumerInfo* out = nullptr;
+    const natsStatus st = js_AddConsumer(&out, js_.get(), stream.c_str(), &cc, &jo, &je);
+    jsConsumerInfo_Destroy(out);
+    if (st != NATS_OK) return NatsError("create consumer on " + stream, st, je);
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::shared_ptr<NatsQueue::QueueState>> NatsQueue::GetQueue(std::string_view name,
+                                                                     bool create) {
+  {
+    MutexLock lock(&mu_);
+    const auto it = queues_.find(name);
+    if (it != queues_.end()) return it->second;
+  }
+  MutexLock create_lock(&create_mu_);
+  {
+    MutexLock lock(&mu_);
+    const auto it = queues_.find(name);
+    if (it != queues_.end()) return it->second;
+  }
+  const std::string n(name);
+  VIGIL_RETURN_IF_ERROR(EnsureStreams(n, create));
+
+  auto q = std::make_shared<QueueState>(n);
+  jsOptions jo = ApiOptions();
+  jsErrCode je = static_cast<jsErrCode>(0);
+  jsConsumerInfo* ci = nullptr;
+  natsStatus s = js_GetConsumerInfo(&ci, js_.get(), q->stream.c_str(), kConsumer, &jo, &je);
+  if (s != NATS_OK) return NatsError("consumer info " + q->stream, s, je);
+  if (ci->Config != nullptr && ci->Config->AckWait > 0) {
+    q->keep_alive_every = std::chrono::nanoseconds(ci->Config->AckWait / 3);
+  }
+  jsConsumerInfo_Destroy(ci);
+
+  natsInbox* inbox = nullptr;
+  s = natsInbox_Create(&inbox);
+  if (s != NATS_OK) return NatsError("inbox", s);
+  q->inbox = inbox;
+  natsInbox_Destroy(inbox);
+  natsSubscription* sub = nullptr;
+  s = natsConnection_SubscribeSync(&sub, conn_.get(), (q->inbox + ".*").c_str());
+  if (s != NATS_OK) return NatsError("subscribe to the pull inbox", s);
+  q->inbox_sub.reset(sub);
+  // A pull's messages wait in the library until it takes them: no limit short of max_batch.
+  natsSubscription_SetPendingLimits(sub, -1, -1);
+
+  MutexLock lock(&mu_);
+  names_.insert(n);
+  queues_.emplace(n, q);
+  return q;
+}
+
+std::unique_ptr<PubCtx> NatsQueue::TakePubCtx(Status* error) {
+  {
+    MutexLock lock(&mu_);
+    if (!pub_pool_.empty()) {
+      auto ctx = std::move(pub_pool_.back());
+      pub_pool_.pop_back();
+      return ctx;
+    }
+  }
+  auto ctx = std::make_unique<PubCtx>();
+  jsOptions jo = ApiOptions();
+  jo.PublishAsync.MaxPending = static_cast<int64_t>(options_.max_batch) + 1;
+  jo.PublishAsync.AckHandler = OnPubAck;
+  jo.PublishAsync.AckHandlerClosure = ctx.get();
+  jsCtx* js = nullptr;
+  const natsStatus s = natsConnection_JetStream(&js, conn_.get(), &jo);
+  if (s != NATS_OK) {
+    *error = NatsError("JetStream context", s);
+    return nullptr;
+  }
+  ctx->js.reset(js);
+  return ctx;
+}
+
+void NatsQueue::ReturnPubCtx(std::unique_ptr<PubCtx> ctx) {
+  MutexLock lock(&mu_);
+  pub_pool_.push_back(std::move(ctx));
+}
+
+void NatsQueue::Push(std::string_view queue, std::span<const PushItem> items, PushDone done) {
+  Status st = CheckRunning();
+  if (st.ok()) st = ValidateQueueName(queue);
+  if (st.ok() && items.empty()) st = InvalidArgument("a push needs at least one message");
+  if (st.ok() && items.size() > options_.max_batch) {
+    st =
+        InvalidArgument("a push of " + std::to_string(items.size()) +
+                        " messages is over max_batch (" + std::to_string(options_.max_batch) + ")");
+  }
+  const int64_t max_payload = natsConnection_GetMaxPayload(conn_.get());
+  for (size_t i = 0; st.ok() && i < items.size(); ++i) {
+    const size_t size = items[i].content.size();
+    if (size > options_.max_message_bytes) {
+      st = InvalidArgument("message " + std::to_string(i) + ": content of " + std::to_string(size) +
+                           " bytes is over max_message_bytes (" +
+                           std::to_string(options_.max_message_bytes) + ")");
+    } else if (static_cast<int64_t>(size + 3 * items[i].message_type.size() + kHeaderReserve) >
+               max_payload) {
+      st = InvalidArgument("message " + std::to_string(i) + ": content of " + std::to_string(size) +
+                           " bytes is over the NATS server's max_payload (" +
+                           std::to_string(max_payload) +
+                           " bytes, with headers): raise max_payload in its configuration");
+    }
+  }
+  if (!st.ok()) {
+    done(st);
+    return;
+  }
+  {
+    MutexLock lock(&mu_);
+    ++pushes_in_flight_;
+  }
+  auto finish = [this, &done](StatusOr<std::vector<std::string>> result) {
+    done(std::move(result));
+    MutexLock lock(&mu_);
+    --pushes_in_flight_;
+    cv_.SignalAll();
+  };
+
+  auto q_or = GetQueue(queue, /*create=*/true);
+  if (!q_or.ok()) {
+    finish(q_or.status());
+    return;
+  }
+  QueueState& q = **q_or;
+  Status ctx_error;
+  std::unique_ptr<PubCtx> ctx = TakePubCtx(&ctx_error);
+  if (ctx == nullptr) {
+    finish(ctx_error);
+    return;
+  }
+
+  const size_t n = items.size();
+  PubBatch batch;
+  {
+    MutexLock lock(&batch.mu);
+    batch.seqs.assign(n, 0);
+    batch.errors.assign(n, Status::Ok());
+  }
+  {
+    MutexLock lock(&ctx->mu);
+    ctx->batch = &batch;
+  }
+  const std::string enqueued = std::to_string(NowUs());
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.ExpectStream = q.stream.c_str();
+  po.MaxWait = kApiTimeoutMs;
+  for (size_t i = 0; i < n; ++i) {
+    natsMsg* m = nullptr;
+    natsStatus s = natsMsg_Create(&m, q.subject.c_str(), nullptr, items[i].content.data(),
+                                  static_cast<int>(items[i].content.size()));
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, kHdrEnqueued, enqueued.c_str());
+    if (s == NATS_OK && !items[i].message_type.empty()) {
+      s = natsMsgHeader_Set(m, kHdrType, EncodeHeader(items[i].message_type).c_str());
+    }
+    if (s == NATS_OK) {
+      MutexLock lock(&batch.mu);
+      batch.index[m] = i;
+    }
+    if (s == NATS_OK) s = js_PublishMsgAsync(ctx->js.get(), &m, &po);
+    if (s != NATS_OK) {
+      const Status error = NatsError("publish to " + q.stream, s);
+      natsMsg_Destroy(m);  // a no-op once the library took it
+      MutexLock lock(&batch.mu);
+      for (size_t j = i; j < n; ++j) batch.Settle(j, 0, error);
+      break;
+    }
+  }
+  natsStatus s = js_PublishAsyncComplete(ctx->js.get(), &po);
+  if (s != NATS_OK) {
+    // Timed out: take back what is still unanswered, so that late answers are dropped.
+    natsMsgList pending{};
+    if (js_PublishAsyncGetPendingList(&pending, ctx->js.get()) == NATS_OK) {
+      MutexLock lock(&batch.mu);
+      for (int i = 0; i < pending.Count; ++i) {
+        const auto it = batch.index.find(pending.Msgs[i]);
+        if (it != batch.index.end()) {
+          batch.Settle(it->second, 0,
+                       Unavailable("nats: no acknowledgement from JetStream within " +
+                                   std::to_string(kApiTimeoutMs) + " ms"));
+        }
+      }
+      natsMsgList_Destroy(&pending);
+    }
+  }
+  std::vector<uint64_t> seqs;
+  std::vector<Status> errors;
+  {
+    MutexLock lock(&batch.mu);
+    const auto deadline = Clock::now() + std::chrono::milliseconds(kApiTimeoutMs);
+    while (batch.settled < n && Clock::now() < deadline) {
+      batch.cv.WaitFor(&batch.mu, std::chrono::milliseconds(kWaitSliceMs));
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (batch.seqs[i] == 0 && batch.errors[i].ok()) {
+        batch.errors[i] = Unavailable("nats: no acknowledgement from JetStream");
+      }
+    }
+    seqs = batch.seqs;
+    errors = batch.errors;
+  }
+  {
+    MutexLock lock(&ctx->mu);
+    ctx->batch = nullptr;  // from here on, OnPubAck ignores this batch
+  }
+  ReturnPubCtx(std::move(ctx));
+
+  const auto failed =
+      std::find_if(errors.begin(), errors.end(), [](const Status& e) { return !e.ok(); });
+  if (failed != errors.end()) {
+    // All or nothing: take back the part of the batch that was stored.
+    jsOptions jo = ApiOptions();
+    for (const uint64_t seq : seqs) {
+      if (seq == 0) continue;
+      jsErrCode je = static_cast<jsErrCode>(0);
+      const natsStatus ds = js_DeleteMsg(js_.get(), q.stream.c_str(), seq, &jo, &je);
+      if (ds != NATS_OK) {
+        Log(LogLevel::kError, "nats: a failed push left a message in its queue",
+            {{"queue", q.name}, {"seq", static_cast<unsigned long long>(seq)}});
+      }
+    }
+    finish(failed->WithContext("push to queue '" + q.name + "'"));
+    return;
+  }
+  std::vector<std::string> ids;
+  ids.reserve(n);
+  for (const uint64_t seq : seqs) ids.push_back(q.name + "-" + std::to_string(seq));
+  {
+    MutexLock lock(&q.mu);
+    q.pushed += n;
+    q.push_rate.Add(NowUs() / 1000000, n);
+  }
+  finish(std::move(ids));
+}
+
+Status NatsQueue::RequestMessages(QueueState& q, int batch, int64_t expires_ms,
+                                  std::vector<MsgPtr>* out) {
+  const std::string reply = q.inbox + "." + std::to_string(++q.request_id);
+  std::string body = "{\"batch\":" + std::to_string(batch);
+  if (expires_ms > 0) {
+    body += ",\"expires\":" + std::to_string(expires_ms * 1000000);
+  } else {
+    body += ",\"no_wait\":true";
+  }
+  body += "}";
+  natsStatus s = natsConnection_PublishRequest(conn_.get(), q.next_subject.c_str(), reply.c_str(),
+                                               body.data(), static_cast<int>(body.size()));
+  if (s != NATS_OK) return NatsError("pull from " + q.stream, s);
+  // The server ends a request itself (a status message) when it expires; the extra time is
+  // for its answer to arrive.
+  const auto deadline = Clock::now() + std::chrono::milliseconds(expires_ms + kApiTimeoutMs);
+  int got = 0;
+  while (got < batch && !stopped_.load()) {
+    const int64_t left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      if (got > 0) break;
+      return Unavailable("nats: no answer from JetStream to a pull from " + q.stream);
+    }
+    natsMsg* raw = nullptr;
+    s = natsSubscription_NextMsg(&raw, q.inbox_sub.get(), std::min(left, kWaitSliceMs));
+    if (s == NATS_TIMEOUT) continue;
+    if (s != NATS_OK) return NatsError("pull from " + q.stream, s);
+    MsgPtr m(raw);
+    const char* status = nullptr;
+    if (natsMsgHeader_Get(m.get(), "Status", &status) == NATS_OK && status != nullptr) {
+      // A status ends a request: this one, or an older one a pull gave up on (ignored).
+      if (reply != natsMsg_GetSubject(m.get())) continue;
+      const std::string_view code(status);
+      if (code == "100") continue;                // heartbeat
+      if (code == "404" || code == "408") break;  // nothing (more) to deliver
+      if (got > 0) break;
+      return Unavailable("nats: JetStream refused a pull from " + q.stream + ": " +
+                         std::string(code) + " " + Header(m.get(), "Description"));
+    }
+    // A message: for this request, or late for an older one; either way delivered to us.
+    out->push_back(std::move(m));
+    ++got;
+  }
+  return Status::Ok();
+}
+
+QueueMessage NatsQueue::ToMessage(const QueueState& q, natsMsg* m, const Delivery& d) const {
+  QueueMessage qm;
+  qm.id = Header(m, kHdrId);
+  if (qm.id.empty()) qm.id = q.name + "-" + std::to_string(d.stream_seq);
+  const char* data = natsMsg_GetData(m);
+  if (data != nullptr) qm.content.assign(data, static_cast<size_t>(natsMsg_GetDataLength(m)));
+  qm.message_type = DecodeHeader(Header(m, kHdrType));
+  qm.attempt = static_cast<int>(d.delivered);
+  if (!ParseNumber(Header(m, kHdrEnqueued), &qm.enqueued_us))
+    qm.enqueued_us = d.timestamp_ns / 1000;
+  return qm;
+}
+
+Status NatsQueue::AckAll(std::span<natsMsg* const> msgs) {
+  if (msgs.empty()) return Status::Ok();
+  for (size_t i = 0; i + 1 < msgs.size(); ++i) {
+    const natsStatus s =
+        natsConnection_PublishString(conn_.get(), natsMsg_GetReply(msgs[i]), "+ACK");
+    if (s != NATS_OK) return NatsError("ack", s);
+  }
+  natsMsg* reply = nullptr;
+  const natsStatus s = natsConnection_RequestString(
+      &reply, conn_.get(), natsMsg_GetReply(msgs.back()), "+ACK", kApiTimeoutMs);
+  natsMsg_Destroy(reply);
+  if (s != NATS_OK) return NatsError("ack", s);
+  return Status::Ok();
+}
+
+void NatsQueue::GiveBack(QueueState& q, natsMsg* m, uint64_t seq, std::chrono::milliseconds delay) {
+  std::string nak = "-NAK";
+  if (delay.count() > 0) {
+    nak += " {\"delay\":" +
+           std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(delay).count()) +
+           "}";
+  }
+  // Confirmed by the server (a request, as AckSync), so that a pull sent after it finds the
+  // message given back: the server handles acks apart from pull requests.
+  natsMsg* reply = nullptr;
+  const natsStatus s = natsConnection_RequestString(&reply, conn_.get(), natsMsg_GetReply(m),
+                                                    nak.c_str(), kApiTimeoutMs);
+  natsMsg_Destroy(reply);
+  if (s != NATS_OK) {
+    // It comes back anyway, after the ack wait.
+    Log(LogLevel::kWarn, "nats: a nak was not confirmed", {{"queue", q.name}});
+  }
+  MutexLock lock(&q.mu);
+  q.given_back.insert(seq);
+}
+
+Status NatsQueue::DeadLetter(QueueState& q, natsMsg* m, const QueueMessage& qm, uint64_t seq,
+                             std::string_view reason) {
+  natsMsg* raw = nullptr;
+  natsStatus s = natsMsg_Create(&raw, q.DlqSubject(qm.id).c_str(), nullptr, qm.content.data(),
+                                static_cast<int>(qm.content.size()));
+  if (s != NATS_OK) return NatsError("dead letter", s);
+  MsgPtr d(raw);
+  const std::string enqueued = std::to_string(qm.enqueued_us);
+  const std::string attempt = std::to_string(qm.attempt);
+  s = natsMsgHeader_Set(d.get(), kHdrId, qm.id.c_str());
+  if (s == NATS_OK) s = natsMsgHeader_Set(d.get(), kHdrEnqueued, enqueued.c_str());
+  if (s == NATS_OK) s = natsMsgHeader_Set(d.get(), kHdrAttempt, attempt.c_str());
+  if (s == NATS_OK) s = natsMsgHeader_Set(d.get(), kHdrReason, EncodeHeader(reason).c_str());
+  if (s == NATS_OK && !qm.message_type.empty()) {
+    s = natsMsgHeader_Set(d.get(), kHdrType, EncodeHeader(qm.message_type).c_str());
+  }
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.ExpectStream = q.dlq_stream.c_str();
+  po.MaxWait = kApiTimeoutMs;
+  jsPubAck* pa = nullptr;
+  jsErrCode je = static_cast<jsErrCode>(0);
+  if (s == NATS_OK) s = js_PublishMsg(&pa, js_.get(), d.get(), &po, &je);
+  jsPubAck_Destroy(pa);
+  if (s != NATS_OK) {
+    Status error = NatsError("publish to " + q.dlq_stream, s, je);
+    Log(LogLevel::kError, "nats: a dead letter could not be stored; given back instead",
+        {{"queue", q.name}, {"id", qm.id}, {"error", error.message()}});
+    GiveBack(q, m, seq, std::chrono::milliseconds(0));
+    return error;
+  }
+  natsMsg* reply = nullptr;
+  s = natsConnection_RequestString(&reply, conn_.get(), natsMsg_GetReply(m), "+TERM",
+                                   kApiTimeoutMs);
+  natsMsg_Destroy(reply);
+  if (s != NATS_OK) {
+    Log(LogLevel::kWarn, "nats: a dead letter was not terminated in its queue (it may come back)",
+        {{"queue", q.name}, {"id", qm.id}});
+  }
+  MutexLock lock(&q.mu);
+  q.given_back.erase(seq);
+  ++q.dead_lettered;
+  return Status::Ok();
+}
+
+StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
+                                   const PullOptions& options, std::vector<QueueMessage>* result) {
+  struct Taken {
+    MsgPtr msg;
+    QueueMessage qm;
+    uint64_t seq;
+  };
+  std::vector<Taken> taken;
+  size_t dead = 0;
+  for (MsgPtr& m : msgs) {
+    const char* reply = natsMsg_GetReply(m.get());
+    const std::optional<Delivery> d = ParseAckSubject(reply == nullptr ? "" : reply);
+    if (!d) {
+      Log(LogLevel::kWarn, "nats: a delivery without a JetStream ack subject was dropped",
+          {{"queue", q.name}});
+      continue;
+    }
+    QueueMessage qm = ToMessage(q, m.get(), *d);
+    if (d->delivered > options_.max_attempts) {
+      const std::string reason = "delivered " + std::to_string(d->delivered) +
+                                 " times without an ack (max_attempts " +
+                                 std::to_string(options_.max_attempts) + ")";
+      if (DeadLetter(q, m.get(), qm, d->stream_seq, reason).ok()) ++dead;
+      continue;
+    }
+    // The same message twice (a late copy, then the server's redelivery): keep the newer.
+    const auto same = std::find_if(taken.begin(), taken.end(),
+                                   [&](const Taken& t) { return t.seq == d->stream_seq; });
+    if (same != taken.end()) taken.erase(same);
+    taken.push_back({std::move(m), std::move(qm), d->stream_seq});
+  }
+  if (taken.empty()) return dead;
+
+  const int64_t now_us = NowUs();
+  if (options.lease.count() == 0) {
+    std::vector<natsMsg*> raw;
+    raw.reserve(taken.size());
+    for (const Taken& t : taken) raw.push_back(t.msg.get());
+    // Not acknowledged: not handed out either; the server delivers them again after its ack
+    // wait.
+    VIGIL_RETURN_IF_ERROR(AckAll(raw));
+  }
+  MutexLock lock(&q.mu);
+  for (Taken& t : taken) {
+    q.given_back.erase(t.seq);
+    if (options.lease.count() > 0) {
+      t.qm.lease_expires_us =
+          now_us + std::chrono::duration_cast<std::chrono::microseconds>(options.lease).count();
+      Lease& lease = q.leases[t.qm.id];
+      lease.msg = std::move(t.msg);
+      lease.seq = t.seq;
+      lease.attempt = t.qm.attempt;
+      lease.expires_us = t.qm.lease_expires_us;
+      lease.touched = Clock::now();
+    }
+    result->push_back(std::move(t.qm));
+  }
+  q.delivered += taken.size();
+  q.deliver_rate.Add(now_us / 1000000, taken.size());
+  return dead;
+}
+
+StatusOr<std::vector<QueueMessage>> NatsQueue::Pull(std::string_view queue,
+                                                    const PullOptions& options) {
+  VIGIL_RETURN_IF_ERROR(CheckRunning());
+  VIGIL_RETURN_IF_ERROR(ValidateQueueName(queue));
+  if (options.max < 1 || options.max > options_.max_batch) {
+    return InvalidArgument("max must be from 1 to " + std::to_string(options_.max_batch) +
+                           ", not " + std::to_string(options.max));
+  }
+  if (options.lease.count() < 0 || options.lease > options_.max_lease) {
+    return InvalidArgument("lease must be from 0 to " + std::to_string(options_.max_lease.count()) +
+                           " ms, not " + std::to_string(options.lease.count()));
+  }
+  if (options.wait.count() < 0 || options.wait > options_.max_wait) {
+    return InvalidArgument("wait must be from 0 to " + std::to_string(options_.max_wait.count()) +
+                           " ms, not " + std::to_string(options.wait.count()));
+  }
+  VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<QueueState> q, GetQueue(queue, /*create=*/false));
+  // Leases run out on the clock, not on the reaper's tick: give back the expired ones first,
+  // so that they come before the messages pushed after them.
+  Reap(*q);
+
+  std::vector<QueueMessage> result;
+  const auto deadline = Clock::now() + options.wait;
+  MutexLock fetch_lock(&q->fetch_mu);
+  while (result.size() < options.max && !stopped_.load()) {
+    const int want = static_cast<int>(options.max - result.size());
+    std::vector<MsgPtr> msgs;
+    Status st = RequestMessages(*q, want, 0, &msgs);
+    bool waited = false;
+    if (st.ok() && msgs.empty()) {
+      const int64_t left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (!result.empty() || left <= 0) break;
+      // Long poll: one message, as soon as one comes; the rest of the batch without waiting.
+      st = RequestMessages(*q, 1, left, &msgs);
+      waited = true;
+    }
+    if (!st.ok()) {
+      if (result.empty()) return st;
+      break;  // what was taken is returned: for a plain pull it is acknowledged already
+    }
+    if (msgs.empty()) break;
+    const size_t fetched = msgs.size();
+    StatusOr<size_t> dead = Accept(*q, std::move(msgs), options, &result);
+    if (!dead.ok()) {
+      if (result.empty()) return dead.status();
+      break;
+    }
+    // The server had no more ready, unless some went to the dead letters.
+    if (!waited && *dead == 0 && fetched < static_cast<size_t>(want)) break;
+  }
+  return result;
+}
+
+Status NatsQueue::ValidateIds(std::span<const std::string> ids) const {
+  if (ids.empty()) return InvalidArgument("ids must list at least one message id");
+  if (ids.size() > options_.max_batch) {
+    return InvalidArgument("at most " + std::to_string(options_.max_batch) +
+                           " ids at a time, not " + std::to_string(ids.size()));
+  }
+  return Status::Ok();
+}
+
+std::vector<std::pair<size_t, NatsQueue::Lease>> NatsQueue::TakeLeases(
+    QueueState& q, std::span<const std::string> ids, std::vector<Status>* statuses) {
+  std::vector<std::pair<size_t, Lease>> taken;
+  MutexLock lock(&q.mu);
+  std::unordered_set<std::string_view> seen;
+  bool all = true;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!q.leases.contains(ids[i]) || !seen.insert(ids[i]).second) {
+      (*statuses)[i] = NotFound("message '" + ids[i] +
+                                "' is not leased: unknown, already settled, named twice, or its "
+                                "lease ran out");
+      all = false;
+    }
+  }
+  if (!all) return taken;
+  taken.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    taken.emplace_back(i, std::move(q.leases.extract(ids[i]).mapped()));
+  }
+  return taken;
+}
+
+StatusOr<std::vector<Status>> NatsQueue::Ack(std::string_view queue,
+                                             std::span<const std::string> ids) {
+  VIGIL_RETURN_IF_ERROR(CheckRunning());
+  VIGIL_RETURN_IF_ERROR(ValidateQueueName(queue));
+  VIGIL_RETURN_IF_ERROR(ValidateIds(ids));
+  VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<QueueState> q, GetQueue(queue, /*create=*/false));
+  Reap(*q);  // a lease that ran out on the clock is NotFound now
+  std::vector<Status> statuses(ids.size());
+  std::vector<std::pair<size_t, Lease>> taken = TakeLeases(*q, ids, &statuses);
+  if (taken.empty()) return statuses;
+  std::vector<natsMsg*> raw;
+  raw.reserve(taken.size());
+  for (const auto& [i, lease] : taken) raw.push_back(lease.msg.get());
+  const Status st = AckAll(raw);
+  MutexLock lock(&q->mu);
+  if (!st.ok()) {
+    // Perhaps not acknowledged: the leases hold, so the caller may try again.
+    for (auto& [i, lease] : taken) {
+      statuses[i] = st;
+      q->leases[ids[i]] = std::move(lease);
+    }
+    return statuses;
+  }
+  q->acked += taken.size();
+  q->ack_rate.Add(NowUs() / 1000000, taken.size());
+  return statuses;
+}
+
+StatusOr<std::vector<Status>> NatsQueue::Nack(std::string_view queue,
+                                              std::span<const std::string> ids,
+                                              const NackOptions& options) {
+  VIGIL_RETURN_IF_ERROR(CheckRunning());
+  VIGIL_RETURN_IF_ERROR(ValidateQueueName(queue));
+  VIGIL_RETURN_IF_ERROR(ValidateIds(ids));
+  if (options.delay.count() < 0) {
+    return InvalidArgument("a nack's delay cannot be negative (" +
+                           std::to_string(options.delay.count()) + " ms)");
+  }
+  VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<QueueState> q, GetQueue(queue, /*create=*/false));
+  Reap(*q);  // a lease that ran out on the clock is NotFound now
+  std::vector<Status> statuses(ids.size());
+  std::vector<std::pair<size_t, Lease>> taken = TakeLeases(*q, ids, &statuses);
+  for (auto& [i, lease] : taken) {
+    const bool last = lease.attempt >= options_.max_attempts;
+    if (options.dead_letter || last) {
+      Delivery d;
+      d.stream_seq = lease.seq;
+      d.delivered = lease.attempt;
+      QueueMessage qm = ToMessage(*q, lease.msg.get(), d);
+      std::string reason = options.reason;
+      if (!options.dead_letter) {
+        reason = "nacked on attempt " + std::to_string(lease.attempt) + " of max_attempts " +
+                 std::to_string(options_.max_attempts) +
+                 (options.reason.empty() ? "" : ": " + options.reason);
+      } else if (reason.empty()) {
+        reason = "dead-lettered by a nack";
+      }
+      statuses[i] = DeadLetter(*q, lease.msg.get(), qm, lease.seq, reason);
+    } else {
+      GiveBack(*q, lease.msg.get(), lease.seq, options.delay);
+    }
+  }
+  MutexLock lock(&q->mu);
+  q->nacked += taken.size();
+  return statuses;
+}
+
+void NatsQueue::ReapLoop() {
+  for (;;) {
+    std::vector<std::shared_ptr<QueueState>> queues;
+    {
+      MutexLock lock(&mu_);
+      if (reaper_stop_) return;
+      cv_.WaitFor(&mu_, kReapEvery);
+      if (reaper_stop_) return;
+      for (const auto& [name, q] : queues_) queues.push_back(q);
+    }
+    for (const auto& q : queues) Reap(*q);
+  }
+}
+
+void NatsQueue::Reap(QueueState& q) {
+  const int64_t now_us = NowUs();
+  const auto now = Clock::now();
+  std::vector<Lease> expired;
+  std::vector<std::string> keep_alive;  // ack subjects
+  {
+    MutexLock lock(&q.mu);
+    for (auto it = q.leases.begin(); it != q.leases.end();) {
+      if (now_us >= it->second.expires_us) {
+        expired.push_back(std::move(it->second));
+        it = q.leases.erase(it);
+        continue;
+      }
+      if (now - it->second.touched >= q.keep_alive_every) {
+        it->second.touched = now;
+        keep_alive.emplace_back(natsMsg_GetReply(it->second.msg.get()));
+      }
+      ++it;
+    }
+    q.expired += expired.size();
+  }
+  for (const std::string& subject : keep_alive) {
+    natsConnection_PublishString(conn_.get(), subject.c_str(), "+WPI");
+  }
+  for (Lease& lease : expired) {
+    if (lease.attempt >= options_.max_attempts) {
+      Delivery d;
+      d.stream_seq = lease.seq;
+      d.delivered = lease.attempt;
+      const QueueMessage qm = ToMessage(q, lease.msg.get(), d);
+      (void)DeadLetter(q, lease.msg.get(), qm, lease.seq,
+                       "lease ran out on attempt " + std::to_string(lease.attempt) +
+                           " of max_attempts " + std::to_string(options_.max_attempts));
+    } else {
+      GiveBack(q, lease.msg.get(), lease.seq, std::chrono::milliseconds(0));
+    }
+  }
+  if (!keep_alive.empty()) natsConnection_FlushTimeout(conn_.get(), kApiTimeoutMs);
+}
+
+StatusOr<std::vector<std::pair<uint64_t, MsgPtr>>> NatsQueue::ReadDeadLetters(const QueueState& q,
+                                                                              size_t limit) {
+  jsOptions jo = ApiOptions();
+  jsErrCode je = static_cast<jsErrCode>(0);
+  jsStreamInfo* raw = nullptr;
+  natsStatus s = js_GetStreamInfo(&raw, js_.get(), q.dlq_stream.c_str(), &jo, &je);
+  if (s != NATS_OK) return NatsError("stream info " + q.dlq_stream, s, je);
+  NatsPtr<jsStreamInfo> si(raw);
+  std::vector<std::pair<uint64_t, MsgPtr>> out;
+  if (si->State.Msgs == 0) return out;
+  // Sequences of requeued dead letters are holes (deleted); the scan skips them.
+  for (uint64_t seq = si->State.FirstSeq; seq <= si->State.LastSeq && out.size() < limit; ++seq) {
+    natsMsg* m = nullptr;
+    s = js_GetMsg(&m, js_.get(), q.dlq_stream.c_str(), seq, &jo, &je);
+    if (s == NATS_OK) {
+      out.emplace_back(seq, MsgPtr(m));
+    } else if (!IsNotFound(s, je)) {
+      return NatsError("read dead letter from " + q.dlq_stream, s, je);
+    }
+  }
+  return out;
+}
+
+QueueMessage DeadLetterMessage(natsMsg* m) {
+  QueueMessage qm;
+  qm.id = Header(m, kHdrId);
+  const char* data = natsMsg_GetData(m);
+  if (data != nullptr) qm.content.assign(data, static_cast<size_t>(natsMsg_GetDataLength(m)));
+  qm.message_type = DecodeHeader(Header(m, kHdrType));
+  if (!ParseNumber(Header(m, kHdrAttempt), &qm.attempt)) qm.attempt = 0;
+  if (!ParseNumber(Header(m, kHdrEnqueued), &qm.enqueued_us)) qm.enqueued_us = 0;
+  qm.last_error = DecodeHeader(Header(m, kHdrReason));
+  return qm;
+}
+
+StatusOr<std::vector<QueueMessage>> NatsQueue::DeadLetters(std::string_view queue, size_t limit) {
+  VIGIL_RETURN_IF_ERROR(CheckRunning());
+  VIGIL_RETURN_IF_ERROR(ValidateQueueName(queue));
+  VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<QueueState> q, GetQueue(queue, /*create=*/false));
+  VIGIL_ASSIGN_OR_RETURN(auto letters, ReadDeadLetters(*q, limit));
+  std::vector<QueueMessage> out;
+  out.reserve(letters.size());
+  for (const auto& [seq, m] : letters) out.push_back(DeadLetterMessage(m.get()));
+  return out;
+}
+
+StatusOr<size_t> NatsQueue::Requeue(std::string_view queue, std::span<const std::string> ids) {
+  VIGIL_RETURN_IF_ERROR(CheckRunning());
+  VIGIL_RETURN_IF_ERROR(ValidateQueueName(queue));
+  VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<QueueState> q, GetQueue(queue, /*create=*/false));
+  jsOptions jo = ApiOptions();
+  std::vector<std::pair<uint64_t, MsgPtr>> letters;
+  if (ids.empty()) {
+    VIGIL_ASSIGN_OR_RETURN(letters, ReadDeadLetters(*q, SIZE_MAX));
+  } else {
+    std::set<std::string> seen;
+    for (const std::string& id : ids) {
+      if (!seen.insert(id).second) continue;
+      natsMsg* m = nullptr;
+      jsErrCode je = static_cast<jsErrCode>(0);
+      const natsStatus s =
+          js_GetLastMsg(&m, js_.get(), q->dlq_stream.c_str(), q->DlqSubject(id).c_str(), &jo, &je);
+      if (s == NATS_OK) {
+        MsgPtr owned(m);
+        if (Header(m, kHdrId) == id) letters.emplace_back(natsMsg_GetSequence(m), std::move(owned));
+      } else if (!IsNotFound(s, je)) {
+        return NatsError("read dead letter from " + q->dlq_stream, s, je);
+      }
+    }
+  }
+  size_t requeued = 0;
+  for (const auto& [seq, m] : letters) {
+    const QueueMessage dl = DeadLetterMessage(m.get());
+    natsMsg* raw = nullptr;
+    natsStatus s = natsMsg_Create(&raw, q->subject.c_str(), nullptr, dl.content.data(),
+                                  static_cast<int>(dl.content.size()));
+    if (s != NATS_OK) return NatsError("requeue", s);
+    MsgPtr back(raw);
+    const std::string enqueued = std::to_string(dl.enqueued_us);
+    s = natsMsgHeader_Set(back.get(), kHdrId, dl.id.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(back.get(), kHdrEnqueued, enqueued.c_str());
+    if (s == NATS_OK && !dl.message_type.empty()) {
+      s = natsMsgHeader_Set(back.get(), kHdrType, EncodeHeader(dl.message_type).c_str());
+    }
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.ExpectStream = q->stream.c_str();
+    po.MaxWait = kApiTimeoutMs;
+    jsPubAck* pa = nullptr;
+    jsErrCode je = static_cast<jsErrCode>(0);
+    if (s == NATS_OK) s = js_PublishMsg(&pa, js_.get(), back.get(), &po, &je);
+    jsPubAck_Destroy(pa);
+    if (s != NATS_OK) return NatsError("requeue to " + q->stream, s, je);
+    // Deleted only once it is back in the queue: a crash in between leaves a duplicate, never
+    // a loss.
+    s = js_DeleteMsg(js_.get(), q->dlq_stream.c_str(), seq, &jo, &je);
+    if (s != NATS_OK && !IsNotFound(s, je)) {
+      return NatsError("delete dead letter from " + q->dlq_stream, s, je);
+    }
+    ++requeued;
+  }
+  return requeued;
+}
+
+StatusOr<QueueStats> NatsQueue::StatsOf(QueueState& q) {
+  jsOptions jo = ApiOptions();
+  jsErrCode je = static_cast<jsErrCode>(0);
+  jsStreamInfo* raw_si = nullptr;
+  natsStatus s = js_GetStreamInfo(&raw_si, js_.get(), q.stream.c_str(), &jo, &je);
+  if (s != NATS_OK) return NatsError("stream info " + q.stream, s, je);
+  NatsPtr<jsStreamInfo> si(raw_si);
+  jsConsumerInfo* raw_ci = nullptr;
+  s = js_GetConsumerInfo(&raw_ci, js_.get(), q.stream.c_str(), kConsumer, &jo, &je);
+  if (s != NATS_OK) return NatsError("consumer info " + q.stream, s, je);
+  NatsPtr<jsConsumerInfo> ci(raw_ci);
+  jsStreamInfo* raw_dsi = nullptr;
+  s = js_GetStreamInfo(&raw_dsi, js_.get(), q.dlq_stream.c_str(), &jo, &je);
+  if (s != NATS_OK) return NatsError("stream info " + q.dlq_stream, s, je);
+  NatsPtr<jsStreamInfo> dsi(raw_dsi);
+
+  QueueStats st;
+  st.name = q.name;
+  const int64_t now_us = NowUs();
+  const uint64_t ack_pending = static_cast<uint64_t>(std::max<int64_t>(0, ci->NumAckPending));
+  MutexLock lock(&q.mu);
+  const uint64_t given_back = std::min<uint64_t>(q.given_back.size(), ack_pending);
+  st.in_flight = ack_pending - given_back;
+  st.depth = ci->NumPending + given_back;
+  st.dead_letters = dsi->State.Msgs;
+  if (st.depth > 0 && si->State.Msgs > 0 && si->State.FirstTime > 0) {
+    const int64_t first_us = si->State.FirstTime / 1000;
+    st.oldest_age_seconds = std::max(0.0, static_cast<double>(now_us - first_us) / 1e6);
+  }
+  st.pushed = q.pushed;
+  st.delivered = q.delivered;
+  st.acked = q.acked;
+  st.nacked = q.nacked;
+  st.dead_lettered = q.dead_lettered;
+  st.expired = q.expired;
+  const int64_t now_s = now_us / 1000000;
+  st.push_rate = q.push_rate.PerSecond(now_s);
+  st.deliver_rate = q.deliver_rate.PerSecond(now_s);
+  st.ack_rate = q.ack_rate.PerSecond(now_s);
+  return st;
+}
+
+StatusOr<QueueStats> NatsQueue::Stats(std::string_view queue) {
+  VIGIL_RETURN_IF_ERROR(CheckRunning());
+  VIGIL_RETURN_IF_ERROR(ValidateQueueName(queue));
+  VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<QueueState> q, GetQueue(queue, /*create=*/false));
+  return StatsOf(*q);
+}
+
+std::vector<QueueStats> NatsQueue::List() {
+  std::vector<QueueStats> out;
+  if (!CheckRunning().ok()) return out;
+  if (const Status st = RefreshNames(); !st.ok()) {
+    Log(LogLevel::kWarn, "nats: cannot list the queues on the server", {{"error", st.message()}});
+  }
+  std::vector<std::string> names;
+  {
+    MutexLock lock(&mu_);
+    names.assign(names_.begin(), names_.end());
+  }
+  for (const std::string& name : names) {
+    auto q = GetQueue(name, /*create=*/false);
+    if (!q.ok()) continue;
+    auto st = StatsOf(**q);
+    if (st.ok()) out.push_back(std::move(*st));
+  }
+  return out;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Queue>> OpenNatsQueue(const QueueOptions& options) {
+  if (options.url.rfind("nats://", 0) != 0) {
+    return InvalidArgument("a NATS queue URL starts with nats://, not '" + options.url + "'");
+  }
+  if (options.max_attempts < 1) {
+    return InvalidArgument("max_attempts must be at least 1, not " +
+                           std::to_string(options.max_attempts));
+  }
+  auto queue = std::make_unique<NatsQueue>(options);
+  VIGIL_RETURN_IF_ERROR(queue->Start());
+  return std::unique_ptr<Queue>(std::move(queue));
+}
+
+}  // namespace vigil
+
+#else  // !VIGIL_HAS_NATS
+
+namespace vigil {
+
+StatusOr<std::unique_ptr<Queue>> OpenNatsQueue(const QueueOptions& options) {
+  return InvalidArgument("queue URL '" + options.url +
+                         "': this build of Vigil has no NATS support (libnats-dev was not found, "
+                         "or VIGIL_WITH_NATS=OFF)");
+}
+
+}  // namespace vigil
+
+#endif  // VIGIL_HAS_NATS

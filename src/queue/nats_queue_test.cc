@@ -1,0 +1,719 @@
+// Tests of the NATS JetStream queue against a real nats-server (Debian's nats-server), which
+// each test starts on a free port with its own store folder, and kills at the end.
+#include "queue/nats_queue.h"
+
+#if VIGIL_HAS_NATS
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "vigil/queue.h"
+#include "vigil/status.h"
+
+namespace vigil {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool Accepts(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+// Polls `condition` every 20 ms until it holds or `timeout` passed.
+bool Eventually(const std::function<bool()>& condition, milliseconds timeout = seconds(10)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return condition();
+}
+
+// One nats-server with JetStream, its store in a folder of its own.
+class NatsServer {
+ public:
+  NatsServer() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "vigil-nats-XXXXXX").string();
+    dir_ = mkdtemp(tmpl.data()) != nullptr ? tmpl : "";
+    port_ = FreePort();
+  }
+  ~NatsServer() {
+    Kill(SIGKILL);
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  NatsServer(const NatsServer&) = delete;
+  NatsServer& operator=(const NatsServer&) = delete;
+
+  // Starts it (again, on the same port and store) and waits until it accepts connections.
+  bool Start() {
+    if (dir_.empty() || port_ <= 0) return false;
+    const std::string store = dir_ + "/store";
+    const std::string log = dir_ + "/server.log";
+    const std::string port = std::to_string(port_);
+    pid_ = fork();
+    if (pid_ == 0) {
+      const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+      }
+      execlp("nats-server", "nats-server", "-js", "-sd", store.c_str(), "-p", port.c_str(), "-a",
+             "127.0.0.1", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    if (pid_ < 0) return false;
+    return Eventually([&] { return Accepts(port_); });
+  }
+
+  void Kill(int sig) {
+    if (pid_ <= 0) return;
+    kill(pid_, sig);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+  std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
+
+ private:
+  std::string dir_;
+  int port_ = -1;
+  pid_t pid_ = -1;
+};
+
+class NatsQueueTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(server_.Start()) << "nats-server did not start (scripts/install-deps.sh)";
+    options_.url = server_.url();
+    now_us_ = std::make_shared<std::atomic<int64_t>>(
+        std::chrono::duration_cast<std::chrono::microseconds>(
+            std::chrono::system_clock::now().time_since_epoch())
+            .count());
+  }
+
+  // Options whose clock the test moves (leases run out without sleeping).
+  QueueOptions FakeClock(QueueOptions options) {
+    auto now = now_us_;
+    options.clock_us = [now] { return now->load(); };
+    return options;
+  }
+  void Advance(milliseconds d) { *now_us_ += d.count() * 1000; }
+
+  // Opens a queue; JetStream may need a moment after a restart.
+  std::unique_ptr<Queue> Open(const QueueOptions& options) {
+    StatusOr<std::unique_ptr<Queue>> q = Status(StatusCode::kUnavailable, "not tried");
+    Eventually([&] {
+      q = OpenNatsQueue(options);
+      return q.ok();
+    });
+    EXPECT_TRUE(q.ok()) << q.status().ToString();
+    return q.ok() ? std::move(q).value() : nullptr;
+  }
+  std::unique_ptr<Queue> Open() { return Open(options_); }
+
+  static StatusOr<std::vector<std::string>> PushSync(Queue& q, std::string_view name,
+                                                     const std::vector<std::string>& contents,
+                                                     std::string_view type = "tx") {
+    std::vector<PushItem> items;
+    items.reserve(contents.size());
+    for (const std::string& c : contents) items.push_back({c, type});
+    StatusOr<std::vector<std::string>> result = Status(StatusCode::kInternal, "done not called");
+    int calls = 0;
+    q.Push(name, items, [&](StatusOr<std::vector<std::string>> r) {
+      result = std::move(r);
+      ++calls;
+    });
+    EXPECT_EQ(calls, 1);
+    return result;
+  }
+
+  static std::vector<QueueMessage> PullOk(Queue& q, std::string_view name, size_t max,
+                                          milliseconds lease = milliseconds(0),
+                                          milliseconds wait = milliseconds(0)) {
+    PullOptions po;
+    po.max = max;
+    po.lease = lease;
+    po.wait = wait;
+    auto r = q.Pull(name, po);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? std::move(r).value() : std::vector<QueueMessage>{};
+  }
+
+  static QueueStats StatsOk(Queue& q, std::string_view name) {
+    auto s = q.Stats(name);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? *s : QueueStats{};
+  }
+
+  static std::vector<std::string> Contents(const std::vector<QueueMessage>& ms) {
+    std::vector<std::string> out;
+    out.reserve(ms.size());
+    for (const QueueMessage& m : ms) out.push_back(m.content);
+    return out;
+  }
+
+  NatsServer server_;
+  QueueOptions options_;
+  std::shared_ptr<std::atomic<int64_t>> now_us_;
+};
+
+TEST_F(NatsQueueTest, OpenCreatesTheDefaultQueues) {
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q->backend(), "nats");
+  for (const char* name : {"TQ1", "TQ2", "PQ1"}) {
+    const QueueStats s = StatsOk(*q, name);
+    EXPECT_EQ(s.name, name);
+    EXPECT_EQ(s.depth, 0u);
+    EXPECT_EQ(s.in_flight, 0u);
+    EXPECT_EQ(s.dead_letters, 0u);
+    EXPECT_TRUE(PullOk(*q, name, 10).empty());
+  }
+  std::vector<std::string> names;
+  for (const QueueStats& s : q->List()) names.push_back(s.name);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"PQ1", "TQ1", "TQ2"}));
+}
+
+TEST_F(NatsQueueTest, OpenRefusesBadUrlsAndAbsentServers) {
+  QueueOptions o = options_;
+  o.url = "http://127.0.0.1:4222";
+  EXPECT_EQ(OpenNatsQueue(o).status().code(), StatusCode::kInvalidArgument);
+  o.url = "nats://127.0.0.1:" + std::to_string(FreePort());
+  const auto absent = OpenNatsQueue(o);
+  EXPECT_EQ(absent.status().code(), StatusCode::kUnavailable) << absent.status().ToString();
+}
+
+TEST_F(NatsQueueTest, PushThenPullIsFifoAcrossBatches) {
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  auto first = PushSync(*q, "TQ1", {"{\"n\":1}", "{\"n\":2}", "{\"n\":3}"});
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(*first, (std::vector<std::string>{"TQ1-1", "TQ1-2", "TQ1-3"}));
+  // A type with bytes a header cannot hold travels intact.
+  auto second = PushSync(*q, "TQ1", {"{\"n\":4}", "{\"n\":5}"}, "odd\r\ntype %41");
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(*second, (std::vector<std::string>{"TQ1-4", "TQ1-5"}));
+
+  const auto a = PullOk(*q, "TQ1", 2);
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(a[0].id, "TQ1-1");
+  EXPECT_EQ(a[0].content, "{\"n\":1}");
+  EXPECT_EQ(a[0].message_type, "tx");
+  EXPECT_EQ(a[0].attempt, 1);
+  EXPECT_GT(a[0].enqueued_us, 0);
+  EXPECT_EQ(a[0].lease_expires_us, 0);
+  EXPECT_EQ(a[1].id, "TQ1-2");
+  const auto b = PullOk(*q, "TQ1", 10);
+  EXPECT_EQ(Contents(b), (std::vector<std::string>{"{\"n\":3}", "{\"n\":4}", "{\"n\":5}"}));
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(b[2].message_type, "odd\r\ntype %41");
+  EXPECT_TRUE(PullOk(*q, "TQ1", 10).empty());
+  // A new queue is created by its first push.
+  auto fresh = PushSync(*q, "orders-EU_2", {"{}"});
+  ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
+  EXPECT_EQ(*fresh, std::vector<std::string>{"orders-EU_2-1"});
+  EXPECT_EQ(PullOk(*q, "orders-EU_2", 1).size(), 1u);
+}
+
+TEST_F(NatsQueueTest, PlainPullTakesMessagesForGood) {
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  ASSERT_TRUE(PushSync(*q, "TQ1", {"a", "b"}).ok());
+  EXPECT_EQ(Contents(PullOk(*q, "TQ1", 10)), (std::vector<std::string>{"a", "b"}));
+  // The server holds no delivery to come back: nothing pending, nothing awaiting an ack.
+  QueueStats s = StatsOk(*q, "TQ1");
+  EXPECT_EQ(s.depth, 0u);
+  EXPECT_EQ(s.in_flight, 0u);
+  EXPECT_EQ(s.delivered, 2u);
+  EXPECT_TRUE(PullOk(*q, "TQ1", 10, milliseconds(0), milliseconds(1500)).empty());
+  // Nor after a restart of Vigil.
+  q.reset();
+  q = Open();
+  ASSERT_NE(q, nullptr);
+  EXPECT_TRUE(PullOk(*q, "TQ1", 10).empty());
+  EXPECT_EQ(StatsOk(*q, "TQ1").in_flight, 0u);
+}
+
+TEST_F(NatsQueueTest, LeasedMessagesAreInvisibleWhileTheLeaseHolds) {
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  ASSERT_TRUE(PushSync(*q, "TQ1", {"a", "b"}).ok());
+  const auto first = PullOk(*q, "TQ1", 1, seconds(20));
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].content, "a");
+  EXPECT_GT(first[0].lease_expires_us, first[0].enqueued_us);
+  const auto second = PullOk(*q, "TQ1", 10, seconds(20));
+  EXPECT_EQ(Contents(second), std::vector<std::string>{"b"});
+  EXPECT_TRUE(PullOk(*q, "TQ1", 10, seconds(20), milliseconds(500)).empty());
+  QueueStats s = StatsOk(*q, "TQ1");
+  EXPECT_EQ(s.in_flight, 2u);
+  EXPECT_EQ(s.depth, 0u);
+  // Also across a restart of Vigil: the server's ack wait keeps them.
+  q.reset();
+  q = Open();
+  ASSERT_NE(q, nullptr);
+  EXPECT_TRUE(PullOk(*q, "TQ1", 10, seconds(20), milliseconds(500)).empty());
+  EXPECT_EQ(StatsOk(*q, "TQ1").in_flight, 2u);
+}
+
+TEST_F(NatsQueueTest, AnExpiredLeaseIsDeliveredAgainWithTheNextAttempt) {
+  auto q = Open(FakeClock(options_));
+  ASSERT_NE(q, nullptr);
+  ASSERT_TRUE(PushSync(*q, "TQ1", {"a", "b"}).ok());
+  const auto first = PullOk(*q, "TQ1", 1, seconds(2));
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].attempt, 1);
+  Advance(milliseconds(2500));
+  ASSERT_TRUE(Eventually([&] { return StatsOk(*q, "TQ1").expired == 1; }));
+  // Its lease ran out: acknowledging it now is refused.
+  const std::vector<std::string> ids = {first[0].id};
+  auto late = q->Ack("TQ1", ids);
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ((*late)[0].code(), StatusCode::kNotFound);
+  // Given back first in line, before "b".
+  const auto again = PullOk(*q, "TQ1", 2, seconds(2), seconds(3));
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].id, first[0].id);
+  EXPECT_EQ(again[0].content, "a");
+  EXPECT_EQ(again[0].attempt, 2);
+  EXPECT_EQ(again[1].content, "b");
+  EXPECT_EQ(again[1].attempt, 1);
+  const std::vector<std::string> both = {again[0].id, again[1].id};
+  auto acked = q->Ack("TQ1", both);
+  ASSERT_TRUE(acked.ok());
+  EXPECT_TRUE((*acked)[0].ok()) << (*acked)[0].ToString();
+  EXPECT_TRUE((*acked)[1].ok()) << (*acked)[1].ToString();
+  const QueueStats s = StatsOk(*q, "TQ1");
+  EXPECT_EQ(s.depth, 0u);
+  EXPECT_EQ(s.in_flight, 0u);
+  EXPECT_EQ(s.acked, 2u);
+}
+
+TEST_F(NatsQueueTest, RealTimeLeaseRunsOut) {
+  // The same with the system clock and a 1 s lease: what a processor sees.
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  ASSERT_TRUE(PushSync(*q, "TQ2", {"x"}).ok());
+  const auto first = PullOk(*q, "TQ2", 1, seconds(1));
+  ASSERT_EQ(first.size(), 1u);
+  const auto again = PullOk(*q, "TQ2", 1, seconds(1), seconds(5));
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].id, first[0].id);
+  EXPECT_EQ(again[0].attempt, 2);
+}
+
+TEST_F(NatsQueueTest, AckAndNack) {
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  ASSERT_TRUE(PushSync(*q, "TQ1", {"a", "b", "c"}).ok());
+  const auto got = PullOk(*q, "TQ1", 3, seconds(30));
+  ASSERT_EQ(got.size(), 3u);
+
+  // All or nothing: a twice-named id, or one never leased, and nothing is acknowledged.
+  const std::vector<std::string> ack_ids = {got[0].id, got[0].id, "TQ1-999"};
+  auto refused = q->Ack("TQ1", ack_ids);
+  ASSERT_TRUE(refused.ok());
+  ASSERT_EQ(refused->size(), 3u);
+  EXPECT_TRUE((*refused)[0].ok());
+  EXPECT_EQ((*refused)[1].code(), StatusCode::kNotFound);  // named twice
+  EXPECT_EQ((*refused)[2].code(), StatusCode::kNotFound);  // never existed
+  EXPECT_EQ(StatsOk(*q, "TQ1").in_flight, 3u);
+  const std::vector<std::string> a = {got[0].id};
+  auto acked = q->Ack("TQ1", a);
+  ASSERT_TRUE(acked.ok());
+  EXPECT_TRUE((*acked)[0].ok()) << (*acked)[0].ToString();
+  EXPECT_EQ((*q->Ack("TQ1", a))[0].code(), StatusCode::kNotFound);  // acknowledged already
+  EXPECT_EQ(q->Ack("TQ1", std::vector<std::string>{}).status().code(),
+            StatusCode::kInvalidArgument);
+
+  // A nack with a delay: not delivered at once, then delivered with the next attempt.
+  NackOptions later;
+  later.delay = milliseconds(1000);
+  const std::vector<std::string> b = {got[1].id};
+  auto nacked = q->Nack("TQ1", b, later);
+  ASSERT_TRUE(nacked.ok());
+  EXPECT_TRUE((*nacked)[0].ok());
+  EXPECT_TRUE(PullOk(*q, "TQ1", 10, seconds(30)).empty());
+  EXPECT_EQ(StatsOk(*q, "TQ1").depth, 1u);  // given back, delayed
+  const auto redelivered = PullOk(*q, "TQ1", 10, seconds(30), seconds(5));
+  ASSERT_EQ(redelivered.size(), 1u);
+  EXPECT_EQ(redelivered[0].id, got[1].id);
+  EXPECT_EQ(redelivered[0].attempt, 2);
+
+  // A nack to the dead letters, with its reason.
+  NackOptions dead;
+  dead.dead_letter = true;
+  dead.reason = "cannot parse: line 1\nbad";
+  const std::vector<std::string> c_and_unknown = {got[2].id, "TQ1-12345"};
+  auto refused_nack = q->Nack("TQ1", c_and_unknown, dead);
+  ASSERT_TRUE(refused_nack.ok());
+  EXPECT_EQ((*refused_nack)[1].code(), StatusCode::kNotFound);
+  EXPECT_EQ(StatsOk(*q, "TQ1").dead_letters, 0u);  // all or nothing
+  const std::vector<std::string> c = {got[2].id};
+  auto dead_nack = q->Nack("TQ1", c, dead);
+  ASSERT_TRUE(dead_nack.ok());
+  EXPECT_TRUE((*dead_nack)[0].ok());
+  auto letters = q->DeadLetters("TQ1", 10);
+  ASSERT_TRUE(letters.ok()) << letters.status().ToString();
+  ASSERT_EQ(letters->size(), 1u);
+  EXPECT_EQ((*letters)[0].id, got[2].id);
+  EXPECT_EQ((*letters)[0].content, "c");
+  EXPECT_EQ((*letters)[0].message_type, "tx");
+  EXPECT_EQ((*letters)[0].attempt, 1);
+  EXPECT_EQ((*letters)[0].last_error, "cannot parse: line 1\nbad");
+  EXPECT_EQ((*letters)[0].enqueued_us, got[2].enqueued_us);
+
+  const QueueStats s = StatsOk(*q, "TQ1");
+  EXPECT_EQ(s.in_flight, 1u);  // b, leased again
+  EXPECT_EQ(s.depth, 0u);
+  EXPECT_EQ(s.dead_letters, 1u);
+  EXPECT_EQ(s.acked, 1u);
+  EXPECT_EQ(s.nacked, 2u);
+  EXPECT_EQ(s.dead_lettered, 1u);
+}
+
+TEST_F(NatsQueueTest, MaxAttemptsSendsAMessageToTheDeadLetters) {
+  QueueOptions o = FakeClock(options_);
+  o.max_attempts = 3;
+  auto q = Open(o);
+  ASSERT_NE(q, nullptr);
+  ASSERT_TRUE(PushSync(*q, "TQ1", {"poison", "fine"}).ok());
+  // Attempt 1 nacked, attempt 2 left to expire, attempt 3 nacked: dead.
+  auto got = PullOk(*q, "TQ1", 1, seconds(5));
+  ASSERT_EQ(got.size(), 1u);
+  const std::string id = got[0].id;
+  const std::vector<std::string> ids = {id};
+  ASSERT_TRUE((*q->Nack("TQ1", ids, NackOptions{}))[0].ok());
+  got = PullOk(*q, "TQ1", 1, seconds(5), seconds(3));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].id, id);
+  EXPECT_EQ(got[0].attempt, 2);
+  Advance(seconds(6));
+  got = PullOk(*q, "TQ1", 1, seconds(5), seconds(3));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].id, id);
+  EXPECT_EQ(got[0].attempt, 3);
+  ASSERT_TRUE((*q->Nack("TQ1", ids, NackOptions{}))[0].ok());
+
+  // The rest of the queue flows on; the poison message is gone from it.
+  const auto rest = PullOk(*q, "TQ1", 10, milliseconds(0), seconds(1));
+  EXPECT_EQ(Contents(rest), std::vector<std::string>{"fine"});
+  EXPECT_TRUE(PullOk(*q, "TQ1", 10, milliseconds(0), milliseconds(500)).empty());
+  auto letters = q->DeadLetters("TQ1", 10);
+  ASSERT_TRUE(letters.ok()) << letters.status().ToString();
+  ASSERT_EQ(letters->size(), 1u);
+  EXPECT_EQ((*letters)[0].id, id);
+  EXPECT_EQ((*letters)[0].attempt, 3);
+  EXPECT_NE((*letters)[0].last_error.find("max_attempts 3"), std::string::npos)
+      << (*letters)[0].last_error;
+  const QueueStats s = StatsOk(*q, "TQ1");
+  EXPECT_EQ(s.dead_letters, 1u);
+  EXPECT_EQ(s.expired, 1u);
+  EXPECT_EQ(s.depth, 0u);
+  EXPECT_EQ(s.in_flight, 0u);
+}
+
+TEST_F(NatsQueueTest, ExpiredLeasesAloneReachTheDeadLetters) {
+  QueueOptions o = FakeClock(options_);
+  o.max_attempts = 2;
+  auto q = Open(o);
+  ASSERT_NE(q, nullptr);
+  ASSERT_TRUE(PushSync(*q, "TQ1", {"slow"}).ok());
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    const auto got = PullOk(*q, "TQ1", 1, seconds(1), seconds(3));
+    ASSERT_EQ(got.size(), 1u) << "attempt " << attempt;
+    EXPECT_EQ(got[0].attempt, attempt);
+    Advance(seconds(2));
+    ASSERT_TRUE(Eventually([&] { return StatsOk(*q, "TQ1").expired == uint64_t(attempt); }));
+  }
+  ASSERT_TRUE(Eventually([&] { return StatsOk(*q, "TQ1").dead_letters == 1; }));
+  EXPECT_TRUE(PullOk(*q, "TQ1", 1, seconds(1), milliseconds(500)).empty());
+  auto letters = q->DeadLetters("TQ1", 10);
+  ASSERT_TRUE(letters.ok());
+  ASSERT_EQ(letters->size(), 1u);
+  EXPECT_EQ((*letters)[0].content, "slow");
+  EXPECT_NE((*letters)[0].last_error.find("lease ran out"), std::string::npos);
+}
+
+TEST_F(NatsQueueTest, RequeuePutsDeadLettersBackWithFreshAttempts) {
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  ASSERT_TRUE(PushSync(*q, "TQ1", {"one", "two", "three"}).ok());
+  const auto got = PullOk(*q, "TQ1", 3, seconds(30));
+  ASSERT_EQ(got.size(), 3u);
+  NackOptions dead;
+  dead.dead_letter = true;
+  const std::vector<std::string> ids = {got[0].id, got[1].id};
+  auto nacked = q->Nack("TQ1", ids, dead);
+  ASSERT_TRUE(nacked.ok());
+  ASSERT_TRUE((*nacked)[0].ok() && (*nacked)[1].ok());
+  const std::vector<std::string> third = {got[2].id};
+  ASSERT_TRUE((*q->Ack("TQ1", third))[0].ok());
+  EXPECT_EQ(StatsOk(*q, "TQ1").dead_letters, 2u);
+
+  // Ids that are not dead letters are skipped.
+  const std::vector<std::string> unknown = {"TQ1-777", got[2].id, "other"};
+  auto none = q->Requeue("TQ1", unknown);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_EQ(*none, 0u);
+
+  const std::vector<std::string> second = {got[1].id};
+  auto one = q->Requeue("TQ1", second);
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  EXPECT_EQ(*one, 1u);
+  auto letters = q->DeadLetters("TQ1", 10);
+  ASSERT_TRUE(letters.ok());
+  ASSERT_EQ(letters->size(), 1u);
+  EXPECT_EQ((*letters)[0].id, got[0].id);
+  // Back in the queue: same id, content and enqueue time, attempts from 0 again.
+  auto back = PullOk(*q, "TQ1", 10, seconds(30));
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].id, got[1].id);
+  EXPECT_EQ(back[0].content, "two");
+  EXPECT_EQ(back[0].message_type, "tx");
+  EXPECT_EQ(back[0].attempt, 1);
+  EXPECT_EQ(back[0].enqueued_us, got[1].enqueued_us);
+  const std::vector<std::string> back_ids = {back[0].id};
+  auto acked = q->Ack("TQ1", back_ids);
+  ASSERT_TRUE(acked.ok());
+  EXPECT_TRUE((*acked)[0].ok()) << (*acked)[0].ToString();
+
+  auto all = q->Requeue("TQ1", {});
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(*all, 1u);
+  EXPECT_EQ(StatsOk(*q, "TQ1").dead_letters, 0u);
+  const auto last = PullOk(*q, "TQ1", 10);
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(last[0].id, got[0].id);
+  EXPECT_EQ(last[0].content, "one");
+  EXPECT_TRUE(q->DeadLetters("TQ1", 10)->empty());
+}
+
+TEST_F(NatsQueueTest, StatsFollowTheQueue) {
+  auto q = Open(FakeClock(options_));
+  ASSERT_NE(q, nullptr);
+  ASSERT_TRUE(PushSync(*q, "TQ2", {"a", "b", "c", "d"}).ok());
+  QueueStats s = StatsOk(*q, "TQ2");
+  EXPECT_EQ(s.depth, 4u);
+  EXPECT_EQ(s.in_flight, 0u);
+  EXPECT_EQ(s.pushed, 4u);
+  EXPECT_DOUBLE_EQ(s.push_rate, 4.0 / 60.0);
+  Advance(seconds(10));
+  s = StatsOk(*q, "TQ2");
+  EXPECT_GT(s.oldest_age_seconds, 9.0);
+  EXPECT_LT(s.oldest_age_seconds, 60.0);
+
+  const auto got = PullOk(*q, "TQ2", 3, seconds(30));
+  ASSERT_EQ(got.size(), 3u);
+  const std::vector<std::string> one = {got[0].id};
+  ASSERT_TRUE((*q->Ack("TQ2", one))[0].ok());
+  s = StatsOk(*q, "TQ2");
+  EXPECT_EQ(s.depth, 1u);
+  EXPECT_EQ(s.in_flight, 2u);
+  EXPECT_EQ(s.delivered, 3u);
+  EXPECT_EQ(s.acked, 1u);
+  EXPECT_DOUBLE_EQ(s.deliver_rate, 3.0 / 60.0);
+  EXPECT_DOUBLE_EQ(s.ack_rate, 1.0 / 60.0);
+  // A minute later the rates have fallen to 0; the counters stay.
+  Advance(seconds(61));
+  s = StatsOk(*q, "TQ2");
+  EXPECT_EQ(s.push_rate, 0.0);
+  EXPECT_EQ(s.pushed, 4u);
+}
+
+TEST_F(NatsQueueTest, BadInputIsRefusedAndChangesNothing) {
+  QueueOptions o = options_;
+  o.max_message_bytes = 1024;
+  o.max_batch = 4;
+  o.max_lease = seconds(60);
+  o.max_wait = seconds(5);
+  auto q = Open(o);
+  ASSERT_NE(q, nullptr);
+  const std::string too_long(65, 'a');
+  for (const std::string& bad : {std::string(""), std::string("bad name"), std::string("a.b"),
+                                 std::string("x/y"), too_long}) {
+    auto pushed = PushSync(*q, bad, {"{}"});
+    EXPECT_EQ(pushed.status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(q->Pull(bad, PullOptions{}).status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_NE(PushSync(*q, "bad name", {"{}"}).status().message().find("1 to 64"), std::string::npos);
+  EXPECT_EQ(PushSync(*q, "TQ1", {std::string(1025, 'x')}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_TRUE(PushSync(*q, "TQ1", {std::string(1024, 'x')}).ok());
+  EXPECT_EQ(PushSync(*q, "TQ1", {"1", "2", "3", "4", "5"}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(PushSync(*q, "TQ1", {}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(StatsOk(*q, "TQ1").depth, 1u);  // only the one that fit
+
+  PullOptions po;
+  po.max = 0;
+  EXPECT_EQ(q->Pull("TQ1", po).status().code(), StatusCode::kInvalidArgument);
+  po.max = 5;
+  EXPECT_EQ(q->Pull("TQ1", po).status().code(), StatusCode::kInvalidArgument);
+  po.max = 1;
+  po.lease = seconds(61);
+  EXPECT_EQ(q->Pull("TQ1", po).status().code(), StatusCode::kInvalidArgument);
+  po.lease = milliseconds(0);
+  po.wait = seconds(6);
+  EXPECT_EQ(q->Pull("TQ1", po).status().code(), StatusCode::kInvalidArgument);
+
+  const std::vector<std::string> ids = {"NOPE-1"};
+  EXPECT_EQ(q->Pull("NOPE", PullOptions{}).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(q->Ack("NOPE", ids).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(q->Nack("NOPE", ids, NackOptions{}).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(q->Stats("NOPE").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(q->DeadLetters("NOPE", 10).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(q->Requeue("NOPE", ids).status().code(), StatusCode::kNotFound);
+  // A pull of a queue that does not exist does not create it.
+  EXPECT_EQ(q->Stats("NOPE").status().code(), StatusCode::kNotFound);
+
+  EXPECT_EQ(q->Ack("TQ1", std::vector<std::string>(5, "TQ1-1")).status().code(),
+            StatusCode::kInvalidArgument);  // over max_batch
+  const std::vector<std::string> unknown = {"TQ1-42", "garbage"};
+  auto acked = q->Ack("TQ1", unknown);
+  ASSERT_TRUE(acked.ok());
+  ASSERT_EQ(acked->size(), 2u);
+  EXPECT_EQ((*acked)[0].code(), StatusCode::kNotFound);
+  EXPECT_EQ((*acked)[1].code(), StatusCode::kNotFound);
+  EXPECT_EQ(StatsOk(*q, "TQ1").depth, 1u);
+}
+
+TEST_F(NatsQueueTest, ContentOverTheServersMaxPayloadIsRefused) {
+  // The default max_message_bytes (1 MiB) is the server's default max_payload, which must also
+  // hold the headers: such a push is refused up front, naming the server's limit.
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  const auto pushed = PushSync(*q, "TQ1", {std::string(options_.max_message_bytes, 'x')});
+  EXPECT_EQ(pushed.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(pushed.status().message().find("max_payload"), std::string::npos)
+      << pushed.status().ToString();
+  EXPECT_EQ(StatsOk(*q, "TQ1").depth, 0u);
+  EXPECT_TRUE(PushSync(*q, "TQ1", {std::string(512 * 1024, 'x')}).ok());
+}
+
+TEST_F(NatsQueueTest, TooManyQueuesIsResourceExhausted) {
+  QueueOptions o = options_;
+  o.max_queues = 4;  // the three default queues and one more
+  auto q = Open(o);
+  ASSERT_NE(q, nullptr);
+  EXPECT_TRUE(PushSync(*q, "extra", {"{}"}).ok());
+  EXPECT_EQ(PushSync(*q, "one_too_many", {"{}"}).status().code(), StatusCode::kResourceExhausted);
+  EXPECT_TRUE(PushSync(*q, "extra", {"{}"}).ok());  // an existing one still takes pushes
+  EXPECT_EQ(q->Stats("one_too_many").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(NatsQueueTest, ALongPollReturnsWhenAPushArrives) {
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  std::vector<QueueMessage> got;
+  std::thread puller([&] { got = PullOk(*q, "TQ1", 10, seconds(30), seconds(15)); });
+  std::this_thread::sleep_for(milliseconds(300));
+  ASSERT_TRUE(PushSync(*q, "TQ1", {"late"}).ok());
+  puller.join();
+  EXPECT_EQ(Contents(got), std::vector<std::string>{"late"});
+}
+
+TEST_F(NatsQueueTest, StopWakesWaitingPullsAndRefusesCalls) {
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  StatusOr<std::vector<QueueMessage>> got = Status(StatusCode::kInternal, "not returned");
+  std::thread puller([&] {
+    PullOptions po;
+    po.wait = seconds(20);
+    got = q->Pull("TQ1", po);
+  });
+  std::this_thread::sleep_for(milliseconds(300));
+  q->Stop();
+  puller.join();
+  EXPECT_TRUE(!got.ok() || got->empty());
+  EXPECT_EQ(PushSync(*q, "TQ1", {"{}"}).status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(q->Pull("TQ1", PullOptions{}).status().code(), StatusCode::kUnavailable);
+  q->Stop();  // idempotent
+}
+
+TEST_F(NatsQueueTest, AcknowledgedPushesSurviveKill9OfTheServer) {
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  std::vector<std::string> acknowledged;
+  for (int batch = 0; batch < 20; ++batch) {
+    std::vector<std::string> contents;
+    contents.reserve(10);
+    for (int i = 0; i < 10; ++i) {
+      contents.push_back("{\"n\":" + std::to_string(batch * 10 + i) + "}");
+    }
+    auto ids = PushSync(*q, "TQ1", contents);
+    ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+    acknowledged.insert(acknowledged.end(), ids->begin(), ids->end());
+  }
+  server_.Kill(SIGKILL);
+
+  // A dead server is Unavailable, not a crash.
+  auto pushed = PushSync(*q, "TQ1", {"{\"lost\":true}"});
+  EXPECT_EQ(pushed.status().code(), StatusCode::kUnavailable) << pushed.status().ToString();
+  EXPECT_EQ(q->Pull("TQ1", PullOptions{}).status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(q->Stats("TQ1").status().code(), StatusCode::kUnavailable);
+  q.reset();
+
+  ASSERT_TRUE(server_.Start());
+  q = Open();
+  ASSERT_NE(q, nullptr);
+  std::vector<std::string> delivered;
+  for (;;) {
+    const auto got = PullOk(*q, "TQ1", 50);
+    if (got.empty()) break;
+    for (const QueueMessage& m : got) delivered.push_back(m.id);
+  }
+  EXPECT_EQ(delivered, acknowledged);
+  // And the ids go on from there.
+  auto next = PushSync(*q, "TQ1", {"{}"});
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_EQ((*next)[0], "TQ1-" + std::to_string(acknowledged.size() + 1));
+}
+
+}  // namespace
+}  // namespace vigil
+
+#endif  // VIGIL_HAS_NATS
