@@ -3,14 +3,32 @@
 # reference queue service's contract (push 201, pull 200 / 404 with "content"), leases, acks,
 # nacks, dead letters, bad input, kill -9 under a push/pull load, and `serve --process` scoring
 # reference-shaped transactions from TQ1/TQ2 into PQ1.
+# The same suite runs on NATS JetStream with QUEUE_BACKEND=nats (queue_nats_test.sh): it starts
+# its own nats-server, and kills that too in the kill -9 test.
 # Usage: queue_test.sh path/to/vigil
 set -uo pipefail
 VIGIL="$1"
+BACKEND="${QUEUE_BACKEND:-embedded}"
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 source "$(dirname "$0")/lib.sh"
+
+QUEUE_ARGS=()
+NATS_PID=""
+start_nats() {
+  NATS_PID=$(bash "$(dirname "$0")/../scripts/nats-server.sh" "$WORK/nats" "$NATS_PORT") || { fail "nats-server did not start"; exit 1; }
+  PIDS+=("$NATS_PID")
+}
+if [ "$BACKEND" = nats ]; then
+  for _ in $(seq 50); do
+    NATS_PORT=$((20000 + RANDOM % 20000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null || break
+  done
+  start_nats
+  QUEUE_ARGS=(--queue "nats://127.0.0.1:$NATS_PORT")
+fi
 
 "$VIGIL" simulate --customers 200 --terminals 400 --days 40 --radius 10 --quiet --out "$WORK/tx.csv" >/dev/null
 START=$(sed -n 2p "$WORK/tx.csv" | cut -d, -f2 | cut -c1-10)
@@ -22,7 +40,7 @@ PORT=""
 SERVER=""
 start_server() {  # start_server extra-args...: sets SERVER and PORT
   : >"$WORK/serve.out"
-  "$VIGIL" serve --model "$WORK/a.model" --port 0 --address 127.0.0.1 --data-dir "$WORK/data" "$@" \
+  "$VIGIL" serve --model "$WORK/a.model" --port 0 --address 127.0.0.1 --data-dir "$WORK/data" "${QUEUE_ARGS[@]}" "$@" \
     >"$WORK/serve.out" 2>>"$WORK/serve.err" &
   SERVER=$!
   PIDS+=("$SERVER")
@@ -96,7 +114,7 @@ expect_status "requeue" 200 "$s"
 s=$(post /api/queues/TQ2/pull '{"max": 5}')
 [ "$(resp '.messages | length')" = 1 ] && pass || fail "take the requeued one: $(cat "$WORK/resp")"
 curl -s -o "$WORK/resp" "$(URL /api/queues)"
-[ "$(resp '.backend')" = embedded ] && [ "$(resp '[.queues[].name] | sort | join(",")')" = "PQ1,TQ1,TQ2" ] && pass \
+[ "$(resp '.backend')" = "$BACKEND" ] && [ "$(resp '[.queues[].name] | sort | join(",")')" = "PQ1,TQ1,TQ2" ] && pass \
   || fail "queue list: $(cat "$WORK/resp")"
 
 # --- Bad input: a clear error with a documented status, nothing changed.
@@ -149,12 +167,14 @@ for p in 1 2 3; do pusher "$p" & LOADERS+=($!); done
 consumer & LOADERS+=($!)
 sleep 2
 kill -9 "$SERVER"
+if [ -n "$NATS_PID" ] && [ -z "${KEEP_NATS:-}" ]; then kill -9 "$NATS_PID"; fi
 sleep 0.2
 for l in "${LOADERS[@]}"; do kill "$l" 2>/dev/null; done
 wait "${LOADERS[@]}" 2>/dev/null
 cat "$WORK"/acked.* | sort >"$WORK/acked"
 nacked=$(wc -l <"$WORK/acked")
 [ "$nacked" -gt 20 ] && pass || fail "the load pushed only $nacked messages"
+if [ -n "$NATS_PID" ] && [ -z "${KEEP_NATS:-}" ]; then start_nats; fi
 start_server || exit 1
 : >"$WORK/after"
 while :; do
@@ -168,7 +188,7 @@ missing=$(comm -23 "$WORK/acked" "$WORK/delivered" | wc -l)
 [ "$missing" = 0 ] && pass || fail "$missing acknowledged pushes were lost by kill -9 (of $nacked)"
 twice=$(cut -d' ' -f2 "$WORK/leased" "$WORK/after" | sort | uniq -d | wc -l)
 [ "$twice" = 0 ] && pass || fail "$twice messages were delivered again while their lease held"
-echo "kill -9 under load: $nacked acknowledged pushes, $(wc -l <"$WORK/leased") leased before the kill, $(wc -l <"$WORK/after") after"
+echo "kill -9 under load ($BACKEND): $nacked acknowledged pushes, $(wc -l <"$WORK/leased") leased before the kill, $(wc -l <"$WORK/after") after"
 kill "$SERVER"; wait "$SERVER" 2>/dev/null
 
 # --- serve --process: reference-shaped transactions from TQ1 and TQ2 to PQ1, each recorded.
@@ -240,4 +260,4 @@ QUEUE_SERVICE_URL="http://127.0.0.1:$PORT" "$VIGIL" process --model "$WORK/a.mod
   --mock 1 >/dev/null 2>"$WORK/process.err"
 [ $? != 0 ] && grep -q "cannot be reached" "$WORK/process.err" && pass || fail "a queue service that is down: $(cat "$WORK/process.err")"
 
-finish "queue"
+finish "queue ($BACKEND)"
