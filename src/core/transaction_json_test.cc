@@ -576,5 +576,85 @@ TEST_F(TransactionParserTest, BatchShapeProblems) {
   EXPECT_TRUE(out.empty());
 }
 
+// The queue path: the reference's producers write datetime.utcnow().isoformat() (no zone) and
+// may leave the id out.
+TEST_F(TransactionParserTest, QueueOptionsTakeZonelessTimestampsAsUtcAndADefaultId) {
+  const std::string body =
+      R"({"customer_id": "cust_001", "vendor_id": 17, "amount": 12.5, "status": "submitted",)"
+      R"( "timestamp": "2018-04-01T00:00:31.123456"})";
+  std::vector<FieldProblem> p = Bad(body);  // without the options, both are problems
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_EQ(p[0].field, "transaction_id");
+  EXPECT_EQ(p[1].field, "timestamp");
+  EXPECT_NE(p[1].problem.find("has no time zone"), std::string::npos) << p[1].problem;
+  TransactionParseOptions queue;
+  queue.zoneless_timestamps_are_utc = true;
+  queue.default_transaction_id = "TQ1-7";
+  Transaction tx;
+  ASSERT_TRUE(parser_.Parse(body, &tx, &problems_, queue).ok()) << problems_.size();
+  EXPECT_EQ(tx.transaction_id, "TQ1-7");
+  EXPECT_EQ(tx.timestamp, 1522540831);
+  EXPECT_EQ(tx.terminal_id, "17");
+  // A zone still counts; an id sent wins over the default; a bad zone-less date is still bad.
+  ASSERT_TRUE(parser_.Parse(R"({"transaction_id": "own", "customer_id": 1, "terminal_id": 2, "amount": 1,)"
+                            R"( "timestamp": "2018-04-01T02:00:31+02:00"})",
+                            &tx, &problems_, queue).ok());
+  EXPECT_EQ(tx.transaction_id, "own");
+  EXPECT_EQ(tx.timestamp, 1522540831);
+  EXPECT_FALSE(parser_.Parse(R"({"customer_id": 1, "terminal_id": 2, "amount": 1, "timestamp": "1999-12-31T23:00:00"})",
+                             &tx, &problems_, queue).ok());
+  EXPECT_EQ(problems_[0].field, "timestamp");
+  // The options last one call only.
+  EXPECT_FALSE(parser_.Parse(body, &tx, &problems_).ok());
+}
+
+TEST_F(TransactionParserTest, ParsesQueuePushBodies) {
+  std::vector<MessageText> out;
+  bool batch = true;
+  ASSERT_TRUE(parser_.ParseMessages(R"({"content": {"a": [1, 2]} , "message_type": "transaction"})", 10, &out,
+                                    &problems_, &batch).ok());
+  EXPECT_FALSE(batch);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].content, R"({"a": [1, 2]})");
+  EXPECT_EQ(out[0].message_type, "transaction");
+  ASSERT_TRUE(parser_.ParseMessages(
+      R"({"messages": [{"content": 1}, {"content": "two", "x": 0}, {"content": null, "message_type": "n"},)"
+      R"( {"content": [true,false]}], "other": {"ignored": 1}})", 10, &out, &problems_, &batch).ok());
+  EXPECT_TRUE(batch);
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(out[0].content, "1");
+  EXPECT_EQ(out[1].content, "\"two\"");
+  EXPECT_EQ(out[2].content, "null");
+  EXPECT_EQ(out[2].message_type, "n");
+  EXPECT_EQ(out[3].content, "[true,false]");
+}
+
+TEST_F(TransactionParserTest, RefusesBadQueuePushBodiesNamingTheField) {
+  std::vector<MessageText> out;
+  auto one = [&](const std::string& body) {
+    Status s = parser_.ParseMessages(body, 2, &out, &problems_);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << body;
+    EXPECT_TRUE(out.empty()) << body;
+    return problems_.empty() ? FieldProblem{} : problems_[0];
+  };
+  EXPECT_EQ(one(R"({"message_type": "t"})").field, "content");
+  EXPECT_EQ(one(R"({"content": 1, "message_type": 5})").field, "message_type");
+  EXPECT_EQ(one(R"({"content": 1, "message_type": ")" + std::string(65, 'm') + "\"}").field, "message_type");
+  EXPECT_EQ(one(R"({"messages": {}})").field, "messages");
+  EXPECT_EQ(one(R"({"messages": []})").field, "messages");
+  EXPECT_EQ(one(R"({"messages": [{"content": 1}, 2]})").field, "messages[1]");
+  EXPECT_EQ(one(R"({"messages": [{"content": 1}, {"message_type": "x"}]})").field, "messages[1].content");
+  FieldProblem p = one(R"({"messages": [{"content": 1}, {"content": 2}, {"content": 3}]})");
+  EXPECT_EQ(p.field, "messages");
+  EXPECT_NE(p.problem.find("at most 2"), std::string::npos) << p.problem;
+  EXPECT_EQ(one(R"({"content": 1, "messages": [{"content": 2}]})").field, "");
+  p = one(R"({"content": {"a": 1,}})");
+  EXPECT_EQ(p.field, "");
+  EXPECT_TRUE(p.problem.starts_with("malformed JSON at line 1")) << p.problem;
+  EXPECT_EQ(one("[1]").field, "");
+  EXPECT_EQ(one("").field, "");
+  EXPECT_EQ(one(R"({"content": 1} x)").field, "");
+}
+
 }  // namespace
 }  // namespace vigil
