@@ -7,6 +7,7 @@
 // Usage: bare_json_server PORT [THREADS]   (stops on SIGINT or SIGTERM)
 #include <pthread.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +20,7 @@
 #include "monitor/metrics.h"
 #include "serve/http_server.h"
 #include "serve/router.h"
+#include "core/json_text.h"
 
 namespace vigil {
 namespace {
@@ -60,6 +62,22 @@ int Run(int port, int threads) {
                 Prediction p = fixed;
                 p.transaction_id = std::move(tx.transaction_id);
                 respond(JsonResponse(200, RenderPrediction(p)));
+              }});
+  // The queue push of `vigil serve` without the queue: the same body parsing, a reply of the
+  // same shape (bench/load/queue.sh's ceiling).
+  std::atomic<uint64_t> pushed{0};
+  router.Add({"POST", "/api/queues/{name}/push", Role::kScorer, Reach::kAnywhere, BodyKind::kJson,
+              [&pushed](RouteRequest&& req, const Respond& respond) {
+                thread_local TransactionParser parser;
+                thread_local std::vector<MessageText> messages;
+                std::vector<FieldProblem> problems;
+                Status s = parser.ParseMessages(req.http.body, 1000, &messages, &problems);
+                if (!s.ok()) return respond(ErrorResponse(s, problems));
+                std::string body = "{\"queue\":";
+                AppendJsonString(&body, req.Param("name"));
+                body += ",\"id\":";
+                AppendJsonString(&body, std::string(req.Param("name")) + "-" + std::to_string(++pushed));
+                respond(JsonResponse(201, body + ",\"status\":\"queued\"}"));
               }});
   HttpServerOptions ho;
   ho.address = "127.0.0.1";
