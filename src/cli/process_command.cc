@@ -85,7 +85,7 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--data-dir", e.data_dir, "Folder of this processor's store (and of an embedded queue)")
       ->capture_default_str()->envname("VIGIL_DATA_DIR");
   cmd->add_option("--queue-url", args->queue_url,
-                  "A queue service, http://host:port (Vigil's, or the reference's for plain pulls)")
+                  "A Vigil queue service (vigil serve), http://host:port")
       ->envname("QUEUE_SERVICE_URL");
   cmd->add_option("--queue", args->queue, "Without --queue-url: embedded (in --data-dir) or nats://host:port")
       ->capture_default_str()->envname("VIGIL_QUEUE");
@@ -164,7 +164,7 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
         for (size_t k = i; k < std::min(mock->size(), i + 1000); ++k) items.push_back({(*mock)[k], "transaction"});
         Status pushed = Internal("no reply");
         (*queue)->Push(po.input_queues.front(), items,
-                       [&pushed](StatusOr<std::vector<std::string>> r) { pushed = r.ok() ? Status::Ok() : r.status(); });
+                       [&pushed](const StatusOr<std::vector<std::string>>& r) { pushed = r.ok() ? Status::Ok() : r.status(); });
         if (!pushed.ok()) {
           *exit_code = Fail("process", pushed.WithContext("--mock"));
           return;

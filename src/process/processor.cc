@@ -140,7 +140,7 @@ struct Processor::Shared {
     items.reserve(records.size());
     for (const std::string& r : records) items.push_back({r, "prediction"});
     Rendezvous<Status> pushed;
-    queue.Push(options.output_queue, items, [&pushed](StatusOr<std::vector<std::string>> ids) {
+    queue.Push(options.output_queue, items, [&pushed](const StatusOr<std::vector<std::string>>& ids) {
       pushed.Set(ids.ok() ? Status::Ok() : ids.status());
     });
     if (Status s = pushed.Take(); !s.ok()) return GiveBack(queue_name, messages, s);
@@ -207,6 +207,7 @@ struct Processor::Shared {
     Log(LogLevel::kWarn, "processor: batch given back for a retry",
         {{"queue", queue_name}, {"messages", static_cast<int64_t>(messages.size())}, {"error", why.ToString()}});
     std::vector<std::string> ids;
+    ids.reserve(messages.size());
     for (const QueueMessage& m : messages) ids.push_back(m.id);
     NackOptions later;
     later.delay = std::chrono::seconds(1);
@@ -234,6 +235,7 @@ StatusOr<std::unique_ptr<Processor>> Processor::Start(Engine& engine, Queue& que
   }
   auto shared = std::make_shared<Shared>(engine, queue, options);
   std::vector<std::thread> workers;
+  workers.reserve(static_cast<size_t>(options.threads));
   shared->running = options.threads;
   for (int i = 0; i < options.threads; ++i) {
     workers.emplace_back([shared, i] {

@@ -41,7 +41,7 @@ class EmbeddedQueueTest : public ::testing::Test {
     o.clock_us = [this] { return now_us_.load(); };
     return o;
   }
-  void Open(QueueOptions o, uint64_t segment_bytes = uint64_t{64} << 20) {
+  void Open(const QueueOptions& o, uint64_t segment_bytes = uint64_t{64} << 20) {
     queue_.reset();
     auto q = OpenEmbeddedQueue(o, segment_bytes);
     ASSERT_TRUE(q.ok()) << q.status().ToString();
@@ -49,9 +49,10 @@ class EmbeddedQueueTest : public ::testing::Test {
   }
   void Open() { Open(Options()); }
 
-  StatusOr<std::vector<std::string>> Push(const std::string& queue, std::vector<std::string> contents,
-                                          std::string type = "transaction") {
+  StatusOr<std::vector<std::string>> Push(const std::string& queue, const std::vector<std::string>& contents,
+                                          const std::string& type = "transaction") {
     std::vector<PushItem> items;
+    items.reserve(contents.size());
     for (const std::string& c : contents) items.push_back({c, type});
     StatusOr<std::vector<std::string>> result = Internal("done not called");
     queue_->Push(queue, items, [&](StatusOr<std::vector<std::string>> r) { result = std::move(r); });
@@ -72,11 +73,13 @@ class EmbeddedQueueTest : public ::testing::Test {
   }
   static std::vector<std::string> Contents(const std::vector<QueueMessage>& ms) {
     std::vector<std::string> out;
+    out.reserve(ms.size());
     for (const auto& m : ms) out.push_back(m.content);
     return out;
   }
   static std::vector<std::string> Ids(const std::vector<QueueMessage>& ms) {
     std::vector<std::string> out;
+    out.reserve(ms.size());
     for (const auto& m : ms) out.push_back(m.id);
     return out;
   }
@@ -437,10 +440,12 @@ TEST_F(EmbeddedQueueTest, ConcurrentProducersAndConsumersSeeEachMessageOnce) {
   std::mutex mu;
   std::map<std::string, int> deliveries;
   std::vector<std::thread> threads;
+  threads.reserve(kProducers + kConsumers);
   for (int p = 0; p < kProducers; ++p) {
     threads.emplace_back([&, p] {
       for (int i = 0; i < kPerProducer; i += 10) {
         std::vector<std::string> batch;
+        batch.reserve(10);
         for (int k = 0; k < 10; ++k) batch.push_back(std::to_string(p * kPerProducer + i + k));
         ASSERT_TRUE(Push("TQ1", batch).ok());
       }

@@ -25,7 +25,7 @@ TEST(HttpQueueTest, AServiceThatIsDownIsUnavailable) {
   EXPECT_NE(pulled.status().message().find("cannot be reached"), std::string::npos) << pulled.status().message();
   std::vector<PushItem> items = {{"{}", "t"}};
   Status pushed = Internal("not called");
-  (*q)->Push("TQ1", items, [&](StatusOr<std::vector<std::string>> r) { pushed = r.status(); });
+  (*q)->Push("TQ1", items, [&](const StatusOr<std::vector<std::string>>& r) { pushed = r.status(); });
   EXPECT_EQ(pushed.code(), StatusCode::kUnavailable);
   EXPECT_EQ((*q)->Pull("bad name", PullOptions{}).status().code(), StatusCode::kInvalidArgument);
 }
