@@ -16,6 +16,7 @@
 
 #include "core/full_disk_for_test.h"
 #include "core/transaction_json.h"
+#include "engine/model_for_test.h"
 #include "monitor/metrics.h"
 #include "vigil/features.h"
 #include "vigil/model.h"
@@ -80,24 +81,8 @@ class EngineTest : public ::testing::Test {
     dir_ = new std::string(fs::temp_directory_path() / ("vigil_engine_test_" + std::to_string(getpid())));
     fs::remove_all(*dir_);
     fs::create_directories(*dir_ + "/models");
-    SimulatorOptions so;
-    so.customers = 200;
-    so.terminals = 400;
-    so.days = 30;
-    so.radius = 10;
-    Dataset data = *Simulate(so);
-    FeatureMatrix m = ComputeFeatures(data, FeatureSet::kAll, {});
-    std::vector<uint8_t> y(data.fraud.begin(), data.fraud.end());
-    TrainOptions o;
-    o.algo = Algorithm::kGbdt;
-    o.params = {{"n_estimators", "10"}};
-    o.threads = 1;
-    auto model = TrainModel(m.values, y, m.names, o);
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    ASSERT_TRUE(SaveModel(*model, *dir_ + "/models/gbdt.model").ok());
-    o.params = {{"n_estimators", "5"}};
-    auto small = TrainModel(m.values, y, m.names, o);
-    ASSERT_TRUE(SaveModel(*small, *dir_ + "/models/small.model").ok());
+    TrainModelForTest(*dir_ + "/models/gbdt.model", 10);
+    TrainModelForTest(*dir_ + "/models/small.model", 5);
   }
   static void TearDownTestSuite() {
     fs::remove_all(*dir_);

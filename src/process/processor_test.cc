@@ -9,12 +9,9 @@
 #include <thread>
 
 #include "core/log.h"
+#include "engine/model_for_test.h"
 #include "core/transaction_json.h"
 #include "queue/embedded_queue.h"
-#include "vigil/features.h"
-#include "vigil/model.h"
-#include "vigil/simulator.h"
-#include "vigil/training.h"
 
 namespace vigil {
 namespace {
@@ -27,21 +24,7 @@ class ProcessorTest : public ::testing::Test {
     dir_ = new std::string(fs::temp_directory_path() / ("vigil_processor_test_" + std::to_string(getpid())));
     fs::remove_all(*dir_);
     fs::create_directories(*dir_);
-    SimulatorOptions so;
-    so.customers = 100;
-    so.terminals = 200;
-    so.days = 20;
-    so.radius = 10;
-    Dataset data = *Simulate(so);
-    FeatureMatrix m = ComputeFeatures(data, FeatureSet::kAll, {});
-    std::vector<uint8_t> y(data.fraud.begin(), data.fraud.end());
-    TrainOptions o;
-    o.algo = Algorithm::kGbdt;
-    o.params = {{"n_estimators", "5"}};
-    o.threads = 1;
-    auto model = TrainModel(m.values, y, m.names, o);
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    ASSERT_TRUE(SaveModel(*model, *dir_ + "/gbdt.model").ok());
+    TrainModelForTest(*dir_ + "/gbdt.model", 5, 100, 20);
   }
   static void TearDownTestSuite() {
     fs::remove_all(*dir_);

@@ -97,6 +97,18 @@ HttpResponse SettleResponse(const StatusOr<std::vector<Status>>& r, const std::v
   return JsonResponse(200, body);
 }
 
+// {"queue", "messages": [...]}: a batch pull's reply, and the dead letters'.
+std::string MessagesJson(std::string_view queue, const std::vector<QueueMessage>& messages) {
+  std::string body = "{\"queue\":";
+  AppendJsonString(&body, queue);
+  body += ",\"messages\":[";
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (i > 0) body += ',';
+    body += RenderQueueMessage(queue, messages[i]);
+  }
+  return body + "]}";
+}
+
 std::string StatsJson(const QueueStats& s) {
   std::string b = "{\"name\":";
   AppendJsonString(&b, s.name);
@@ -188,14 +200,7 @@ class QueueRoutes {
       if (got->empty()) return respond(ErrorResponse(NotFound("queue '" + std::string(name) + "' is empty")));
       return respond(JsonResponse(200, RenderQueueMessage(name, got->front())));
     }
-    std::string body = "{\"queue\":";
-    AppendJsonString(&body, name);
-    body += ",\"messages\":[";
-    for (size_t i = 0; i < got->size(); ++i) {
-      if (i > 0) body += ',';
-      body += RenderQueueMessage(name, (*got)[i]);
-    }
-    respond(JsonResponse(200, body + "]}"));
+    respond(JsonResponse(200, MessagesJson(name, *got)));
   }
 
   void Ack(RouteRequest&& req, const Respond& respond) {
@@ -251,14 +256,7 @@ class QueueRoutes {
     const std::string_view name = req.Param("name");
     auto got = queue_.DeadLetters(name, limit);
     if (!got.ok()) return respond(ErrorResponse(got.status()));
-    std::string body = "{\"queue\":";
-    AppendJsonString(&body, name);
-    body += ",\"messages\":[";
-    for (size_t i = 0; i < got->size(); ++i) {
-      if (i > 0) body += ',';
-      body += RenderQueueMessage(name, (*got)[i]);
-    }
-    respond(JsonResponse(200, body + "]}"));
+    respond(JsonResponse(200, MessagesJson(name, *got)));
   }
 
   void Requeue(RouteRequest&& req, const Respond& respond) {
