@@ -31,14 +31,30 @@
 //     Vigil: leased messages stay in a map id -> natsMsg (their ack subject) with the lease's
 //     end. A reaper thread (every 100 ms, on QueueOptions::clock_us) gives back each expired
 //     lease with a nak (redelivered at once, first in line, attempt + 1), and keeps longer
-//     leases alive with "+WPI" (in progress) every third of the ack wait. Ack / Nack find the
-//     message in the map, all or nothing: when one id is not there (never leased here, settled,
-//     named twice, expired, or leased by a Vigil process that has since restarted: NotFound)
-//     none of them is settled.
-//     Limit: the server only knows its ack wait (kServerAckWait, 30 s). After a crash of Vigil
-//     a leased message comes back kServerAckWait after its delivery or last keep-alive: a lease
-//     of up to 30 s holds across the restart (longer, in fact, which at-least-once allows), a
-//     longer one may end early. Such messages are delivered again (attempt + 1), never lost.
+//     leases alive with "+WPI" (in progress) every third of the ack wait.
+//   - Lease records, so that a lease holds across kill -9 of Vigil and of nats-server (whose
+//     consumer state, what it delivered and what awaits an ack, is flushed asynchronously and
+//     may lose its last moments, so that it delivers just-leased messages again as new): a
+//     stream VIGIL_LEASES_NAME (file storage, subjects vigil.lease.NAME.<n>, one per message id
+//     "NAME-<n>", MaxMsgsPerSubject 1 so it is a key-value store, max age max_lease + 1 h for
+//     what a crash leaves behind). A leased pull publishes one record per message (headers:
+//     its stream sequence, the lease's end, the attempt, the delivery's ack subject)
+//     asynchronously and waits for every acknowledgement before it returns the messages; when
+//     that fails, they are given back and the pull fails. Ack and expiry delete the records
+//     without waiting (a record left behind names a message that is gone or a lease that
+//     ended: harmless); Nack deletes them, confirmed, before it gives the messages back.
+//     The records of other processes (one that restarted, or runs beside this one) are read at
+//     open (and their deliveries nak'ed with a delay to the lease's end, so that they come back
+//     then and not only after the ack wait), again when the connected server changed (a
+//     restart), and looked up when a message is delivered a second time or more. A delivered
+//     message whose recorded lease is active and held elsewhere is not handed out: it is
+//     nak'ed with a delay to the lease's end (+50 ms); one this process holds itself (the
+//     server delivered it again after a restart) keeps its lease, on the new delivery.
+//   - Ack / Nack find the message in the map, all or nothing: when one id is not there (never
+//     leased, settled, named twice, expired: NotFound) none of them is settled. An id with an
+//     active record but not in the map (leased by a Vigil process that has since restarted)
+//     is settled too: an Ack deletes the message from the stream (work-queue retention: gone
+//     for good), a Nack naks the recorded delivery (or dead-letters the stream's copy).
 //   - Attempts: `attempt` is JetStream's delivery count. A lease that runs out, or a nack, on
 //     the max_attempts-th delivery dead-letters the message instead of giving it back: it is
 //     published to the DLQ stream (with its id, type, enqueue time, attempt and the reason as
@@ -65,8 +81,9 @@
 //
 // Thread-safe: every method may be called from any thread. Locks: mu_ (the queue table),
 // create_mu_ (creating streams, held across server calls; taken before mu_), per queue
-// fetch_mu (one pull at a time per queue and process: it owns the inbox) and mu (its leases
-// and counters; never held across a server call).
+// fetch_mu (one pull at a time per queue and process: it owns the inbox and the server id the
+// records were read from) and mu (its leases, records and counters; never held across a
+// server call).
 #include "queue/nats_queue.h"
 
 #include <string>
@@ -106,7 +123,9 @@ using Clock = std::chrono::steady_clock;
 constexpr char kConsumer[] = "vigil";
 constexpr char kStreamPrefix[] = "VIGIL_Q_";
 constexpr char kDlqStreamPrefix[] = "VIGIL_DLQ_";
-// The consumer's ack wait: what a lease is worth when Vigil is not there to keep it.
+constexpr char kLeaseStreamPrefix[] = "VIGIL_LEASES_";
+// The consumer's ack wait: how long a delivery stays with Vigil when it does not keep it alive
+// (a lease's record then holds it past that: see "Lease records").
 constexpr std::chrono::seconds kServerAckWait{30};
 // How long a call to the server may take before it is Unavailable.
 constexpr int64_t kApiTimeoutMs = 5000;
@@ -115,12 +134,25 @@ constexpr auto kReapEvery = std::chrono::milliseconds(100);
 constexpr int64_t kWaitSliceMs = 100;
 // Room for Vigil's headers in a message, besides the content and the type.
 constexpr size_t kHeaderReserve = 512;
+// A lease record outlives the longest lease by this much before the server drops it: the
+// records a crash left behind (their leases ended) do not pile up.
+constexpr std::chrono::hours kLeaseRecordSlack{1};
+// A message held for a recorded lease is given back this long after the lease's end, so that
+// the server's timer, which runs on its own clock, does not bring it back a moment too early.
+constexpr int64_t kHoldSlackUs = 50000;
+// What JetStream says when a message to delete is gone already.
+constexpr char kNoMessageFoundText[] = "no message found";
 
 constexpr char kHdrId[] = "Vigil-Id";
 constexpr char kHdrType[] = "Vigil-Type";
 constexpr char kHdrEnqueued[] = "Vigil-Enqueued-Us";
 constexpr char kHdrAttempt[] = "Vigil-Attempt";
 constexpr char kHdrReason[] = "Vigil-Reason";
+// A lease record's: the leased message's stream sequence, the lease's end, its delivery's ack
+// subject (attempt: kHdrAttempt).
+constexpr char kHdrSeq[] = "Vigil-Seq";
+constexpr char kHdrLeaseUntil[] = "Vigil-Lease-Until-Us";
+constexpr char kHdrAckSubject[] = "Vigil-Ack-Subject";
 
 struct NatsDeleter {
   void operator()(natsMsg* p) const { natsMsg_Destroy(p); }
@@ -166,6 +198,15 @@ Status NatsError(std::string_view what, natsStatus s, jsErrCode je = static_cast
 bool IsNotFound(natsStatus s, jsErrCode je) {
   return s == NATS_NOT_FOUND || je == JSStreamNotFoundErr || je == JSConsumerNotFoundErr ||
          je == JSNoMessageFoundErr;
+}
+
+// A js_DeleteMsg that failed because the message was gone already: the server answers that
+// with its generic "delete failed" code and the text "no message found".
+bool DeletedNothing(natsStatus s, jsErrCode je) {
+  if (IsNotFound(s, je)) return true;
+  const char* last = nats_GetLastError(nullptr);
+  return je == JSStreamMsgDeleteFailed && last != nullptr &&
+         std::strstr(last, kNoMessageFoundText) != nullptr;
 }
 
 // Header values may not hold CR, LF or other control bytes: those (and '%') travel as %XX.
@@ -325,6 +366,21 @@ void OnPubAck(jsCtx* /*js*/, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void*
   natsMsg_Destroy(msg);  // ours to destroy, says nats.c
 }
 
+// The answers to lease record deletions sent without waiting (DropRecords): only failures
+// matter, and only for the log: a record left behind names a lease that ended or a message
+// that is gone, and the stream's max age removes it.
+void OnApiReply(natsConnection* /*nc*/, natsSubscription* /*sub*/, natsMsg* msg,
+                void* /*closure*/) {
+  MsgPtr owned(msg);
+  const char* data = natsMsg_GetData(msg);
+  const std::string_view body(data == nullptr ? "" : data,
+                              data == nullptr ? 0 : static_cast<size_t>(natsMsg_GetDataLength(msg)));
+  if (body.find("\"error\"") != std::string_view::npos &&
+      body.find(kNoMessageFoundText) == std::string_view::npos) {
+    Log(LogLevel::kWarn, "nats: a lease record was not deleted", {{"reply", std::string(body)}});
+  }
+}
+
 void OnDisconnected(natsConnection* /*nc*/, void* /*closure*/) {
   Log(LogLevel::kWarn, "nats: disconnected; reconnecting");
 }
@@ -361,6 +417,17 @@ class NatsQueue final : public Queue {
     int attempt = 0;
     int64_t expires_us = 0;
     Clock::time_point touched;  // delivered, or last kept alive
+    uint64_t record_seq = 0;    // its record in the lease stream
+  };
+
+  // A lease as recorded in the lease stream, by this process or another (one that restarted
+  // since, or runs beside this one).
+  struct Record {
+    uint64_t record_seq = 0;  // in the lease stream
+    uint64_t seq = 0;         // the leased message's, in the queue's stream
+    int64_t until_us = 0;
+    int attempt = 0;
+    std::string ack_subject;  // of the delivery it was leased with (or held with, here)
   };
 
   // One queue: its names on the server, the inbox its pulls are answered on, its leases.
@@ -371,18 +438,30 @@ class NatsQueue final : public Queue {
           dlq_stream(kDlqStreamPrefix + n),
           subject("vigil.q." + n),
           dlq_subjects("vigil.dlq." + n + ".>"),
-          next_subject("$JS.API.CONSUMER.MSG.NEXT." + stream + "." + kConsumer) {}
+          next_subject("$JS.API.CONSUMER.MSG.NEXT." + stream + "." + kConsumer),
+          lease_stream(kLeaseStreamPrefix + n),
+          lease_prefix("vigil.lease." + n + "."),
+          lease_delete_subject("$JS.API.STREAM.MSG.DELETE." + lease_stream) {}
 
     const std::string name, stream, dlq_stream, subject, dlq_subjects, next_subject;
+    const std::string lease_stream, lease_prefix, lease_delete_subject;
     Clock::duration keep_alive_every{kServerAckWait / 3};
 
     Mutex fetch_mu ACQUIRED_BEFORE(mu);
     NatsPtr<natsSubscription> inbox_sub;  // set once before the state is shared
     std::string inbox;
     uint64_t request_id GUARDED_BY(fetch_mu) = 0;
+    // The server the records were loaded from: another one (a restart of nats-server, which
+    // may have lost its consumer's recent state) and they are loaded again.
+    std::string records_server_id GUARDED_BY(fetch_mu);
+    NatsPtr<natsSubscription> api_sub;  // answers to DropRecords; set once before sharing
+    std::string api_inbox;
 
     Mutex mu;
     std::unordered_map<std::string, Lease> leases GUARDED_BY(mu);
+    // Leases recorded by others (loaded at open, after a server restart, or looked up), by id;
+    // the ones this process holds are in `leases`.
+    std::unordered_map<std::string, Record> recorded GUARDED_BY(mu);
     std::unordered_set<uint64_t> given_back GUARDED_BY(mu);  // nacked, not delivered again yet
     uint64_t pushed GUARDED_BY(mu) = 0, delivered GUARDED_BY(mu) = 0, acked GUARDED_BY(mu) = 0,
                     nacked GUARDED_BY(mu) = 0,
@@ -396,6 +475,22 @@ class NatsQueue final : public Queue {
         n.remove_prefix(name.size() + 1);
       }
       return "vigil.dlq." + name + "." + std::string(n);
+    }
+    // The lease record's subject of message `id` ("<name>-<n>": one subject per id, whose <n>
+    // is the message's stream sequence unless it is a requeued dead letter); "" for an id of
+    // another shape, which cannot be leased.
+    std::string LeaseSubject(std::string_view id) const {
+      if (id.size() <= name.size() + 1 || id.substr(0, name.size()) != name ||
+          id[name.size()] != '-') {
+        return "";
+      }
+      const std::string_view n = id.substr(name.size() + 1);
+      if (n.size() > 20 || !std::all_of(n.begin(), n.end(), [](char c) {
+            return c >= '0' && c <= '9';
+          })) {
+        return "";
+      }
+      return lease_prefix + std::string(n);
     }
   };
 
@@ -421,6 +516,24 @@ class NatsQueue final : public Queue {
   StatusOr<std::shared_ptr<QueueState>> GetQueue(std::string_view name, bool create)
       EXCLUDES(mu_, create_mu_);
   Status EnsureStreams(const std::string& name, bool create) REQUIRES(create_mu_);
+  // Publishes `msgs` asynchronously (to `stream`) and waits for every acknowledgement. `seqs`
+  // gets their stream sequences (0 for those not stored); the first failure is returned.
+  Status PublishBatch(const std::string& stream, std::vector<MsgPtr> msgs,
+                      std::vector<uint64_t>* seqs) EXCLUDES(mu_);
+
+  // Lease records. A record's message as a Record; nullopt when it is not one.
+  static std::optional<Record> ParseRecord(natsMsg* m);
+  // Reads every record of the lease stream into q.recorded (active ones only). With
+  // `give_back`, asks the server to deliver each recorded message again when its lease ends
+  // (a nak with that delay on its delivery), not only after the ack wait.
+  Status LoadRecords(QueueState& q, bool give_back) EXCLUDES(q.mu);
+  // The record of message `id` on the server; nullopt when there is none (or it cannot be
+  // read: the caller then treats the message as not leased elsewhere).
+  std::optional<Record> LookUpRecord(const QueueState& q, const std::string& id);
+  // Deletes records without waiting for the answers (OnApiReply logs failures).
+  void DropRecords(QueueState& q, std::span<const uint64_t> record_seqs);
+  // Deletes one record and waits for the server's answer (Ok also when it is gone already).
+  Status DeleteRecord(QueueState& q, uint64_t record_seq);
   Status RefreshNames() EXCLUDES(mu_);
 
   // Sends one pull request for up to `batch` messages (no_wait when expires_ms is 0) and
@@ -434,17 +547,30 @@ class NatsQueue final : public Queue {
   QueueMessage ToMessage(const QueueState& q, natsMsg* m, const Delivery& d) const;
 
   Status ValidateIds(std::span<const std::string> ids) const;
-  // All or nothing: the leases of all `ids`, taken out of the table, or none when one is not
+  // What Ack and Nack settle: the leases this process holds, and leases recorded by another
+  // process (one that restarted, say) whose deliveries this one does not have.
+  struct Taken {
+    std::vector<std::pair<size_t, Lease>> own;
+    std::vector<std::pair<size_t, Record>> foreign;
+    bool empty() const { return own.empty() && foreign.empty(); }
+  };
+  // All or nothing: the leases of all `ids`, taken out of the tables, or none when one is not
   // leased (NotFound in its status; the others stay Ok and leased) or named twice.
-  std::vector<std::pair<size_t, Lease>> TakeLeases(QueueState& q, std::span<const std::string> ids,
-                                                   std::vector<Status>* statuses) EXCLUDES(q.mu);
+  Taken TakeLeases(QueueState& q, std::span<const std::string> ids, std::vector<Status>* statuses)
+      EXCLUDES(q.mu);
+  void PutBack(QueueState& q, std::span<const std::string> ids, Taken&& taken) EXCLUDES(q.mu);
   // Acknowledges every message, waiting for the server's confirmation of the last.
   Status AckAll(std::span<natsMsg* const> msgs);
-  // Publishes `m` (delivered as `qm`) to the dead letters and terminates it in the queue.
-  Status DeadLetter(QueueState& q, natsMsg* m, const QueueMessage& qm, uint64_t seq,
-                    std::string_view reason) EXCLUDES(q.mu);
-  void GiveBack(QueueState& q, natsMsg* m, uint64_t seq, std::chrono::milliseconds delay)
-      EXCLUDES(q.mu);
+  // Publishes message `seq` (delivered as `qm`) to the dead letters and terminates it in the queue: on
+  // its delivery's `ack_subject`, or, when that is null (a message read from the stream, not
+  // delivered here), by deleting it from the stream.
+  Status DeadLetter(QueueState& q, const QueueMessage& qm, uint64_t seq, std::string_view reason,
+                    const char* ack_subject) EXCLUDES(q.mu);
+  void GiveBack(QueueState& q, const char* ack_subject, uint64_t seq,
+                std::chrono::milliseconds delay) EXCLUDES(q.mu);
+  // Naks delivery `ack_subject` with a delay of `delay_us` (at least 1 µs), confirmed by the
+  // server.
+  Status Nak(const char* ack_subject, int64_t delay_us);
 
   StatusOr<std::vector<std::pair<uint64_t, MsgPtr>>> ReadDeadLetters(const QueueState& q,
                                                                      size_t limit);
@@ -528,7 +654,7 @@ NatsQueue::~NatsQueue() {
     cv_.SignalAll();
   }
   if (reaper_.joinable()) reaper_.join();
-  // Leases are left to the server's ack wait (they hold across a restart), not given back.
+  // Leases are left as they are, not given back: recorded, they hold across a restart.
   if (conn_ != nullptr) natsConnection_Close(conn_.get());
   MutexLock lock(&mu_);
   for (auto& [name, q] : queues_) {
@@ -614,6 +740,38 @@ Status NatsQueue::EnsureStreams(const std::string& name, bool create) {
     VIGIL_RETURN_IF_ERROR(add_stream(dlq_stream, dlq_subjects, js_LimitsPolicy));
   }
 
+  // The lease records: a key-value store in a stream, one subject per message id, the last
+  // record only.
+  const std::string lease_stream = kLeaseStreamPrefix + name;
+  jsStreamInfo* lsi = nullptr;
+  s = js_GetStreamInfo(&lsi, js_.get(), lease_stream.c_str(), &jo, &je);
+  jsStreamInfo_Destroy(lsi);
+  if (s != NATS_OK) {
+    if (!IsNotFound(s, je)) return NatsError("stream info " + lease_stream, s, je);
+    const std::string lease_subjects = "vigil.lease." + name + ".*";
+    const char* subjects[] = {lease_subjects.c_str()};
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = lease_stream.c_str();
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Retention = js_LimitsPolicy;
+    cfg.Storage = js_FileStorage;
+    cfg.MaxMsgsPerSubject = 1;
+    cfg.MaxAge = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                     std::max<std::chrono::milliseconds>(options_.max_lease, kServerAckWait) +
+                     kLeaseRecordSlack)
+                     .count();
+    cfg.AllowDirect = true;  // records are read with direct gets
+    jsStreamInfo* out = nullptr;
+    jsErrCode err = static_cast<jsErrCode>(0);
+    const natsStatus st = js_AddStream(&out, js_.get(), &cfg, &jo, &err);
+    jsStreamInfo_Destroy(out);
+    if (st != NATS_OK && err != JSStreamNameExistErr) {
+      return NatsError("create stream " + lease_stream, st, err);
+    }
+  }
+
   jsConsumerInfo* ci = nullptr;
   s = js_GetConsumerInfo(&ci, js_.get(), stream.c_str(), kConsumer, &jo, &je);
   jsConsumerInfo_Destroy(ci);
@@ -673,6 +831,25 @@ StatusOr<std::shared_ptr<NatsQueue::QueueState>> NatsQueue::GetQueue(std::string
   q->inbox_sub.reset(sub);
   // A pull's messages wait in the library until it takes them: no limit short of max_batch.
   natsSubscription_SetPendingLimits(sub, -1, -1);
+  s = natsInbox_Create(&inbox);
+  if (s != NATS_OK) return NatsError("inbox", s);
+  q->api_inbox = inbox;
+  natsInbox_Destroy(inbox);
+  natsSubscription* api_sub = nullptr;
+  s = natsConnection_Subscribe(&api_sub, conn_.get(), q->api_inbox.c_str(), OnApiReply, nullptr);
+  if (s != NATS_OK) return NatsError("subscribe to the lease record inbox", s);
+  q->api_sub.reset(api_sub);
+  natsSubscription_SetPendingLimits(api_sub, -1, -1);
+  // Leases recorded before this process (it restarted, or another one runs): they hold here
+  // too, and their messages come back when they end.
+  {
+    MutexLock fetch_lock(&q->fetch_mu);
+    std::array<char, 128> id{};
+    if (natsConnection_GetConnectedServerId(conn_.get(), id.data(), id.size()) == NATS_OK) {
+      q->records_server_id = id.data();
+    }
+  }
+  VIGIL_RETURN_IF_ERROR(LoadRecords(*q, /*give_back=*/true));
 
   MutexLock lock(&mu_);
   names_.insert(n);
@@ -754,14 +931,61 @@ void NatsQueue::Push(std::string_view queue, std::span<const PushItem> items, Pu
     return;
   }
   QueueState& q = **q_or;
-  Status ctx_error;
-  std::unique_ptr<PubCtx> ctx = TakePubCtx(&ctx_error);
-  if (ctx == nullptr) {
-    finish(ctx_error);
+  const size_t n = items.size();
+  const std::string enqueued = std::to_string(NowUs());
+  std::vector<MsgPtr> msgs;
+  msgs.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    natsMsg* m = nullptr;
+    natsStatus s = natsMsg_Create(&m, q.subject.c_str(), nullptr, items[i].content.data(),
+                                  static_cast<int>(items[i].content.size()));
+    MsgPtr owned(m);
+    if (s == NATS_OK) s = natsMsgHeader_Set(m, kHdrEnqueued, enqueued.c_str());
+    if (s == NATS_OK && !items[i].message_type.empty()) {
+      s = natsMsgHeader_Set(m, kHdrType, EncodeHeader(items[i].message_type).c_str());
+    }
+    if (s != NATS_OK) {
+      finish(NatsError("message for " + q.stream, s).WithContext("push to queue '" + q.name + "'"));
+      return;
+    }
+    msgs.push_back(std::move(owned));
+  }
+  std::vector<uint64_t> seqs;
+  const Status published = PublishBatch(q.stream, std::move(msgs), &seqs);
+  if (!published.ok()) {
+    // All or nothing: take back the part of the batch that was stored.
+    jsOptions jo = ApiOptions();
+    for (const uint64_t seq : seqs) {
+      if (seq == 0) continue;
+      jsErrCode je = static_cast<jsErrCode>(0);
+      const natsStatus ds = js_DeleteMsg(js_.get(), q.stream.c_str(), seq, &jo, &je);
+      if (ds != NATS_OK) {
+        Log(LogLevel::kError, "nats: a failed push left a message in its queue",
+            {{"queue", q.name}, {"seq", static_cast<unsigned long long>(seq)}});
+      }
+    }
+    finish(published.WithContext("push to queue '" + q.name + "'"));
     return;
   }
+  std::vector<std::string> ids;
+  ids.reserve(n);
+  for (const uint64_t seq : seqs) ids.push_back(q.name + "-" + std::to_string(seq));
+  {
+    MutexLock lock(&q.mu);
+    q.pushed += n;
+    q.push_rate.Add(NowUs() / 1000000, n);
+  }
+  finish(std::move(ids));
+}
 
-  const size_t n = items.size();
+Status NatsQueue::PublishBatch(const std::string& stream, std::vector<MsgPtr> msgs,
+                               std::vector<uint64_t>* seqs) {
+  const size_t n = msgs.size();
+  seqs->assign(n, 0);
+  if (n == 0) return Status::Ok();
+  Status ctx_error;
+  std::unique_ptr<PubCtx> ctx = TakePubCtx(&ctx_error);
+  if (ctx == nullptr) return ctx_error;
   PubBatch batch;
   {
     MutexLock lock(&batch.mu);
@@ -772,33 +996,26 @@ void NatsQueue::Push(std::string_view queue, std::span<const PushItem> items, Pu
     MutexLock lock(&ctx->mu);
     ctx->batch = &batch;
   }
-  const std::string enqueued = std::to_string(NowUs());
   jsPubOptions po;
   jsPubOptions_Init(&po);
-  po.ExpectStream = q.stream.c_str();
+  po.ExpectStream = stream.c_str();
   po.MaxWait = kApiTimeoutMs;
   for (size_t i = 0; i < n; ++i) {
-    natsMsg* m = nullptr;
-    natsStatus s = natsMsg_Create(&m, q.subject.c_str(), nullptr, items[i].content.data(),
-                                  static_cast<int>(items[i].content.size()));
-    if (s == NATS_OK) s = natsMsgHeader_Set(m, kHdrEnqueued, enqueued.c_str());
-    if (s == NATS_OK && !items[i].message_type.empty()) {
-      s = natsMsgHeader_Set(m, kHdrType, EncodeHeader(items[i].message_type).c_str());
-    }
-    if (s == NATS_OK) {
+    natsMsg* m = msgs[i].release();
+    {
       MutexLock lock(&batch.mu);
       batch.index[m] = i;
     }
-    if (s == NATS_OK) s = js_PublishMsgAsync(ctx->js.get(), &m, &po);
+    const natsStatus s = js_PublishMsgAsync(ctx->js.get(), &m, &po);
     if (s != NATS_OK) {
-      const Status error = NatsError("publish to " + q.stream, s);
+      const Status error = NatsError("publish to " + stream, s);
       natsMsg_Destroy(m);  // a no-op once the library took it
       MutexLock lock(&batch.mu);
       for (size_t j = i; j < n; ++j) batch.Settle(j, 0, error);
       break;
     }
   }
-  natsStatus s = js_PublishAsyncComplete(ctx->js.get(), &po);
+  const natsStatus s = js_PublishAsyncComplete(ctx->js.get(), &po);
   if (s != NATS_OK) {
     // Timed out: take back what is still unanswered, so that late answers are dropped.
     natsMsgList pending{};
@@ -815,7 +1032,6 @@ void NatsQueue::Push(std::string_view queue, std::span<const PushItem> items, Pu
       natsMsgList_Destroy(&pending);
     }
   }
-  std::vector<uint64_t> seqs;
   std::vector<Status> errors;
   {
     MutexLock lock(&batch.mu);
@@ -828,7 +1044,7 @@ void NatsQueue::Push(std::string_view queue, std::span<const PushItem> items, Pu
         batch.errors[i] = Unavailable("nats: no acknowledgement from JetStream");
       }
     }
-    seqs = batch.seqs;
+    *seqs = batch.seqs;
     errors = batch.errors;
   }
   {
@@ -836,33 +1052,10 @@ void NatsQueue::Push(std::string_view queue, std::span<const PushItem> items, Pu
     ctx->batch = nullptr;  // from here on, OnPubAck ignores this batch
   }
   ReturnPubCtx(std::move(ctx));
-
-  const auto failed =
-      std::find_if(errors.begin(), errors.end(), [](const Status& e) { return !e.ok(); });
-  if (failed != errors.end()) {
-    // All or nothing: take back the part of the batch that was stored.
-    jsOptions jo = ApiOptions();
-    for (const uint64_t seq : seqs) {
-      if (seq == 0) continue;
-      jsErrCode je = static_cast<jsErrCode>(0);
-      const natsStatus ds = js_DeleteMsg(js_.get(), q.stream.c_str(), seq, &jo, &je);
-      if (ds != NATS_OK) {
-        Log(LogLevel::kError, "nats: a failed push left a message in its queue",
-            {{"queue", q.name}, {"seq", static_cast<unsigned long long>(seq)}});
-      }
-    }
-    finish(failed->WithContext("push to queue '" + q.name + "'"));
-    return;
+  for (Status& e : errors) {
+    if (!e.ok()) return std::move(e);
   }
-  std::vector<std::string> ids;
-  ids.reserve(n);
-  for (const uint64_t seq : seqs) ids.push_back(q.name + "-" + std::to_string(seq));
-  {
-    MutexLock lock(&q.mu);
-    q.pushed += n;
-    q.push_rate.Add(NowUs() / 1000000, n);
-  }
-  finish(std::move(ids));
+  return Status::Ok();
 }
 
 Status NatsQueue::RequestMessages(QueueState& q, int batch, int64_t expires_ms,
@@ -940,7 +1133,8 @@ Status NatsQueue::AckAll(std::span<natsMsg* const> msgs) {
   return Status::Ok();
 }
 
-void NatsQueue::GiveBack(QueueState& q, natsMsg* m, uint64_t seq, std::chrono::milliseconds delay) {
+void NatsQueue::GiveBack(QueueState& q, const char* ack_subject, uint64_t seq,
+                         std::chrono::milliseconds delay) {
   std::string nak = "-NAK";
   if (delay.count() > 0) {
     nak += " {\"delay\":" +
@@ -950,8 +1144,8 @@ void NatsQueue::GiveBack(QueueState& q, natsMsg* m, uint64_t seq, std::chrono::m
   // Confirmed by the server (a request, as AckSync), so that a pull sent after it finds the
   // message given back: the server handles acks apart from pull requests.
   natsMsg* reply = nullptr;
-  const natsStatus s = natsConnection_RequestString(&reply, conn_.get(), natsMsg_GetReply(m),
-                                                    nak.c_str(), kApiTimeoutMs);
+  const natsStatus s =
+      natsConnection_RequestString(&reply, conn_.get(), ack_subject, nak.c_str(), kApiTimeoutMs);
   natsMsg_Destroy(reply);
   if (s != NATS_OK) {
     // It comes back anyway, after the ack wait.
@@ -961,8 +1155,19 @@ void NatsQueue::GiveBack(QueueState& q, natsMsg* m, uint64_t seq, std::chrono::m
   q.given_back.insert(seq);
 }
 
-Status NatsQueue::DeadLetter(QueueState& q, natsMsg* m, const QueueMessage& qm, uint64_t seq,
-                             std::string_view reason) {
+Status NatsQueue::Nak(const char* ack_subject, int64_t delay_us) {
+  const std::string nak =
+      "-NAK {\"delay\":" + std::to_string(std::max<int64_t>(delay_us, 1) * 1000) + "}";
+  natsMsg* reply = nullptr;
+  const natsStatus s =
+      natsConnection_RequestString(&reply, conn_.get(), ack_subject, nak.c_str(), kApiTimeoutMs);
+  natsMsg_Destroy(reply);
+  if (s != NATS_OK) return NatsError("nak", s);
+  return Status::Ok();
+}
+
+Status NatsQueue::DeadLetter(QueueState& q, const QueueMessage& qm, uint64_t seq,
+                             std::string_view reason, const char* ack_subject) {
   natsMsg* raw = nullptr;
   natsStatus s = natsMsg_Create(&raw, q.DlqSubject(qm.id).c_str(), nullptr, qm.content.data(),
                                 static_cast<int>(qm.content.size()));
@@ -989,13 +1194,18 @@ Status NatsQueue::DeadLetter(QueueState& q, natsMsg* m, const QueueMessage& qm, 
     Status error = NatsError("publish to " + q.dlq_stream, s, je);
     Log(LogLevel::kError, "nats: a dead letter could not be stored; given back instead",
         {{"queue", q.name}, {"id", qm.id}, {"error", error.message()}});
-    GiveBack(q, m, seq, std::chrono::milliseconds(0));
+    if (ack_subject != nullptr) GiveBack(q, ack_subject, seq, std::chrono::milliseconds(0));
     return error;
   }
-  natsMsg* reply = nullptr;
-  s = natsConnection_RequestString(&reply, conn_.get(), natsMsg_GetReply(m), "+TERM",
-                                   kApiTimeoutMs);
-  natsMsg_Destroy(reply);
+  if (ack_subject != nullptr) {
+    natsMsg* reply = nullptr;
+    s = natsConnection_RequestString(&reply, conn_.get(), ack_subject, "+TERM", kApiTimeoutMs);
+    natsMsg_Destroy(reply);
+  } else {
+    jsOptions jo = ApiOptions();
+    s = js_DeleteMsg(js_.get(), q.stream.c_str(), seq, &jo, &je);
+    if (s != NATS_OK && DeletedNothing(s, je)) s = NATS_OK;
+  }
   if (s != NATS_OK) {
     Log(LogLevel::kWarn, "nats: a dead letter was not terminated in its queue (it may come back)",
         {{"queue", q.name}, {"id", qm.id}});
@@ -1006,8 +1216,119 @@ Status NatsQueue::DeadLetter(QueueState& q, natsMsg* m, const QueueMessage& qm, 
   return Status::Ok();
 }
 
+std::optional<NatsQueue::Record> NatsQueue::ParseRecord(natsMsg* m) {
+  Record r;
+  r.record_seq = natsMsg_GetSequence(m);
+  if (!ParseNumber(Header(m, kHdrSeq), &r.seq) ||
+      !ParseNumber(Header(m, kHdrLeaseUntil), &r.until_us) ||
+      !ParseNumber(Header(m, kHdrAttempt), &r.attempt)) {
+    return std::nullopt;
+  }
+  r.ack_subject = Header(m, kHdrAckSubject);
+  return r;
+}
+
+Status NatsQueue::LoadRecords(QueueState& q, bool give_back) {
+  const std::string all = q.lease_prefix + "*";
+  jsOptions jo = ApiOptions();
+  const int64_t now_us = NowUs();
+  std::unordered_map<std::string, Record> active;
+  // Direct gets of "the next record from this sequence on" skip the deleted ones: one call per
+  // record in the stream.
+  for (uint64_t next = 1;;) {
+    jsDirectGetMsgOptions dgo;
+    jsDirectGetMsgOptions_Init(&dgo);
+    dgo.Sequence = next;
+    dgo.NextBySubject = all.c_str();
+    natsMsg* raw = nullptr;
+    const natsStatus s = js_DirectGetMsg(&raw, js_.get(), q.lease_stream.c_str(), &jo, &dgo);
+    if (s == NATS_NOT_FOUND) break;
+    if (s != NATS_OK) return NatsError("read lease records from " + q.lease_stream, s);
+    MsgPtr m(raw);
+    const uint64_t seq = natsMsg_GetSequence(raw);
+    if (seq < next) break;  // not a direct get's answer: stop rather than loop
+    next = seq + 1;
+    const std::string_view subject = natsMsg_GetSubject(raw);
+    std::optional<Record> r = ParseRecord(raw);
+    if (!r || r->until_us <= now_us || subject.size() <= q.lease_prefix.size()) continue;
+    active[q.name + "-" + std::string(subject.substr(q.lease_prefix.size()))] = std::move(*r);
+  }
+  if (give_back) {
+    // Delivered again when the lease ends rather than after the server's ack wait, if the
+    // server still knows the delivery (a nak of one it lost is ignored).
+    for (const auto& [id, r] : active) {
+      if (r.ack_subject.empty()) continue;
+      const std::string nak = "-NAK {\"delay\":" +
+                              std::to_string((r.until_us - now_us + kHoldSlackUs) * 1000) + "}";
+      natsConnection_PublishString(conn_.get(), r.ack_subject.c_str(), nak.c_str());
+    }
+    natsConnection_FlushTimeout(conn_.get(), kApiTimeoutMs);
+  }
+  MutexLock lock(&q.mu);
+  for (auto& [id, r] : active) {
+    if (!q.leases.contains(id)) q.recorded[id] = std::move(r);
+  }
+  return Status::Ok();
+}
+
+std::optional<NatsQueue::Record> NatsQueue::LookUpRecord(const QueueState& q,
+                                                          const std::string& id) {
+  const std::string subject = q.LeaseSubject(id);
+  if (subject.empty()) return std::nullopt;
+  jsOptions jo = ApiOptions();
+  jsDirectGetMsgOptions dgo;
+  jsDirectGetMsgOptions_Init(&dgo);
+  dgo.LastBySubject = subject.c_str();
+  natsMsg* raw = nullptr;
+  const natsStatus s = js_DirectGetMsg(&raw, js_.get(), q.lease_stream.c_str(), &jo, &dgo);
+  if (s != NATS_OK) {
+    if (s != NATS_NOT_FOUND) {
+      Log(LogLevel::kWarn, "nats: a lease record could not be read",
+          {{"queue", q.name}, {"id", id}, {"error", natsStatus_GetText(s)}});
+    }
+    return std::nullopt;
+  }
+  MsgPtr m(raw);
+  return ParseRecord(raw);
+}
+
+void NatsQueue::DropRecords(QueueState& q, std::span<const uint64_t> record_seqs) {
+  for (const uint64_t seq : record_seqs) {
+    if (seq == 0) continue;
+    const std::string body = "{\"seq\":" + std::to_string(seq) + ",\"no_erase\":true}";
+    natsConnection_PublishRequest(conn_.get(), q.lease_delete_subject.c_str(),
+                                  q.api_inbox.c_str(), body.data(), static_cast<int>(body.size()));
+  }
+}
+
+Status NatsQueue::DeleteRecord(QueueState& q, uint64_t record_seq) {
+  if (record_seq == 0) return Status::Ok();
+  jsOptions jo = ApiOptions();
+  jsErrCode je = static_cast<jsErrCode>(0);
+  const natsStatus s = js_DeleteMsg(js_.get(), q.lease_stream.c_str(), record_seq, &jo, &je);
+  if (s != NATS_OK && !DeletedNothing(s, je)) {
+    return NatsError("delete lease record from " + q.lease_stream, s, je);
+  }
+  return Status::Ok();
+}
+
 StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
                                    const PullOptions& options, std::vector<QueueMessage>* result) {
+  // A restarted nats-server may have lost its consumer's last moments and deliver messages
+  // leased then as new: the records (of other processes too) are read again first.
+  {
+    std::array<char, 128> server_id{};
+    if (natsConnection_GetConnectedServerId(conn_.get(), server_id.data(), server_id.size()) ==
+            NATS_OK &&
+        q.records_server_id != server_id.data()) {
+      q.records_server_id = server_id.data();
+      if (const Status st = LoadRecords(q, /*give_back=*/false); !st.ok()) {
+        q.records_server_id.clear();
+        // Nothing is handed out unchecked: these come back after the ack wait.
+        return st;
+      }
+    }
+  }
   struct Taken {
     MsgPtr msg;
     QueueMessage qm;
@@ -1015,6 +1336,7 @@ StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
   };
   std::vector<Taken> taken;
   size_t dead = 0;
+  const int64_t now_us = NowUs();
   for (MsgPtr& m : msgs) {
     const char* reply = natsMsg_GetReply(m.get());
     const std::optional<Delivery> d = ParseAckSubject(reply == nullptr ? "" : reply);
@@ -1024,11 +1346,53 @@ StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
       continue;
     }
     QueueMessage qm = ToMessage(q, m.get(), *d);
+    // Leased already (the server delivers it again after a restart that lost its state, or
+    // after its ack wait when the lease is held elsewhere): not handed out while it holds.
+    std::optional<Record> hold;
+    bool known = false;
+    {
+      MutexLock lock(&q.mu);
+      const auto own = q.leases.find(qm.id);
+      if (own != q.leases.end() && own->second.seq == d->stream_seq &&
+          own->second.expires_us > now_us) {
+        // Ours: from now on, Ack, Nack and the reaper use this delivery.
+        own->second.msg = std::move(m);
+        own->second.touched = Clock::now();
+        continue;
+      }
+      const auto rec = q.recorded.find(qm.id);
+      if (rec != q.recorded.end()) {
+        known = true;
+        if (rec->second.seq == d->stream_seq && rec->second.until_us > now_us) {
+          rec->second.ack_subject = reply;
+          hold = rec->second;
+        } else {
+          q.recorded.erase(rec);
+        }
+      }
+    }
+    if (!known && d->delivered > 1) {
+      // A redelivery: perhaps of a lease another process recorded since this one read them.
+      std::optional<Record> r = LookUpRecord(q, qm.id);
+      if (r && r->seq == d->stream_seq && r->until_us > now_us) {
+        r->ack_subject = reply;
+        MutexLock lock(&q.mu);
+        q.recorded[qm.id] = *r;
+        hold = std::move(r);
+      }
+    }
+    if (hold) {
+      if (const Status st = Nak(reply, hold->until_us - now_us + kHoldSlackUs); !st.ok()) {
+        Log(LogLevel::kWarn, "nats: a message held for its recorded lease was not nak'ed",
+            {{"queue", q.name}, {"id", qm.id}, {"error", st.message()}});
+      }
+      continue;
+    }
     if (d->delivered > options_.max_attempts) {
       const std::string reason = "delivered " + std::to_string(d->delivered) +
                                  " times without an ack (max_attempts " +
                                  std::to_string(options_.max_attempts) + ")";
-      if (DeadLetter(q, m.get(), qm, d->stream_seq, reason).ok()) ++dead;
+      if (DeadLetter(q, qm, d->stream_seq, reason, reply).ok()) ++dead;
       continue;
     }
     // The same message twice (a late copy, then the server's redelivery): keep the newer.
@@ -1039,7 +1403,9 @@ StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
   }
   if (taken.empty()) return dead;
 
-  const int64_t now_us = NowUs();
+  std::vector<uint64_t> record_seqs(taken.size(), 0);
+  const int64_t lease_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(options.lease).count();
   if (options.lease.count() == 0) {
     std::vector<natsMsg*> raw;
     raw.reserve(taken.size());
@@ -1047,19 +1413,69 @@ StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
     // Not acknowledged: not handed out either; the server delivers them again after its ack
     // wait.
     VIGIL_RETURN_IF_ERROR(AckAll(raw));
+  } else {
+    // The leases are recorded on the server before they are handed out, so that they hold
+    // across a restart of Vigil or of nats-server (whose consumer state may lag behind).
+    std::vector<MsgPtr> records;
+    std::vector<size_t> recorded;  // records[k] is the lease of taken[recorded[k]]
+    records.reserve(taken.size());
+    recorded.reserve(taken.size());
+    Status st;
+    for (size_t i = 0; i < taken.size() && st.ok(); ++i) {
+      const Taken& t = taken[i];
+      const std::string subject = q.LeaseSubject(t.qm.id);
+      if (subject.empty()) {
+        // An id Vigil did not give (a Vigil-Id header from elsewhere): leased here only.
+        Log(LogLevel::kWarn, "nats: a lease of a message with a foreign id is not recorded",
+            {{"queue", q.name}, {"id", t.qm.id}});
+        continue;
+      }
+      const std::string seq = std::to_string(t.seq);
+      const std::string until = std::to_string(now_us + lease_us);
+      const std::string attempt = std::to_string(t.qm.attempt);
+      // The headers are what is read back; the body is for people looking at the stream.
+      const std::string body = "{\"until_us\":" + until + ",\"seq\":" + seq + "}";
+      natsMsg* raw = nullptr;
+      natsStatus s = natsMsg_Create(&raw, subject.c_str(), nullptr, body.data(),
+                                    static_cast<int>(body.size()));
+      MsgPtr r(raw);
+      if (s == NATS_OK) s = natsMsgHeader_Set(raw, kHdrSeq, seq.c_str());
+      if (s == NATS_OK) s = natsMsgHeader_Set(raw, kHdrLeaseUntil, until.c_str());
+      if (s == NATS_OK) s = natsMsgHeader_Set(raw, kHdrAttempt, attempt.c_str());
+      if (s == NATS_OK) s = natsMsgHeader_Set(raw, kHdrAckSubject, natsMsg_GetReply(t.msg.get()));
+      if (s != NATS_OK) {
+        st = NatsError("lease record for '" + t.qm.id + "'", s);
+      } else {
+        records.push_back(std::move(r));
+        recorded.push_back(i);
+      }
+    }
+    std::vector<uint64_t> seqs;
+    if (st.ok()) st = PublishBatch(q.lease_stream, std::move(records), &seqs);
+    if (!st.ok()) {
+      // Not recorded: not handed out either.
+      DropRecords(q, seqs);
+      for (const Taken& t : taken) {
+        GiveBack(q, natsMsg_GetReply(t.msg.get()), t.seq, std::chrono::milliseconds(0));
+      }
+      return st.WithContext("record the leases of a pull from queue '" + q.name + "'");
+    }
+    for (size_t k = 0; k < seqs.size(); ++k) record_seqs[recorded[k]] = seqs[k];
   }
   MutexLock lock(&q.mu);
-  for (Taken& t : taken) {
+  for (size_t i = 0; i < taken.size(); ++i) {
+    Taken& t = taken[i];
     q.given_back.erase(t.seq);
     if (options.lease.count() > 0) {
-      t.qm.lease_expires_us =
-          now_us + std::chrono::duration_cast<std::chrono::microseconds>(options.lease).count();
+      t.qm.lease_expires_us = now_us + lease_us;
+      q.recorded.erase(t.qm.id);
       Lease& lease = q.leases[t.qm.id];
       lease.msg = std::move(t.msg);
       lease.seq = t.seq;
       lease.attempt = t.qm.attempt;
       lease.expires_us = t.qm.lease_expires_us;
       lease.touched = Clock::now();
+      lease.record_seq = record_seqs[i];
     }
     result->push_back(std::move(t.qm));
   }
@@ -1131,14 +1547,40 @@ Status NatsQueue::ValidateIds(std::span<const std::string> ids) const {
   return Status::Ok();
 }
 
-std::vector<std::pair<size_t, NatsQueue::Lease>> NatsQueue::TakeLeases(
-    QueueState& q, std::span<const std::string> ids, std::vector<Status>* statuses) {
-  std::vector<std::pair<size_t, Lease>> taken;
+NatsQueue::Taken NatsQueue::TakeLeases(QueueState& q, std::span<const std::string> ids,
+                                       std::vector<Status>* statuses) {
+  const int64_t now_us = NowUs();
+  // Ids this process neither holds nor knows as recorded elsewhere are looked up on the server
+  // (after a restart of Vigil, or for a wrong id): a lease recorded there is settled here too.
+  std::vector<std::string_view> unknown;
+  {
+    MutexLock lock(&q.mu);
+    for (const std::string& id : ids) {
+      if (!q.leases.contains(id) && !q.recorded.contains(id) && !q.LeaseSubject(id).empty()) {
+        unknown.push_back(id);
+      }
+    }
+  }
+  std::unordered_map<std::string, Record> looked_up;
+  for (const std::string_view id : unknown) {
+    const std::string key(id);
+    if (looked_up.contains(key)) continue;
+    std::optional<Record> r = LookUpRecord(q, key);
+    if (r && r->until_us > now_us) looked_up.emplace(key, std::move(*r));
+  }
+
+  Taken taken;
   MutexLock lock(&q.mu);
+  for (auto& [id, r] : looked_up) {
+    if (!q.leases.contains(id)) q.recorded.try_emplace(id, std::move(r));
+  }
   std::unordered_set<std::string_view> seen;
   bool all = true;
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (!q.leases.contains(ids[i]) || !seen.insert(ids[i]).second) {
+    const auto rec = q.recorded.find(ids[i]);
+    const bool leased = q.leases.contains(ids[i]) ||
+                        (rec != q.recorded.end() && rec->second.until_us > now_us);
+    if (!leased || !seen.insert(ids[i]).second) {
       (*statuses)[i] = NotFound("message '" + ids[i] +
                                 "' is not leased: unknown, already settled, named twice, or its "
                                 "lease ran out");
@@ -1146,11 +1588,20 @@ std::vector<std::pair<size_t, NatsQueue::Lease>> NatsQueue::TakeLeases(
     }
   }
   if (!all) return taken;
-  taken.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
-    taken.emplace_back(i, std::move(q.leases.extract(ids[i]).mapped()));
+    if (auto own = q.leases.extract(ids[i]); !own.empty()) {
+      taken.own.emplace_back(i, std::move(own.mapped()));
+    } else {
+      taken.foreign.emplace_back(i, std::move(q.recorded.extract(ids[i]).mapped()));
+    }
   }
   return taken;
+}
+
+void NatsQueue::PutBack(QueueState& q, std::span<const std::string> ids, Taken&& taken) {
+  MutexLock lock(&q.mu);
+  for (auto& [i, lease] : taken.own) q.leases[ids[i]] = std::move(lease);
+  for (auto& [i, r] : taken.foreign) q.recorded[ids[i]] = std::move(r);
 }
 
 StatusOr<std::vector<Status>> NatsQueue::Ack(std::string_view queue,
@@ -1161,23 +1612,48 @@ StatusOr<std::vector<Status>> NatsQueue::Ack(std::string_view queue,
   VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<QueueState> q, GetQueue(queue, /*create=*/false));
   Reap(*q);  // a lease that ran out on the clock is NotFound now
   std::vector<Status> statuses(ids.size());
-  std::vector<std::pair<size_t, Lease>> taken = TakeLeases(*q, ids, &statuses);
+  Taken taken = TakeLeases(*q, ids, &statuses);
   if (taken.empty()) return statuses;
-  std::vector<natsMsg*> raw;
-  raw.reserve(taken.size());
-  for (const auto& [i, lease] : taken) raw.push_back(lease.msg.get());
-  const Status st = AckAll(raw);
-  MutexLock lock(&q->mu);
+  Status st;
+  // Leased by another process (one that restarted, say): this one has no delivery of them to
+  // acknowledge, so they are deleted from the stream, which settles them for good (the +ACK
+  // of the recorded delivery only tidies the server's count of pending acks).
+  jsOptions jo = ApiOptions();
+  for (const auto& [i, r] : taken.foreign) {
+    jsErrCode je = static_cast<jsErrCode>(0);
+    const natsStatus s = js_DeleteMsg(js_.get(), q->stream.c_str(), r.seq, &jo, &je);
+    // Not found: gone already, which is what the ack asks.
+    if (s != NATS_OK && !DeletedNothing(s, je)) {
+      st = NatsError("delete " + ids[i] + " from " + q->stream, s, je);
+      break;
+    }
+    if (!r.ack_subject.empty()) {
+      natsConnection_PublishString(conn_.get(), r.ack_subject.c_str(), "+ACK");
+    }
+  }
+  if (st.ok()) {
+    std::vector<natsMsg*> raw;
+    raw.reserve(taken.own.size());
+    for (const auto& [i, lease] : taken.own) raw.push_back(lease.msg.get());
+    st = AckAll(raw);
+  }
   if (!st.ok()) {
     // Perhaps not acknowledged: the leases hold, so the caller may try again.
-    for (auto& [i, lease] : taken) {
-      statuses[i] = st;
-      q->leases[ids[i]] = std::move(lease);
-    }
+    for (const auto& [i, lease] : taken.own) statuses[i] = st;
+    for (const auto& [i, r] : taken.foreign) statuses[i] = st;
+    PutBack(*q, ids, std::move(taken));
     return statuses;
   }
-  q->acked += taken.size();
-  q->ack_rate.Add(NowUs() / 1000000, taken.size());
+  // Their records name messages that are gone: deleted without waiting.
+  std::vector<uint64_t> records;
+  records.reserve(taken.own.size() + taken.foreign.size());
+  for (const auto& [i, lease] : taken.own) records.push_back(lease.record_seq);
+  for (const auto& [i, r] : taken.foreign) records.push_back(r.record_seq);
+  DropRecords(*q, records);
+  const size_t n = taken.own.size() + taken.foreign.size();
+  MutexLock lock(&q->mu);
+  q->acked += n;
+  q->ack_rate.Add(NowUs() / 1000000, n);
   return statuses;
 }
 
@@ -1194,29 +1670,68 @@ StatusOr<std::vector<Status>> NatsQueue::Nack(std::string_view queue,
   VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<QueueState> q, GetQueue(queue, /*create=*/false));
   Reap(*q);  // a lease that ran out on the clock is NotFound now
   std::vector<Status> statuses(ids.size());
-  std::vector<std::pair<size_t, Lease>> taken = TakeLeases(*q, ids, &statuses);
-  for (auto& [i, lease] : taken) {
-    const bool last = lease.attempt >= options_.max_attempts;
-    if (options.dead_letter || last) {
+  Taken taken = TakeLeases(*q, ids, &statuses);
+  if (taken.empty()) return statuses;
+  // The records go first, confirmed: a message given back must not be held for the lease it
+  // had when it comes back.
+  Status st;
+  for (const auto& [i, lease] : taken.own) {
+    if (st.ok()) st = DeleteRecord(*q, lease.record_seq);
+  }
+  for (const auto& [i, r] : taken.foreign) {
+    if (st.ok()) st = DeleteRecord(*q, r.record_seq);
+  }
+  if (!st.ok()) {
+    for (const auto& [i, lease] : taken.own) statuses[i] = st;
+    for (const auto& [i, r] : taken.foreign) statuses[i] = st;
+    PutBack(*q, ids, std::move(taken));
+    return statuses;
+  }
+  auto reason_for = [&](int attempt) -> std::string {
+    if (options.dead_letter) {
+      return options.reason.empty() ? "dead-lettered by a nack" : options.reason;
+    }
+    return "nacked on attempt " + std::to_string(attempt) + " of max_attempts " +
+           std::to_string(options_.max_attempts) +
+           (options.reason.empty() ? "" : ": " + options.reason);
+  };
+  for (auto& [i, lease] : taken.own) {
+    if (options.dead_letter || lease.attempt >= options_.max_attempts) {
       Delivery d;
       d.stream_seq = lease.seq;
       d.delivered = lease.attempt;
-      QueueMessage qm = ToMessage(*q, lease.msg.get(), d);
-      std::string reason = options.reason;
-      if (!options.dead_letter) {
-        reason = "nacked on attempt " + std::to_string(lease.attempt) + " of max_attempts " +
-                 std::to_string(options_.max_attempts) +
-                 (options.reason.empty() ? "" : ": " + options.reason);
-      } else if (reason.empty()) {
-        reason = "dead-lettered by a nack";
-      }
-      statuses[i] = DeadLetter(*q, lease.msg.get(), qm, lease.seq, reason);
+      const QueueMessage qm = ToMessage(*q, lease.msg.get(), d);
+      statuses[i] = DeadLetter(*q, qm, lease.seq, reason_for(lease.attempt),
+                               natsMsg_GetReply(lease.msg.get()));
     } else {
-      GiveBack(*q, lease.msg.get(), lease.seq, options.delay);
+      GiveBack(*q, natsMsg_GetReply(lease.msg.get()), lease.seq, options.delay);
+    }
+  }
+  // Leased by another process: given back on the delivery it recorded (if the server lost
+  // that one, the message is waiting already or comes back after the ack wait); dead-lettered
+  // from the stream's copy.
+  jsOptions jo = ApiOptions();
+  for (const auto& [i, r] : taken.foreign) {
+    if (options.dead_letter || r.attempt >= options_.max_attempts) {
+      natsMsg* raw = nullptr;
+      jsErrCode je = static_cast<jsErrCode>(0);
+      const natsStatus s = js_GetMsg(&raw, js_.get(), q->stream.c_str(), r.seq, &jo, &je);
+      if (s != NATS_OK) {
+        statuses[i] = NatsError("read " + ids[i] + " from " + q->stream, s, je);
+        continue;
+      }
+      MsgPtr m(raw);
+      Delivery d;
+      d.stream_seq = r.seq;
+      d.delivered = r.attempt;
+      const QueueMessage qm = ToMessage(*q, raw, d);
+      statuses[i] = DeadLetter(*q, qm, r.seq, reason_for(r.attempt), nullptr);
+    } else if (!r.ack_subject.empty()) {
+      GiveBack(*q, r.ack_subject.c_str(), r.seq, options.delay);
     }
   }
   MutexLock lock(&q->mu);
-  q->nacked += taken.size();
+  q->nacked += taken.own.size() + taken.foreign.size();
   return statuses;
 }
 
@@ -1239,10 +1754,20 @@ void NatsQueue::Reap(QueueState& q) {
   const auto now = Clock::now();
   std::vector<Lease> expired;
   std::vector<std::string> keep_alive;  // ack subjects
+  std::vector<uint64_t> ended;          // records of leases that ran out
   {
     MutexLock lock(&q.mu);
+    for (auto it = q.recorded.begin(); it != q.recorded.end();) {
+      if (now_us >= it->second.until_us) {
+        ended.push_back(it->second.record_seq);
+        it = q.recorded.erase(it);
+      } else {
+        ++it;
+      }
+    }
     for (auto it = q.leases.begin(); it != q.leases.end();) {
       if (now_us >= it->second.expires_us) {
+        ended.push_back(it->second.record_seq);
         expired.push_back(std::move(it->second));
         it = q.leases.erase(it);
         continue;
@@ -1264,13 +1789,17 @@ void NatsQueue::Reap(QueueState& q) {
       d.stream_seq = lease.seq;
       d.delivered = lease.attempt;
       const QueueMessage qm = ToMessage(q, lease.msg.get(), d);
-      (void)DeadLetter(q, lease.msg.get(), qm, lease.seq,
+      (void)DeadLetter(q, qm, lease.seq,
                        "lease ran out on attempt " + std::to_string(lease.attempt) +
-                           " of max_attempts " + std::to_string(options_.max_attempts));
+                           " of max_attempts " + std::to_string(options_.max_attempts),
+                       natsMsg_GetReply(lease.msg.get()));
     } else {
-      GiveBack(q, lease.msg.get(), lease.seq, std::chrono::milliseconds(0));
+      GiveBack(q, natsMsg_GetReply(lease.msg.get()), lease.seq, std::chrono::milliseconds(0));
     }
   }
+  // Records of ended leases hold nothing any more (they are read as ended): deleted without
+  // waiting, to keep the stream small.
+  DropRecords(q, ended);
   if (!keep_alive.empty()) natsConnection_FlushTimeout(conn_.get(), kApiTimeoutMs);
 }
 

@@ -116,6 +116,22 @@ class NatsServer {
   std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
   int port() const { return port_; }
 
+  // While it is down: removes the state of the consumers of `stream` (what they delivered and
+  // what awaits an ack), as a kill -9 does when it comes before nats-server flushed it.
+  // Returns how many state files it removed.
+  int LoseConsumerState(const std::string& stream) {
+    int removed = 0;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir_ + "/store", ec)) {
+      const std::string path = e.path().string();
+      if (e.path().filename() == "o.dat" && path.find("/" + stream + "/") != std::string::npos) {
+        std::filesystem::remove(e.path(), ec);
+        ++removed;
+      }
+    }
+    return removed;
+  }
+
  private:
   std::string dir_;
   int port_ = -1;
@@ -291,7 +307,7 @@ TEST_F(NatsQueueTest, LeasedMessagesAreInvisibleWhileTheLeaseHolds) {
   QueueStats s = StatsOk(*q, "TQ1");
   EXPECT_EQ(s.in_flight, 2u);
   EXPECT_EQ(s.depth, 0u);
-  // Also across a restart of Vigil: the server's ack wait keeps them.
+  // Also across a restart of Vigil: their lease records keep them.
   q.reset();
   q = Open();
   ASSERT_NE(q, nullptr);
@@ -711,6 +727,212 @@ TEST_F(NatsQueueTest, AcknowledgedPushesSurviveKill9OfTheServer) {
   auto next = PushSync(*q, "TQ1", {"{}"});
   ASSERT_TRUE(next.ok()) << next.status().ToString();
   EXPECT_EQ((*next)[0], "TQ1-" + std::to_string(acknowledged.size() + 1));
+}
+
+
+bool NatsQueueTestPush(Queue& q, const std::vector<std::string>& contents) {
+  std::vector<PushItem> items;
+  items.reserve(contents.size());
+  for (const std::string& c : contents) items.push_back({c, "tx"});
+  bool ok = false;
+  q.Push("TQ1", items, [&](const StatusOr<std::vector<std::string>>& r) { ok = r.ok(); });
+  return ok;
+}
+
+int64_t SystemNowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Leases "a" for 4 s, kills nats-server and Vigil with SIGKILL (the server's consumer state
+// lost too, when `lose_consumer_state`), restarts both, and checks that "a" stays invisible
+// until its lease ends and then comes back with attempt 2.
+void CheckALeaseAcrossKill9(NatsServer& server, const std::function<std::unique_ptr<Queue>()>& open,
+                            bool lose_consumer_state) {
+  auto q = open();
+  ASSERT_NE(q, nullptr);
+  ASSERT_TRUE(NatsQueueTestPush(*q, {"a", "b"}));
+  PullOptions lease;
+  lease.max = 1;
+  lease.lease = seconds(4);
+  auto first = q->Pull("TQ1", lease);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_EQ(first->size(), 1u);
+  const QueueMessage a = (*first)[0];
+  EXPECT_EQ(a.content, "a");
+  EXPECT_EQ(a.attempt, 1);
+  server.Kill(SIGKILL);
+  q.reset();
+  if (lose_consumer_state) {
+    ASSERT_GT(server.LoseConsumerState("VIGIL_Q_TQ1"), 0);
+  }
+  ASSERT_TRUE(server.Start());
+  q = open();
+  ASSERT_NE(q, nullptr);
+  // "a" is leased still: the next pull gets "b" only.
+  PullOptions more;
+  more.max = 10;
+  more.lease = seconds(30);
+  more.wait = milliseconds(500);
+  auto next = q->Pull("TQ1", more);
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  ASSERT_EQ(next->size(), 1u);
+  EXPECT_EQ((*next)[0].content, "b");
+  ASSERT_LT(SystemNowUs(), a.lease_expires_us) << "the test was too slow to tell";
+  const std::vector<std::string> b = {(*next)[0].id};
+  ASSERT_TRUE((*q->Ack("TQ1", b))[0].ok());
+  // It comes back once its lease ran out, one attempt further.
+  more.wait = seconds(6);
+  auto again = q->Pull("TQ1", more);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  ASSERT_EQ(again->size(), 1u);
+  EXPECT_EQ((*again)[0].id, a.id);
+  EXPECT_EQ((*again)[0].content, "a");
+  EXPECT_EQ((*again)[0].attempt, 2);
+  EXPECT_GE(SystemNowUs(), a.lease_expires_us);
+  const std::vector<std::string> ids = {a.id};
+  auto acked = q->Ack("TQ1", ids);
+  ASSERT_TRUE(acked.ok());
+  EXPECT_TRUE((*acked)[0].ok()) << (*acked)[0].ToString();
+}
+
+TEST_F(NatsQueueTest, ALeaseHoldsAcrossKill9OfTheServerAndOfVigil) {
+  CheckALeaseAcrossKill9(server_, [&] { return Open(); }, /*lose_consumer_state=*/false);
+}
+
+TEST_F(NatsQueueTest, ALeaseHoldsWhenTheServerLostItsConsumerState) {
+  // What the e2e suite's kill -9 under load meets: the restarted server delivers "a" as new.
+  CheckALeaseAcrossKill9(server_, [&] { return Open(); }, /*lose_consumer_state=*/true);
+}
+
+TEST_F(NatsQueueTest, ALeaseHoldsAcrossKill9OfTheServerAlone) {
+  // Vigil stays up and reconnects; the restarted server, its consumer state lost, delivers
+  // "a" again as new.
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  ASSERT_TRUE(PushSync(*q, "TQ1", {"a", "b"}).ok());
+  const auto first = PullOk(*q, "TQ1", 1, seconds(4));
+  ASSERT_EQ(first.size(), 1u);
+  server_.Kill(SIGKILL);
+  ASSERT_GT(server_.LoseConsumerState("VIGIL_Q_TQ1"), 0);
+  ASSERT_TRUE(server_.Start());
+  std::vector<QueueMessage> next;
+  ASSERT_TRUE(Eventually([&] {
+    PullOptions po;
+    po.max = 10;
+    po.lease = seconds(30);
+    po.wait = milliseconds(300);
+    auto r = q->Pull("TQ1", po);
+    const bool ok = r.ok();
+    if (ok) next = std::move(r).value();
+    return ok && !next.empty();
+  }));
+  ASSERT_EQ(Contents(next), std::vector<std::string>{"b"});
+  ASSERT_LT(SystemNowUs(), first[0].lease_expires_us) << "the test was too slow to tell";
+  EXPECT_TRUE(PullOk(*q, "TQ1", 10, seconds(30), milliseconds(300)).empty());
+  // Still this process's lease: its Ack works.
+  const std::vector<std::string> a = {first[0].id};
+  auto acked = q->Ack("TQ1", a);
+  ASSERT_TRUE(acked.ok());
+  EXPECT_TRUE((*acked)[0].ok()) << (*acked)[0].ToString();
+  EXPECT_TRUE(PullOk(*q, "TQ1", 10, seconds(30), seconds(5)).empty());
+}
+
+TEST_F(NatsQueueTest, ALeaseHeldByAnotherVigilHoldsAcrossKill9OfTheServer) {
+  // Two Vigil processes on one server; the one that did not lease "a" pulls first after the
+  // server restarted without its consumer state: it reads the records again and holds "a".
+  auto holder = Open();
+  auto other = Open();
+  ASSERT_NE(holder, nullptr);
+  ASSERT_NE(other, nullptr);
+  ASSERT_TRUE(PushSync(*holder, "TQ1", {"a", "b"}).ok());
+  const auto first = PullOk(*holder, "TQ1", 1, seconds(4));
+  ASSERT_EQ(Contents(first), std::vector<std::string>{"a"});
+  server_.Kill(SIGKILL);
+  ASSERT_GT(server_.LoseConsumerState("VIGIL_Q_TQ1"), 0);
+  ASSERT_TRUE(server_.Start());
+  std::vector<QueueMessage> got;
+  ASSERT_TRUE(Eventually([&] {
+    PullOptions po;
+    po.max = 10;
+    po.lease = seconds(30);
+    po.wait = milliseconds(300);
+    auto r = other->Pull("TQ1", po);
+    const bool ok = r.ok();
+    if (ok) got = std::move(r).value();
+    return ok && !got.empty();
+  }));
+  EXPECT_EQ(Contents(got), std::vector<std::string>{"b"});
+  ASSERT_LT(SystemNowUs(), first[0].lease_expires_us) << "the test was too slow to tell";
+  EXPECT_TRUE(PullOk(*other, "TQ1", 10, seconds(30), milliseconds(300)).empty());
+}
+
+TEST_F(NatsQueueTest, LeasesOfARestartedVigilCanBeSettled) {
+  auto old_vigil = Open();
+  ASSERT_NE(old_vigil, nullptr);
+  ASSERT_TRUE(PushSync(*old_vigil, "TQ1", {"a", "b", "c", "d"}).ok());
+  const auto leased = PullOk(*old_vigil, "TQ1", 3, seconds(20));
+  ASSERT_EQ(Contents(leased), (std::vector<std::string>{"a", "b", "c"}));
+  old_vigil.reset();  // what a restart of Vigil leaves: the leases, and no delivery to ack
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+
+  // All or nothing still: with an id never leased, nothing is acknowledged.
+  const std::vector<std::string> with_unknown = {leased[0].id, "TQ1-999", "TQ1-x"};
+  auto refused = q->Ack("TQ1", with_unknown);
+  ASSERT_TRUE(refused.ok());
+  EXPECT_TRUE((*refused)[0].ok());
+  EXPECT_EQ((*refused)[1].code(), StatusCode::kNotFound);
+  EXPECT_EQ((*refused)[2].code(), StatusCode::kNotFound);
+  const std::vector<std::string> twice = {leased[0].id, leased[0].id};
+  EXPECT_EQ((*q->Ack("TQ1", twice))[1].code(), StatusCode::kNotFound);
+
+  // An ack of "a": settled for good.
+  const std::vector<std::string> a = {leased[0].id};
+  auto acked = q->Ack("TQ1", a);
+  ASSERT_TRUE(acked.ok());
+  EXPECT_TRUE((*acked)[0].ok()) << (*acked)[0].ToString();
+  EXPECT_EQ((*q->Ack("TQ1", a))[0].code(), StatusCode::kNotFound);  // acknowledged already
+
+  // A nack of "b": delivered again at once, one attempt further.
+  const std::vector<std::string> b = {leased[1].id};
+  auto nacked = q->Nack("TQ1", b, NackOptions{});
+  ASSERT_TRUE(nacked.ok());
+  EXPECT_TRUE((*nacked)[0].ok()) << (*nacked)[0].ToString();
+  const auto got = PullOk(*q, "TQ1", 10, seconds(20), seconds(3));
+  ASSERT_EQ(Contents(got), (std::vector<std::string>{"b", "d"}));
+  EXPECT_EQ(got[0].id, leased[1].id);
+  EXPECT_EQ(got[0].attempt, 2);
+  const std::vector<std::string> b_and_d = {got[0].id, got[1].id};
+  ASSERT_TRUE((*q->Ack("TQ1", b_and_d))[0].ok());
+
+  // A nack of "c" to the dead letters: read from the stream, with its content.
+  NackOptions dead;
+  dead.dead_letter = true;
+  dead.reason = "bad";
+  const std::vector<std::string> c = {leased[2].id};
+  auto dead_nack = q->Nack("TQ1", c, dead);
+  ASSERT_TRUE(dead_nack.ok());
+  EXPECT_TRUE((*dead_nack)[0].ok()) << (*dead_nack)[0].ToString();
+  auto letters = q->DeadLetters("TQ1", 10);
+  ASSERT_TRUE(letters.ok());
+  ASSERT_EQ(letters->size(), 1u);
+  EXPECT_EQ((*letters)[0].id, leased[2].id);
+  EXPECT_EQ((*letters)[0].content, "c");
+  EXPECT_EQ((*letters)[0].last_error, "bad");
+
+  // Nothing is left to deliver, now or after the ack wait: "a" and "c" are gone from the
+  // stream, and the server counts nothing pending.
+  EXPECT_TRUE(PullOk(*q, "TQ1", 10, seconds(20), milliseconds(500)).empty());
+  EXPECT_TRUE(Eventually([&] {
+    const QueueStats s = StatsOk(*q, "TQ1");
+    return s.depth == 0 && s.in_flight == 0;
+  }));
+  q.reset();
+  q = Open();
+  ASSERT_NE(q, nullptr);
+  EXPECT_TRUE(PullOk(*q, "TQ1", 10, seconds(20), milliseconds(500)).empty());
 }
 
 }  // namespace
