@@ -608,6 +608,10 @@ Status NatsQueue::Start() {
   if (s == NATS_OK) s = natsOptions_SetTimeout(opts.get(), kConnectTimeoutMs);
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts.get(), -1);
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts.get(), 250);
+  // Each publish and request goes out at once: nats.c otherwise leaves them to its flusher
+  // thread, which waits about a millisecond to coalesce writes, and every push, pull and ack
+  // here waits for its answer (measured: ~1 ms per call without, 0.1 ms with).
+  if (s == NATS_OK) s = natsOptions_SetSendAsap(opts.get(), true);
   // Nothing is buffered while disconnected: a publish then fails at once, instead of being
   // sent after we told the caller it failed.
   if (s == NATS_OK) s = natsOptions_SetReconnectBufSize(opts.get(), 1);
