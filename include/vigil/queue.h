@@ -127,6 +127,9 @@ class Queue {
 
   // "embedded" or "nats".
   virtual std::string_view backend() const = 0;
+  // Whether a call waits on the network (a round trip to a server) rather than only on a local
+  // write: a front end that serves many callers from a few threads then calls from a pool.
+  virtual bool calls_wait_on_network() const = 0;
 
   using PushDone = std::function<void(StatusOr<std::vector<std::string>>)>;
   // Pushes `items` in order, creating the queue on its first push, and calls `done` once, with

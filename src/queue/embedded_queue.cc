@@ -250,6 +250,7 @@ class EmbeddedQueue final : public Queue {
   }
 
   std::string_view backend() const override { return "embedded"; }
+  bool calls_wait_on_network() const override { return false; }
 
   void Push(std::string_view name, std::span<const PushItem> items, PushDone done) override {
     Status s = CheckPush(name, items);

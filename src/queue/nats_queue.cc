@@ -396,6 +396,7 @@ class NatsQueue final : public Queue {
   Status Start();
 
   std::string_view backend() const override { return "nats"; }
+  bool calls_wait_on_network() const override { return true; }
   void Push(std::string_view queue, std::span<const PushItem> items, PushDone done) override;
   StatusOr<std::vector<QueueMessage>> Pull(std::string_view queue,
                                            const PullOptions& options) override;

@@ -66,6 +66,7 @@ class HttpQueue final : public Queue {
       : host_(std::move(host)), port_(std::move(port)), token_(std::move(token)) {}
 
   std::string_view backend() const override { return "http"; }
+  bool calls_wait_on_network() const override { return true; }
 
   void Push(std::string_view queue, std::span<const PushItem> items, PushDone done) override {
     if (Status s = ValidateQueueName(queue); !s.ok()) return done(s);

@@ -10,6 +10,7 @@
 #include "core/json_text.h"
 #include "core/transaction_json.h"
 #include "serve/router.h"
+#include "serve/worker_pool.h"
 #include "vigil/time.h"
 
 namespace vigil {
@@ -177,7 +178,7 @@ class QueueRoutes {
 
   // No body (or no "lease_seconds" nor "max"): the reference's pull, one message taken off the
   // queue, 404 when empty. Otherwise {"messages": [...]} (200, empty when none waits).
-  void Pull(RouteRequest&& req, const Respond& respond) {
+  void Pull(RouteRequest&& req, Respond respond) {
     std::vector<FieldProblem> problems;
     auto j = OptionalObject(req.http.body, &problems);
     if (!j.ok()) return respond(ErrorResponse(j.status(), problems));
@@ -203,7 +204,7 @@ class QueueRoutes {
     respond(JsonResponse(200, MessagesJson(name, *got)));
   }
 
-  void Ack(RouteRequest&& req, const Respond& respond) {
+  void Ack(RouteRequest&& req, Respond respond) {
     std::vector<FieldProblem> problems;
     auto j = OptionalObject(req.http.body, &problems);
     if (!j.ok()) return respond(ErrorResponse(j.status(), problems));
@@ -212,7 +213,7 @@ class QueueRoutes {
     respond(SettleResponse(queue_.Ack(req.Param("name"), *ids), *ids, "acked"));
   }
 
-  void Nack(RouteRequest&& req, const Respond& respond) {
+  void Nack(RouteRequest&& req, Respond respond) {
     std::vector<FieldProblem> problems;
     auto j = OptionalObject(req.http.body, &problems);
     if (!j.ok()) return respond(ErrorResponse(j.status(), problems));
@@ -239,7 +240,7 @@ class QueueRoutes {
     respond(SettleResponse(queue_.Nack(req.Param("name"), *ids, o), *ids, "nacked"));
   }
 
-  void DeadLetters(RouteRequest&& req, const Respond& respond) {
+  void DeadLetters(RouteRequest&& req, Respond respond) {
     size_t limit = 100;
     const std::string_view q = req.http.query;
     if (q.starts_with("limit=")) {
@@ -259,7 +260,7 @@ class QueueRoutes {
     respond(JsonResponse(200, MessagesJson(name, *got)));
   }
 
-  void Requeue(RouteRequest&& req, const Respond& respond) {
+  void Requeue(RouteRequest&& req, Respond respond) {
     std::vector<FieldProblem> problems;
     auto j = OptionalObject(req.http.body, &problems);
     if (!j.ok()) return respond(ErrorResponse(j.status(), problems));
@@ -270,7 +271,7 @@ class QueueRoutes {
     respond(JsonResponse(200, "{\"requeued\":" + std::to_string(*n) + "}"));
   }
 
-  void List(const Respond& respond) {
+  void List(RouteRequest&&, Respond respond) {
     std::string body = "{\"backend\":";
     AppendJsonString(&body, queue_.backend());
     body += ",\"queues\":[";
@@ -283,7 +284,7 @@ class QueueRoutes {
     respond(JsonResponse(200, body + "]}"));
   }
 
-  void Stats(RouteRequest&& req, const Respond& respond) {
+  void Stats(RouteRequest&& req, Respond respond) {
     auto s = queue_.Stats(req.Param("name"));
     if (!s.ok()) return respond(ErrorResponse(s.status()));
     respond(JsonResponse(200, StatsJson(*s)));
@@ -318,25 +319,35 @@ std::string RenderQueueMessage(std::string_view queue, const QueueMessage& m) {
   return b + "}";
 }
 
-void AddQueueRoutes(Router& r, Queue& queue, size_t max_message_bytes, size_t max_batch) {
+void AddQueueRoutes(Router& r, Queue& queue, size_t max_message_bytes, size_t max_batch, WorkerPool* pool) {
   auto routes = std::make_shared<QueueRoutes>(queue, max_message_bytes, max_batch);
-  r.Add({"GET", "/api/queues", Role::kViewer, Reach::kAnywhere, BodyKind::kNone,
-         [routes](RouteRequest&&, const Respond& p) { routes->List(p); }});
+  // Each handler on the I/O thread, or, for a backend whose calls wait on a server, on the pool.
+  using Method = void (QueueRoutes::*)(RouteRequest&&, Respond);
+  auto handler = [routes, pool](Method m) -> RouteHandler {
+    return [routes, pool, m](RouteRequest&& q, Respond p) {
+      if (pool == nullptr) return ((*routes).*m)(std::move(q), std::move(p));
+      auto task = std::make_shared<std::pair<RouteRequest, Respond>>(std::move(q), p);
+      const bool posted = pool->Post([routes, m, task] {
+        ((*routes).*m)(std::move(task->first), std::move(task->second));
+      });
+      if (!posted) p(ErrorResponse(Unavailable("stopping")));
+    };
+  };
+  r.Add({"GET", "/api/queues", Role::kViewer, Reach::kAnywhere, BodyKind::kNone, handler(&QueueRoutes::List)});
   r.Add({"GET", "/api/queues/{name}", Role::kViewer, Reach::kAnywhere, BodyKind::kNone,
-         [routes](RouteRequest&& q, const Respond& p) { routes->Stats(std::move(q), p); }});
+         handler(&QueueRoutes::Stats)});
   r.Add({"POST", "/api/queues/{name}/push", Role::kScorer, Reach::kAnywhere, BodyKind::kJson,
-         [routes](RouteRequest&& q, Respond p) { routes->Push(std::move(q), std::move(p)); }});
+         handler(&QueueRoutes::Push)});
   r.Add({"POST", "/api/queues/{name}/pull", Role::kProcessor, Reach::kAnywhere, BodyKind::kOptionalJson,
-         [routes](RouteRequest&& q, const Respond& p) { routes->Pull(std::move(q), p); }});
+         handler(&QueueRoutes::Pull)});
   r.Add({"POST", "/api/queues/{name}/ack", Role::kProcessor, Reach::kAnywhere, BodyKind::kJson,
-         [routes](RouteRequest&& q, const Respond& p) { routes->Ack(std::move(q), p); }});
+         handler(&QueueRoutes::Ack)});
   r.Add({"POST", "/api/queues/{name}/nack", Role::kProcessor, Reach::kAnywhere, BodyKind::kJson,
-         [routes](RouteRequest&& q, const Respond& p) { routes->Nack(std::move(q), p); }});
+         handler(&QueueRoutes::Nack)});
   r.Add({"GET", "/api/queues/{name}/dead-letters", Role::kAnalyst, Reach::kAnywhere, BodyKind::kNone,
-         [routes](RouteRequest&& q, const Respond& p) { routes->DeadLetters(std::move(q), p); }});
+         handler(&QueueRoutes::DeadLetters)});
   r.Add({"POST", "/api/queues/{name}/dead-letters/requeue", Role::kAdmin, Reach::kAnywhere,
-         BodyKind::kOptionalJson,
-         [routes](RouteRequest&& q, const Respond& p) { routes->Requeue(std::move(q), p); }});
+         BodyKind::kOptionalJson, handler(&QueueRoutes::Requeue)});
 }
 
 }  // namespace vigil

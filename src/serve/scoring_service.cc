@@ -16,6 +16,7 @@
 #include "serve/http_server.h"
 #include "serve/queue_routes.h"
 #include "serve/router.h"
+#include "serve/worker_pool.h"
 
 namespace vigil {
 namespace {
@@ -59,59 +60,6 @@ std::string ModelJson(const ModelInfo& m) {
   return b + "}";
 }
 
-// One thread for the admin work that must not run on an I/O thread (a model reload reads and
-// compiles a file). Stop finishes the task at hand and drops the rest.
-class AdminWorker {
- public:
-  AdminWorker() : thread_([this] { Loop(); }) {}
-  ~AdminWorker() { Stop(); }
-  AdminWorker(const AdminWorker&) = delete;
-  AdminWorker& operator=(const AdminWorker&) = delete;
-
-  // False once stopping: the task will not run.
-  bool Post(std::function<void()> task) EXCLUDES(mu_) {
-    {
-      MutexLock lock(&mu_);
-      if (stopping_) return false;
-      tasks_.push_back(std::move(task));
-    }
-    cv_.Signal();
-    return true;
-  }
-
-  // Finishes the task at hand, drops the rest, joins the thread. Idempotent.
-  void Stop() EXCLUDES(mu_) {
-    {
-      MutexLock lock(&mu_);
-      stopping_ = true;
-      tasks_.clear();
-    }
-    cv_.Signal();
-    if (thread_.joinable()) thread_.join();
-  }
-
- private:
-  void Loop() EXCLUDES(mu_) {
-    while (true) {
-      std::function<void()> task;
-      {
-        MutexLock lock(&mu_);
-        while (!stopping_ && tasks_.empty()) cv_.Wait(&mu_);
-        if (stopping_) return;
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
-      }
-      task();
-    }
-  }
-
-  Mutex mu_;
-  CondVar cv_;
-  std::deque<std::function<void()>> tasks_ GUARDED_BY(mu_);
-  bool stopping_ GUARDED_BY(mu_) = false;
-  std::thread thread_;
-};
-
 }  // namespace
 
 struct ScoringService::Impl {
@@ -121,7 +69,8 @@ struct ScoringService::Impl {
   std::unique_ptr<Processor> processor;
   Processor* processor_for_metrics = nullptr;  // set once started, before the server is
   std::unique_ptr<Router> router;
-  std::unique_ptr<AdminWorker> admin;
+  std::unique_ptr<WorkerPool> admin;       // one thread: model reloads
+  std::unique_ptr<WorkerPool> queue_pool;  // queue calls that wait on a server
   std::unique_ptr<HttpServer> server;
   std::atomic<bool> stopping{false};
   // The server, for the engine's after_burst: set once it has started (requests may arrive
@@ -300,7 +249,10 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
   VIGIL_ASSIGN_OR_RETURN(impl->queue, Queue::Open(qo));
   impl->router = std::make_unique<Router>(impl->engine->metrics());
   impl->AddRoutes();
-  AddQueueRoutes(*impl->router, *impl->queue, qo.max_message_bytes, qo.max_batch);
+  // A backend that waits on a server (NATS) is called from a pool, so that the two I/O threads
+  // keep serving while up to 32 queue calls wait for their round trips.
+  if (impl->queue->calls_wait_on_network()) impl->queue_pool = std::make_unique<WorkerPool>(32);
+  AddQueueRoutes(*impl->router, *impl->queue, qo.max_message_bytes, qo.max_batch, impl->queue_pool.get());
   impl->AddQueueMetrics();
   if (options.process) {
     ProcessorOptions po = options.processor;
@@ -308,7 +260,7 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
     VIGIL_ASSIGN_OR_RETURN(impl->processor, Processor::Start(*impl->engine, *impl->queue, po));
     impl->processor_for_metrics = impl->processor.get();
   }
-  impl->admin = std::make_unique<AdminWorker>();
+  impl->admin = std::make_unique<WorkerPool>(1);
 
   HttpServerOptions ho;
   ho.address = options.address;
@@ -350,6 +302,7 @@ void ScoringService::Stop() {
   if (impl_->server) impl_->server->Stop(std::chrono::seconds(10));
   impl_->http.store(nullptr);
   if (impl_->processor) impl_->processor->Stop();
+  if (impl_->queue_pool) impl_->queue_pool->Stop();
   if (impl_->queue) impl_->queue->Stop();
   if (impl_->engine) impl_->engine->Stop();
   Log(LogLevel::kInfo, "stopped");
