@@ -59,11 +59,13 @@ for run in $(seq "$REPEATS"); do
   for backend in "${BACKENDS[@]}"; do
     data="$WORK/data-$backend-$run"
     mkdir -p "$data"
-    queue_args=()
+    # Room for every message the push cases leave for the pull cases (the default cap is 1 GiB).
+    queue_args=(--queue-max-memory-bytes $((8 << 30)))
     if [ "$backend" = nats ]; then
       nats=$(bash scripts/nats-server.sh "$WORK/nats-$run" "$NATS_PORT")
       PIDS+=("$nats")
       queue_args=(--queue "nats://127.0.0.1:$NATS_PORT")
+      process_args=(--queue "nats://127.0.0.1:$NATS_PORT")
     fi
     "$VIGIL" serve --model "$MODEL" --port "$PORT" --address 127.0.0.1 --data-dir "$data" "${queue_args[@]}" \
       >/dev/null 2>"$WORK/serve.log" &
@@ -75,9 +77,10 @@ for run in $(seq "$REPEATS"); do
     for conns in 1 32; do load "$backend" pullack100 pullack 100 "$conns" "$run"; done
     kill -TERM "$server"; wait "$server" || true
     # The processor end to end, in its own process on the same backend.
+    [ "$backend" = nats ] || process_args=()
     pdata="$WORK/process-$backend-$run"
     mkdir -p "$pdata"
-    t=$("$VIGIL" process --model "$MODEL" --data-dir "$pdata" "${queue_args[@]}" --threads 2 --mock "$PROCESS_N" \
+    t=$("$VIGIL" process --model "$MODEL" --data-dir "$pdata" "${process_args[@]}" --threads 2 --mock "$PROCESS_N" \
       2>>"$WORK/serve.log" | sed -n 's/^Processing time: \([0-9.]*\) seconds$/\1/p')
     echo "$backend,process,2,$run,$(python3 -c "print(round($PROCESS_N / $t))"),,,0,0" | tee -a "$csv"
     if [ "$backend" = nats ]; then kill "$nats"; wait "$nats" 2>/dev/null || true; fi

@@ -62,6 +62,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str()->envname("VIGIL_QUEUE_MAX_ATTEMPTS")->check(CLI::Range(1, 1000));
   cmd->add_option("--queue-max-message-bytes", q.max_message_bytes, "Largest message content (413 above)")
       ->capture_default_str()->envname("VIGIL_QUEUE_MAX_MESSAGE_BYTES");
+  cmd->add_option("--queue-max-memory-bytes", q.max_memory_bytes,
+                  "Embedded queue: content of unacknowledged messages held in memory before pushes "
+                  "are refused (429)")
+      ->capture_default_str()->envname("VIGIL_QUEUE_MAX_MEMORY_BYTES");
   cmd->add_flag("--process", o.process,
                 "Run the processor in the server: score the transactions of TQ1 and TQ2, push the "
                 "prediction records to PQ1")
