@@ -4,7 +4,8 @@
 # nacks, dead letters, bad input, kill -9 under a push/pull load, and `serve --process` scoring
 # reference-shaped transactions from TQ1/TQ2 into PQ1.
 # The same suite runs on NATS JetStream with QUEUE_BACKEND=nats (queue_nats_test.sh): it starts
-# its own nats-server, and kills that too in the kill -9 test.
+# its own nats-server, and kills that too in the kill -9 test (KEEP_NATS=1 spares it, to tell a
+# loss in Vigil from one in nats-server).
 # Usage: queue_test.sh path/to/vigil
 set -uo pipefail
 VIGIL="$1"
