@@ -2,7 +2,8 @@
 # Fails when an #include crosses the arrows of cmake/components.txt (the same file CMakeLists.txt
 # builds the component libraries from):
 #   - a file in src/X includes a header of component Y (src/Y/... or a public header Y owns)
-#     that X does not reach through its arrows (unit tests may also reach the `test_only` ones);
+#     that X does not reach through its arrows (unit tests, and the *_for_test.h helpers they
+#     share, may also reach the `test_only` ones);
 #   - a file in src/X includes a third-party header listed there for other components only;
 #   - a public header (include/vigil/*.h) includes anything but the C++ standard library and the
 #     public headers its owner reaches, or has no owner.
@@ -88,7 +89,7 @@ for dir in src/*/; do
   for file in "$dir"*.h "$dir"*.cc; do
     [ -e "$file" ] || continue
     is_test=""
-    case "$file" in *_test.cc | *_testutil.* | *_fuzz.cc) is_test=1 ;; esac
+    case "$file" in *_test.cc | *_testutil.* | *_for_test.h | *_fuzz.cc) is_test=1 ;; esac
     while read -r line path; do
       to=""
       if [ -n "${owner[$path]+x}" ]; then
