@@ -140,7 +140,7 @@ class QueueRoutes {
   QueueRoutes(Queue& queue, size_t max_message_bytes, size_t max_batch)
       : queue_(queue), max_message_bytes_(max_message_bytes), max_batch_(max_batch) {}
 
-  void Push(RouteRequest&& req, Respond respond) {
+  void Push(RouteRequest&& req, const Respond& respond) {
     thread_local TransactionParser parser;
     thread_local std::vector<MessageText> messages;
     std::vector<FieldProblem> problems;
@@ -156,7 +156,7 @@ class QueueRoutes {
       items.push_back({messages[i].content, messages[i].message_type});
     }
     std::string name(req.Param("name"));
-    queue_.Push(name, items, [name, batch, respond = std::move(respond)](StatusOr<std::vector<std::string>> ids) {
+    queue_.Push(name, items, [name, batch, respond](StatusOr<std::vector<std::string>> ids) {
       if (!ids.ok()) return respond(ErrorResponse(ids.status()));
       std::string body = "{\"queue\":";
       AppendJsonString(&body, name);
@@ -178,7 +178,7 @@ class QueueRoutes {
 
   // No body (or no "lease_seconds" nor "max"): the reference's pull, one message taken off the
   // queue, 404 when empty. Otherwise {"messages": [...]} (200, empty when none waits).
-  void Pull(RouteRequest&& req, Respond respond) {
+  void Pull(RouteRequest&& req, const Respond& respond) {
     std::vector<FieldProblem> problems;
     auto j = OptionalObject(req.http.body, &problems);
     if (!j.ok()) return respond(ErrorResponse(j.status(), problems));
@@ -204,7 +204,7 @@ class QueueRoutes {
     respond(JsonResponse(200, MessagesJson(name, *got)));
   }
 
-  void Ack(RouteRequest&& req, Respond respond) {
+  void Ack(RouteRequest&& req, const Respond& respond) {
     std::vector<FieldProblem> problems;
     auto j = OptionalObject(req.http.body, &problems);
     if (!j.ok()) return respond(ErrorResponse(j.status(), problems));
@@ -213,7 +213,7 @@ class QueueRoutes {
     respond(SettleResponse(queue_.Ack(req.Param("name"), *ids), *ids, "acked"));
   }
 
-  void Nack(RouteRequest&& req, Respond respond) {
+  void Nack(RouteRequest&& req, const Respond& respond) {
     std::vector<FieldProblem> problems;
     auto j = OptionalObject(req.http.body, &problems);
     if (!j.ok()) return respond(ErrorResponse(j.status(), problems));
@@ -240,7 +240,7 @@ class QueueRoutes {
     respond(SettleResponse(queue_.Nack(req.Param("name"), *ids, o), *ids, "nacked"));
   }
 
-  void DeadLetters(RouteRequest&& req, Respond respond) {
+  void DeadLetters(RouteRequest&& req, const Respond& respond) {
     size_t limit = 100;
     const std::string_view q = req.http.query;
     if (q.starts_with("limit=")) {
@@ -260,7 +260,7 @@ class QueueRoutes {
     respond(JsonResponse(200, MessagesJson(name, *got)));
   }
 
-  void Requeue(RouteRequest&& req, Respond respond) {
+  void Requeue(RouteRequest&& req, const Respond& respond) {
     std::vector<FieldProblem> problems;
     auto j = OptionalObject(req.http.body, &problems);
     if (!j.ok()) return respond(ErrorResponse(j.status(), problems));
@@ -271,7 +271,7 @@ class QueueRoutes {
     respond(JsonResponse(200, "{\"requeued\":" + std::to_string(*n) + "}"));
   }
 
-  void List(RouteRequest&&, Respond respond) {
+  void List(RouteRequest&& /*req*/, const Respond& respond) {
     std::string body = "{\"backend\":";
     AppendJsonString(&body, queue_.backend());
     body += ",\"queues\":[";
@@ -284,7 +284,7 @@ class QueueRoutes {
     respond(JsonResponse(200, body + "]}"));
   }
 
-  void Stats(RouteRequest&& req, Respond respond) {
+  void Stats(RouteRequest&& req, const Respond& respond) {
     auto s = queue_.Stats(req.Param("name"));
     if (!s.ok()) return respond(ErrorResponse(s.status()));
     respond(JsonResponse(200, StatsJson(*s)));
@@ -322,13 +322,13 @@ std::string RenderQueueMessage(std::string_view queue, const QueueMessage& m) {
 void AddQueueRoutes(Router& r, Queue& queue, size_t max_message_bytes, size_t max_batch, WorkerPool* pool) {
   auto routes = std::make_shared<QueueRoutes>(queue, max_message_bytes, max_batch);
   // Each handler on the I/O thread, or, for a backend whose calls wait on a server, on the pool.
-  using Method = void (QueueRoutes::*)(RouteRequest&&, Respond);
+  using Method = void (QueueRoutes::*)(RouteRequest&&, const Respond&);
   auto handler = [routes, pool](Method m) -> RouteHandler {
-    return [routes, pool, m](RouteRequest&& q, Respond p) {
-      if (pool == nullptr) return ((*routes).*m)(std::move(q), std::move(p));
+    return [routes, pool, m](RouteRequest&& q, const Respond& p) {
+      if (pool == nullptr) return ((*routes).*m)(std::move(q), p);
       auto task = std::make_shared<std::pair<RouteRequest, Respond>>(std::move(q), p);
       const bool posted = pool->Post([routes, m, task] {
-        ((*routes).*m)(std::move(task->first), std::move(task->second));
+        ((*routes).*m)(std::move(task->first), task->second);
       });
       if (!posted) p(ErrorResponse(Unavailable("stopping")));
     };
