@@ -115,8 +115,14 @@ struct Processor::Shared {
       tx_of[i] = txs.size();
       txs.push_back(std::move(tx));
     }
-    // The engine takes the transactions; keep what the records need.
-    std::vector<Transaction> kept = txs;
+    // The engine takes the transactions; keep what the records need (not the JSON text).
+    std::vector<Transaction> kept(txs.size());
+    for (size_t k = 0; k < txs.size(); ++k) {
+      kept[k].customer_id = txs[k].customer_id;
+      kept[k].terminal_id = txs[k].terminal_id;
+      kept[k].amount = txs[k].amount;
+      kept[k].status = txs[k].status;
+    }
     Rendezvous<std::vector<ScoreOutcome>> scored;
     engine.ScoreBatch(std::move(txs), [&scored](std::vector<ScoreOutcome> o) { scored.Set(std::move(o)); });
     std::vector<ScoreOutcome> outcomes = scored.Take();
@@ -145,10 +151,9 @@ struct Processor::Shared {
     });
     if (Status s = pushed.Take(); !s.ok()) return GiveBack(queue_name, messages, s);
 
-    std::vector<std::string> good, bad;
-    std::string reasons;
+    std::vector<std::string> good;
     for (size_t i = 0; i < messages.size(); ++i) {
-      (tx_of[i] == SIZE_MAX ? bad : good).push_back(messages[i].id);
+      if (tx_of[i] != SIZE_MAX) good.push_back(messages[i].id);
     }
     if (!good.empty()) Settle(queue_name, good, nullptr);
     // One nack per bad message: each keeps its own reason.

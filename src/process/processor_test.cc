@@ -3,14 +3,14 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <future>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "core/log.h"
-#include "engine/model_for_test.h"
 #include "core/transaction_json.h"
+#include "engine/model_for_test.h"
 #include "queue/embedded_queue.h"
 
 namespace vigil {
@@ -43,6 +43,7 @@ class ProcessorTest : public ::testing::Test {
     engine_ = std::move(*e);
     QueueOptions qo;
     qo.data_dir = data_;
+    qo.clock_us = [this] { return now_us_.load(); };  // leases run out when a test says
     auto q = OpenEmbeddedQueue(qo);
     ASSERT_TRUE(q.ok()) << q.status().ToString();
     queue_ = std::move(*q);
@@ -82,6 +83,7 @@ class ProcessorTest : public ::testing::Test {
   }
 
   static std::string* dir_;
+  std::atomic<int64_t> now_us_{1700000000000000};
   std::string data_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Queue> queue_;
@@ -161,7 +163,7 @@ TEST_F(ProcessorTest, ARedeliveryAfterACrashBeforeTheAckIsScoredOnce) {
   const ScoreOutcome scored = first.get_future().get();
   ASSERT_TRUE(scored.status.ok());
   const int64_t committed = engine_->committed();
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // the "crashed" lease runs out
+  now_us_ += 400000;  // the "crashed" processor's lease runs out
 
   ProcessorStats st = RunToIdle();
   EXPECT_EQ(st.processed, 1u);

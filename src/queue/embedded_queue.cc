@@ -258,49 +258,52 @@ class EmbeddedQueue final : public Queue {
     auto found = GetOrCreate(name);
     if (!found.ok()) return done(found.status());
     NamedQueue& q = **found;
+    const int64_t now = options_.clock_us();
+    std::vector<Message> messages(items.size());
+    std::vector<std::string> records;
+    records.reserve(items.size());
+    size_t batch_bytes = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+      Message& m = messages[i];
+      m.enqueued_us = now;
+      m.message_type.assign(items[i].message_type);
+      m.content.assign(items[i].content);
+      records.push_back(PushRecord(0, m));
+      batch_bytes += m.bytes();
+    }
+    if (total_bytes_.load(std::memory_order_relaxed) + batch_bytes > options_.max_memory_bytes) {
+      return done(ResourceExhausted(
+          "the queues hold as many unacknowledged messages as they may (" +
+          std::to_string(options_.max_memory_bytes >> 20) + " MiB): pull and acknowledge, then push again"));
+    }
+    const std::vector<std::string_view> views(records.begin(), records.end());
     std::vector<std::string> ids;
     uint64_t last = 0;
+    Status failed;
     {
-      const int64_t now = options_.clock_us();
-      std::vector<std::string> records;
-      records.reserve(items.size());
-      size_t batch_bytes = 0;
-      Message m;
-      m.enqueued_us = now;
-      for (const PushItem& item : items) {
-        m.message_type.assign(item.message_type);
-        m.content.assign(item.content);
-        records.push_back(PushRecord(0, m));
-        batch_bytes += m.bytes();
-      }
-      if (total_bytes_.load(std::memory_order_relaxed) + batch_bytes > options_.max_memory_bytes) {
-        return done(ResourceExhausted(
-            "the queues hold as many unacknowledged messages as they may (" +
-            std::to_string(options_.max_memory_bytes >> 20) +
-            " MiB): pull and acknowledge, then push again"));
-      }
-      std::vector<std::string_view> views(records.begin(), records.end());
       MutexLock lock(&q.mu);
-      if (stopping_.load()) return done(Unavailable("the queue is stopping"));
-      auto first = q.journal->Append(views, now);
-      if (!first.ok()) {
+      auto first = stopping_.load() ? StatusOr<uint64_t>(Unavailable("the queue is stopping"))
+                                    : q.journal->Append(views, now);
+      if (first.ok()) {
+        ids.reserve(items.size());
+        for (size_t i = 0; i < messages.size(); ++i) {
+          messages[i].seq = messages[i].offset = *first + i;
+          ids.push_back(q.Id(messages[i].seq));
+          q.Insert(std::move(messages[i]), &total_bytes_);
+        }
+        last = *first + items.size() - 1;
+        q.pushed += items.size();
+        q.push_rate.Add(now, items.size());
+        Compact(q);
+      } else if (stopping_.load()) {
+        failed = first.status();
+      } else {
         Log(LogLevel::kError, "queue: push not written", {{"queue", q.name}, {"error", first.status().message()}});
-        return done(Unavailable("the push to '" + q.name + "' could not be written: " +
-                                std::string(StatusCodeName(first.status().code()))));
+        failed = Unavailable("the push to '" + q.name + "' could not be written: " +
+                             std::string(StatusCodeName(first.status().code())));
       }
-      ids.reserve(items.size());
-      for (size_t i = 0; i < items.size(); ++i) {
-        m.seq = m.offset = *first + i;
-        m.message_type.assign(items[i].message_type);
-        m.content.assign(items[i].content);
-        q.Insert(m, &total_bytes_);
-        ids.push_back(q.Id(m.seq));
-      }
-      last = *first + items.size() - 1;
-      q.pushed += items.size();
-      q.push_rate.Add(now, items.size());
-      Compact(q);
     }
+    if (!failed.ok()) return done(failed);
     q.pushed_cv.SignalAll();
     if (options_.durability == Durability::kProcessCrash) return done(std::move(ids));
     q.journal->AfterSync(last, [ids = std::move(ids), done = std::move(done)](const Status& s) mutable {

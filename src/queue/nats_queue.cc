@@ -97,6 +97,7 @@
 #include <array>
 #include <atomic>
 #include <charconv>
+#include <functional>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -715,8 +716,9 @@ Status NatsQueue::EnsureStreams(const std::string& name, bool create) {
                                " exist, max_queues is " + std::to_string(options_.max_queues));
     }
   }
-  auto add_stream = [&](const std::string& sname, const std::string& subj,
-                        jsRetentionPolicy retention) -> Status {
+  // `tune` sets what a stream needs beyond its name, subjects, retention and file storage.
+  auto add_stream = [&](const std::string& sname, const std::string& subj, jsRetentionPolicy retention,
+                        const std::function<void(jsStreamConfig&)>& tune = {}) -> Status {
     jsStreamConfig cfg;
     jsStreamConfig_Init(&cfg);
     const char* subjects[] = {subj.c_str()};
@@ -725,6 +727,7 @@ Status NatsQueue::EnsureStreams(const std::string& name, bool create) {
     cfg.SubjectsLen = 1;
     cfg.Retention = retention;
     cfg.Storage = js_FileStorage;
+    if (tune) tune(cfg);
     jsStreamInfo* out = nullptr;
     jsErrCode err = static_cast<jsErrCode>(0);
     const natsStatus st = js_AddStream(&out, js_.get(), &cfg, &jo, &err);
@@ -737,45 +740,28 @@ Status NatsQueue::EnsureStreams(const std::string& name, bool create) {
   };
   if (!exists) VIGIL_RETURN_IF_ERROR(add_stream(stream, subject, js_WorkQueuePolicy));
 
-  jsStreamInfo* dsi = nullptr;
-  s = js_GetStreamInfo(&dsi, js_.get(), dlq_stream.c_str(), &jo, &je);
-  jsStreamInfo_Destroy(dsi);
-  if (s != NATS_OK) {
-    if (!IsNotFound(s, je)) return NatsError("stream info " + dlq_stream, s, je);
-    VIGIL_RETURN_IF_ERROR(add_stream(dlq_stream, dlq_subjects, js_LimitsPolicy));
-  }
-
-  // The lease records: a key-value store in a stream, one subject per message id, the last
-  // record only.
-  const std::string lease_stream = kLeaseStreamPrefix + name;
-  jsStreamInfo* lsi = nullptr;
-  s = js_GetStreamInfo(&lsi, js_.get(), lease_stream.c_str(), &jo, &je);
-  jsStreamInfo_Destroy(lsi);
-  if (s != NATS_OK) {
-    if (!IsNotFound(s, je)) return NatsError("stream info " + lease_stream, s, je);
-    const std::string lease_subjects = "vigil.lease." + name + ".*";
-    const char* subjects[] = {lease_subjects.c_str()};
-    jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = lease_stream.c_str();
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    cfg.Retention = js_LimitsPolicy;
-    cfg.Storage = js_FileStorage;
-    cfg.MaxMsgsPerSubject = 1;
-    cfg.MaxAge = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                     std::max<std::chrono::milliseconds>(options_.max_lease, kServerAckWait) +
-                     kLeaseRecordSlack)
-                     .count();
-    cfg.AllowDirect = true;  // records are read with direct gets
-    jsStreamInfo* out = nullptr;
-    jsErrCode err = static_cast<jsErrCode>(0);
-    const natsStatus st = js_AddStream(&out, js_.get(), &cfg, &jo, &err);
-    jsStreamInfo_Destroy(out);
-    if (st != NATS_OK && err != JSStreamNameExistErr) {
-      return NatsError("create stream " + lease_stream, st, err);
-    }
-  }
+  // The dead letters, and the lease records (a key-value store in a stream: one subject per
+  // message id, the last record only), each created when missing.
+  auto ensure_stream = [&](const std::string& sname, const std::string& subj, jsRetentionPolicy retention,
+                           const std::function<void(jsStreamConfig&)>& tune = {}) -> Status {
+    jsStreamInfo* info = nullptr;
+    const natsStatus st = js_GetStreamInfo(&info, js_.get(), sname.c_str(), &jo, &je);
+    jsStreamInfo_Destroy(info);
+    if (st == NATS_OK) return Status::Ok();
+    if (!IsNotFound(st, je)) return NatsError("stream info " + sname, st, je);
+    return add_stream(sname, subj, retention, tune);
+  };
+  VIGIL_RETURN_IF_ERROR(ensure_stream(dlq_stream, dlq_subjects, js_LimitsPolicy));
+  VIGIL_RETURN_IF_ERROR(ensure_stream(kLeaseStreamPrefix + name, "vigil.lease." + name + ".*", js_LimitsPolicy,
+                                      [this](jsStreamConfig& cfg) {
+                                        cfg.MaxMsgsPerSubject = 1;
+                                        cfg.MaxAge = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                         std::max<std::chrono::milliseconds>(
+                                                             options_.max_lease, kServerAckWait) +
+                                                         kLeaseRecordSlack)
+                                                         .count();
+                                        cfg.AllowDirect = true;  // records are read with direct gets
+                                      }));
 
   jsConsumerInfo* ci = nullptr;
   s = js_GetConsumerInfo(&ci, js_.get(), stream.c_str(), kConsumer, &jo, &je);

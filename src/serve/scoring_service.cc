@@ -67,7 +67,6 @@ struct ScoringService::Impl {
   std::unique_ptr<Engine> engine;
   std::unique_ptr<Queue> queue;
   std::unique_ptr<Processor> processor;
-  Processor* processor_for_metrics = nullptr;  // set once started, before the server is
   std::unique_ptr<Router> router;
   std::unique_ptr<WorkerPool> admin;       // one thread: model reloads
   std::unique_ptr<WorkerPool> queue_pool;  // queue calls that wait on a server
@@ -186,12 +185,11 @@ struct ScoringService::Impl {
     add("vigil_queue_expired_total", "Leases that ran out since the start", true,
         [](const QueueStats& s) { return static_cast<double>(s.expired); });
     if (!options.process) return;
-    Processor** p = &processor_for_metrics;
+    // Started before the server is, and kept until the service goes.
+    const Processor* p = processor.get();
     auto stat = [&](const char* name, const char* help, uint64_t ProcessorStats::*field) {
       m.AddSeries(name, help, true, [p, field] {
-        std::vector<std::pair<Labels, double>> out;
-        if (*p != nullptr) out.push_back({{}, static_cast<double>((*p)->stats().*field)});
-        return out;
+        return std::vector<std::pair<Labels, double>>{{{}, static_cast<double>(p->stats().*field)}};
       });
     };
     stat("vigil_processor_processed_total", "Queue transactions scored and acknowledged", &ProcessorStats::processed);
@@ -253,13 +251,12 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
   // keep serving while up to 32 queue calls wait for their round trips.
   if (impl->queue->calls_wait_on_network()) impl->queue_pool = std::make_unique<WorkerPool>(32);
   AddQueueRoutes(*impl->router, *impl->queue, qo.max_message_bytes, qo.max_batch, impl->queue_pool.get());
-  impl->AddQueueMetrics();
   if (options.process) {
     ProcessorOptions po = options.processor;
     po.flush_before_ack = options.engine.record == RecordMode::kAsync;
     VIGIL_ASSIGN_OR_RETURN(impl->processor, Processor::Start(*impl->engine, *impl->queue, po));
-    impl->processor_for_metrics = impl->processor.get();
   }
+  impl->AddQueueMetrics();
   impl->admin = std::make_unique<WorkerPool>(1);
 
   HttpServerOptions ho;
