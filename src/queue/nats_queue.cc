@@ -100,10 +100,12 @@
 #include <functional>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <set>
 #include <span>
 #include <thread>
@@ -128,6 +130,9 @@ constexpr char kLeaseStreamPrefix[] = "VIGIL_LEASES_";
 // The consumer's ack wait: how long a delivery stays with Vigil when it does not keep it alive
 // (a lease's record then holds it past that: see "Lease records").
 constexpr std::chrono::seconds kServerAckWait{30};
+// Deliveries awaiting an ack (leases) the consumer allows: when they are all taken, the server
+// leaves pulls unanswered. nats-server takes -1 (no limit) as its default of 1000.
+constexpr int64_t kMaxAckPending = 1 << 20;
 // How long a call to the server may take before it is Unavailable.
 constexpr int64_t kApiTimeoutMs = 5000;
 constexpr int kConnectTimeoutMs = 2000;
@@ -149,11 +154,8 @@ constexpr char kHdrType[] = "Vigil-Type";
 constexpr char kHdrEnqueued[] = "Vigil-Enqueued-Us";
 constexpr char kHdrAttempt[] = "Vigil-Attempt";
 constexpr char kHdrReason[] = "Vigil-Reason";
-// A lease record's: the leased message's stream sequence, the lease's end, its delivery's ack
-// subject (attempt: kHdrAttempt).
-constexpr char kHdrSeq[] = "Vigil-Seq";
-constexpr char kHdrLeaseUntil[] = "Vigil-Lease-Until-Us";
-constexpr char kHdrAckSubject[] = "Vigil-Ack-Subject";
+// How often this process's lease records that hold nothing any more are purged.
+constexpr auto kPurgeEvery = std::chrono::seconds(1);
 
 struct NatsDeleter {
   void operator()(natsMsg* p) const { natsMsg_Destroy(p); }
@@ -367,18 +369,34 @@ void OnPubAck(jsCtx* /*js*/, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void*
   natsMsg_Destroy(msg);  // ours to destroy, says nats.c
 }
 
-// The answers to lease record deletions sent without waiting (DropRecords): only failures
-// matter, and only for the log: a record left behind names a lease that ended or a message
-// that is gone, and the stream's max age removes it.
+// QueueOptions::clock_us, or the system clock when it is not set.
+int64_t ClockNowUs(const std::function<int64_t()>& clock_us) {
+  if (clock_us) return clock_us();
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A name no other process writing lease records has: "p" and 16 random hex digits.
+std::string NewOwnerName() {
+  std::random_device rd;
+  const uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  std::array<char, 17> hex{};
+  std::snprintf(hex.data(), hex.size(), "%016llx", static_cast<unsigned long long>(v));
+  return "p" + std::string(hex.data());
+}
+
+// The answers to JetStream API requests sent without waiting (purges of old lease records):
+// only failures matter, and only for the log (the next purge, or the records' max age, removes
+// what one left).
 void OnApiReply(natsConnection* /*nc*/, natsSubscription* /*sub*/, natsMsg* msg,
                 void* /*closure*/) {
   MsgPtr owned(msg);
   const char* data = natsMsg_GetData(msg);
   const std::string_view body(data == nullptr ? "" : data,
                               data == nullptr ? 0 : static_cast<size_t>(natsMsg_GetDataLength(msg)));
-  if (body.find("\"error\"") != std::string_view::npos &&
-      body.find(kNoMessageFoundText) == std::string_view::npos) {
-    Log(LogLevel::kWarn, "nats: a lease record was not deleted", {{"reply", std::string(body)}});
+  if (body.find("\"error\"") != std::string_view::npos) {
+    Log(LogLevel::kWarn, "nats: old lease records were not purged", {{"reply", std::string(body)}});
   }
 }
 
@@ -391,7 +409,7 @@ void OnReconnected(natsConnection* /*nc*/, void* /*closure*/) {
 
 class NatsQueue final : public Queue {
  public:
-  explicit NatsQueue(const QueueOptions& options) : options_(options) {}
+  explicit NatsQueue(const QueueOptions& options) : options_(options), owner_(NewOwnerName()) {}
   ~NatsQueue() override;
 
   Status Start();
@@ -419,11 +437,11 @@ class NatsQueue final : public Queue {
     int attempt = 0;
     int64_t expires_us = 0;
     Clock::time_point touched;  // delivered, or last kept alive
-    uint64_t record_seq = 0;    // its record in the lease stream
+    uint64_t record_seq = 0;    // its pull's record in the lease stream (0: not recorded)
   };
 
-  // A lease as recorded in the lease stream, by this process or another (one that restarted
-  // since, or runs beside this one).
+  // A lease recorded in the lease stream by another process (one that restarted since, or runs
+  // beside this one).
   struct Record {
     uint64_t record_seq = 0;  // in the lease stream
     uint64_t seq = 0;         // the leased message's, in the queue's stream
@@ -432,39 +450,69 @@ class NatsQueue final : public Queue {
     std::string ack_subject;  // of the delivery it was leased with (or held with, here)
   };
 
-  // One queue: its names on the server, the inbox its pulls are answered on, its leases.
-  struct QueueState {
-    explicit QueueState(const std::string& n)
-        : name(n),
+  // One of this process's records: it holds something while its leases run and some of them
+  // are not settled (a lease record), or while the leases it ends would have run (a release).
+  struct OwnRecord {
+    int64_t until_us = 0;
+    size_t open = 0;  // leases of the record not settled yet
+    bool Holds(int64_t now_us) const { return until_us > now_us && open > 0; }
+  };
+
+  // A reply inbox for pull requests, used by one Pull at a time.
+  struct Inbox {
+    NatsPtr<natsSubscription> sub;
+    std::string prefix;
+    uint64_t request_id = 0;
+  };
+
+  // One queue: its names on the server, its pull inboxes, its leases and lease records.
+  struct QueueState : std::enable_shared_from_this<QueueState> {
+    QueueState(const std::string& n, const std::string& owner,
+               std::function<int64_t()> clock)
+        : clock_us(std::move(clock)),
+          name(n),
           stream(kStreamPrefix + n),
           dlq_stream(kDlqStreamPrefix + n),
           subject("vigil.q." + n),
           dlq_subjects("vigil.dlq." + n + ".>"),
           next_subject("$JS.API.CONSUMER.MSG.NEXT." + stream + "." + kConsumer),
           lease_stream(kLeaseStreamPrefix + n),
-          lease_prefix("vigil.lease." + n + "."),
-          lease_delete_subject("$JS.API.STREAM.MSG.DELETE." + lease_stream) {}
+          lease_subjects("vigil.lease." + n + ".*"),
+          own_subject("vigil.lease." + n + "." + owner) {}
 
+    const std::function<int64_t()> clock_us;  // QueueOptions::clock_us
     const std::string name, stream, dlq_stream, subject, dlq_subjects, next_subject;
-    const std::string lease_stream, lease_prefix, lease_delete_subject;
+    // The lease stream, its subjects (one per process) and this process's.
+    const std::string lease_stream, lease_subjects, own_subject;
     Clock::duration keep_alive_every{kServerAckWait / 3};
 
-    Mutex fetch_mu ACQUIRED_BEFORE(mu);
-    NatsPtr<natsSubscription> inbox_sub;  // set once before the state is shared
-    std::string inbox;
-    uint64_t request_id GUARDED_BY(fetch_mu) = 0;
-    // The server the records were loaded from: another one (a restart of nats-server, which
-    // may have lost its consumer's recent state) and they are loaded again.
-    std::string records_server_id GUARDED_BY(fetch_mu);
-    NatsPtr<natsSubscription> api_sub;  // answers to DropRecords; set once before sharing
-    std::string api_inbox;
+    Mutex inbox_mu;
+    std::vector<std::unique_ptr<Inbox>> inboxes GUARDED_BY(inbox_mu);  // free ones
+
+    // The watcher of the lease stream, and the server it reads from: another one (a restart of
+    // nats-server, which may have lost its consumer's recent state) and it is started again.
+    Mutex server_mu ACQUIRED_BEFORE(mu);
+    natsSubscription* watcher GUARDED_BY(server_mu) = nullptr;
+    std::string records_server_id GUARDED_BY(server_mu);
 
     Mutex mu;
+    CondVar cv;  // watched_seq rose, or the watcher finished
     std::unordered_map<std::string, Lease> leases GUARDED_BY(mu);
-    // Leases recorded by others (loaded at open, after a server restart, or looked up), by id;
-    // the ones this process holds are in `leases`.
+    // Active leases recorded by other processes, by id; the ones this process holds are in
+    // `leases`.
     std::unordered_map<std::string, Record> recorded GUARDED_BY(mu);
     std::unordered_set<uint64_t> given_back GUARDED_BY(mu);  // nacked, not delivered again yet
+    // The earliest end of a lease in `leases` or `recorded` (a bound: it may be earlier).
+    int64_t next_end_us GUARDED_BY(mu) = INT64_MAX;
+    // The last record the watcher applied, and which watcher applies records (a stopped one's
+    // late callbacks are ignored).
+    uint64_t watched_seq GUARDED_BY(mu) = 0;
+    uint64_t watcher_generation GUARDED_BY(mu) = 0;
+    // This process's records by sequence, from the first that holds something; the stream is
+    // purged below it (purge_floor: purged below that already).
+    std::map<uint64_t, OwnRecord> own_records GUARDED_BY(mu);
+    uint64_t last_own_seq GUARDED_BY(mu) = 0, purge_floor GUARDED_BY(mu) = 0;
+    Clock::time_point last_purge GUARDED_BY(mu);
     uint64_t pushed GUARDED_BY(mu) = 0, delivered GUARDED_BY(mu) = 0, acked GUARDED_BY(mu) = 0,
                     nacked GUARDED_BY(mu) = 0,
                     dead_lettered GUARDED_BY(mu) = 0, expired GUARDED_BY(mu) = 0;
@@ -478,30 +526,21 @@ class NatsQueue final : public Queue {
       }
       return "vigil.dlq." + name + "." + std::string(n);
     }
-    // The lease record's subject of message `id` ("<name>-<n>": one subject per id, whose <n>
-    // is the message's stream sequence unless it is a requeued dead letter); "" for an id of
-    // another shape, which cannot be leased.
-    std::string LeaseSubject(std::string_view id) const {
+    // Whether `id` has the shape of this queue's ids ("<name>-<n>"), the only ones a lease
+    // record names (a Vigil-Id header from elsewhere could hold anything).
+    bool IsOwnId(std::string_view id) const {
       if (id.size() <= name.size() + 1 || id.substr(0, name.size()) != name ||
           id[name.size()] != '-') {
-        return "";
+        return false;
       }
       const std::string_view n = id.substr(name.size() + 1);
-      if (n.size() > 20 || !std::all_of(n.begin(), n.end(), [](char c) {
-            return c >= '0' && c <= '9';
-          })) {
-        return "";
-      }
-      return lease_prefix + std::string(n);
+      return n.size() <= 20 &&
+             std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; });
     }
+    int64_t NowUs() const { return ClockNowUs(clock_us); }
   };
 
-  int64_t NowUs() const {
-    if (options_.clock_us) return options_.clock_us();
-    return std::chrono::duration_cast<std::chrono::microseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-  }
+  int64_t NowUs() const { return ClockNowUs(options_.clock_us); }
   Status CheckRunning() const {
     if (stopped_.load()) return Unavailable("the queue is stopped");
     return Status::Ok();
@@ -523,29 +562,45 @@ class NatsQueue final : public Queue {
   Status PublishBatch(const std::string& stream, std::vector<MsgPtr> msgs,
                       std::vector<uint64_t>* seqs) EXCLUDES(mu_);
 
-  // Lease records. A record's message as a Record; nullopt when it is not one.
-  static std::optional<Record> ParseRecord(natsMsg* m);
-  // Reads every record of the lease stream into q.recorded (active ones only). With
-  // `give_back`, asks the server to deliver each recorded message again when its lease ends
-  // (a nak with that delay on its delivery), not only after the ack wait.
-  Status LoadRecords(QueueState& q, bool give_back) EXCLUDES(q.mu);
-  // The record of message `id` on the server; nullopt when there is none (or it cannot be
-  // read: the caller then treats the message as not leased elsewhere).
-  std::optional<Record> LookUpRecord(const QueueState& q, const std::string& id);
-  // Deletes records without waiting for the answers (OnApiReply logs failures).
-  void DropRecords(QueueState& q, std::span<const uint64_t> record_seqs);
-  // Deletes one record and waits for the server's answer (Ok also when it is gone already).
-  Status DeleteRecord(QueueState& q, uint64_t record_seq);
+  // Lease records (see "Lease records" at the top). The watcher: an ordered consumer of the
+  // lease stream from record `from_seq` on, which applies the other processes' records to
+  // q.recorded.
+  Status StartWatcher(QueueState& q, uint64_t from_seq) REQUIRES(q.server_mu) EXCLUDES(q.mu);
+  void StopWatcher(QueueState& q) REQUIRES(q.server_mu) EXCLUDES(q.mu);
+  static void OnRecord(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);
+  static void OnWatcherDone(void* closure);
+  static void ApplyRecord(QueueState& q, uint64_t generation, uint64_t record_seq,
+                          std::string_view subject, std::string_view body) EXCLUDES(q.mu);
+  // Publishes a record on this process's subject, waits for its acknowledgement, and keeps it
+  // in q.own_records (holding something until `until_us` while `open` leases are unsettled).
+  StatusOr<uint64_t> PublishRecord(QueueState& q, const std::string& body, int64_t until_us,
+                                   size_t open) EXCLUDES(q.mu);
+  // Returns once the watcher applied every record stored before the call (a marker record
+  // went round): Unavailable when it did not within kApiTimeoutMs.
+  Status CatchUp(QueueState& q) EXCLUDES(q.mu);
+  // Starts the watcher again (and catches up) when the connected server changed since.
+  Status CheckServer(QueueState& q) EXCLUDES(q.server_mu, q.mu);
+  // One of this process's leases from record `record_seq` is settled (acked, nacked, ended).
+  static void SettleRecord(QueueState& q, uint64_t record_seq) REQUIRES(q.mu);
+  // Purges this process's records below the first that holds something (at most every
+  // kPurgeEvery).
+  void PurgeRecords(QueueState& q) EXCLUDES(q.mu);
   Status RefreshNames() EXCLUDES(mu_);
 
   // Sends one pull request for up to `batch` messages (no_wait when expires_ms is 0) and
   // appends what it brings to `out`.
-  Status RequestMessages(QueueState& q, int batch, int64_t expires_ms, std::vector<MsgPtr>* out)
-      REQUIRES(q.fetch_mu);
+  Status RequestMessages(QueueState& q, Inbox& inbox, int batch, int64_t expires_ms,
+                         std::vector<MsgPtr>* out);
+  // Pull's work, on one inbox: appends the pulled messages to `result`.
+  Status PullInto(QueueState& q, Inbox& inbox, const PullOptions& options,
+                  std::vector<QueueMessage>* result);
+  // A free pull inbox of `q` (subscribed when there is none), and giving it back.
+  StatusOr<std::unique_ptr<Inbox>> TakeInbox(QueueState& q) EXCLUDES(q.inbox_mu);
+  static void ReturnInbox(QueueState& q, std::unique_ptr<Inbox> inbox) EXCLUDES(q.inbox_mu);
   // Turns fetched messages into the pull's result: dead-letters those over max_attempts, acks
   // (plain pull) or leases the rest. Returns how many were dead-lettered.
   StatusOr<size_t> Accept(QueueState& q, std::vector<MsgPtr> msgs, const PullOptions& options,
-                          std::vector<QueueMessage>* result) REQUIRES(q.fetch_mu);
+                          std::vector<QueueMessage>* result);
   QueueMessage ToMessage(const QueueState& q, natsMsg* m, const Delivery& d) const;
 
   Status ValidateIds(std::span<const std::string> ids) const;
@@ -582,11 +637,19 @@ class NatsQueue final : public Queue {
   void ReturnPubCtx(std::unique_ptr<PubCtx> ctx) EXCLUDES(mu_);
 
   void ReapLoop() EXCLUDES(mu_);
-  void Reap(QueueState& q) EXCLUDES(q.mu);
+  // Gives back the leases that ran out and forgets the recorded ones that ended; `periodic`
+  // (the reaper's round) also keeps long leases alive, and otherwise it returns at once when
+  // no lease can have ended yet.
+  void Reap(QueueState& q, bool periodic) EXCLUDES(q.mu);
 
   const QueueOptions options_;
+  // This process's name among the writers of lease records: "p" and 16 random hex digits.
+  const std::string owner_;
   NatsPtr<natsConnection> conn_;
   NatsPtr<jsCtx> js_;  // synchronous JetStream calls; nats.c's jsCtx is thread-safe
+  // The inbox of the JetStream API requests sent without waiting (purges of lease records).
+  std::string api_inbox_;
+  NatsPtr<natsSubscription> api_sub_;
   std::atomic<bool> stopped_{false};
 
   Mutex create_mu_ ACQUIRED_BEFORE(mu_);
@@ -630,6 +693,15 @@ Status NatsQueue::Start() {
   s = natsConnection_JetStream(&js, conn_.get(), &jo);
   if (s != NATS_OK) return NatsError("JetStream context", s);
   js_.reset(js);
+  natsInbox* inbox = nullptr;
+  s = natsInbox_Create(&inbox);
+  if (s != NATS_OK) return NatsError("inbox", s);
+  api_inbox_ = inbox;
+  natsInbox_Destroy(inbox);
+  natsSubscription* api_sub = nullptr;
+  s = natsConnection_Subscribe(&api_sub, conn_.get(), api_inbox_.c_str(), OnApiReply, nullptr);
+  if (s != NATS_OK) return NatsError("subscribe to the API inbox", s);
+  api_sub_.reset(api_sub);
 
   const int64_t max_payload = natsConnection_GetMaxPayload(conn_.get());
   if (max_payload < static_cast<int64_t>(options_.max_message_bytes + kHeaderReserve)) {
@@ -660,8 +732,18 @@ NatsQueue::~NatsQueue() {
     cv_.SignalAll();
   }
   if (reaper_.joinable()) reaper_.join();
+  std::vector<std::shared_ptr<QueueState>> queues;
+  {
+    MutexLock lock(&mu_);
+    for (const auto& [name, q] : queues_) queues.push_back(q);
+  }
   // Leases are left as they are, not given back: recorded, they hold across a restart.
+  // Closing the connection ends the watchers too (their callbacks use the queue states).
   if (conn_ != nullptr) natsConnection_Close(conn_.get());
+  for (const auto& q : queues) {
+    MutexLock server_lock(&q->server_mu);
+    StopWatcher(*q);
+  }
   MutexLock lock(&mu_);
   for (auto& [name, q] : queues_) {
     MutexLock q_lock(&q->mu);
@@ -752,20 +834,34 @@ Status NatsQueue::EnsureStreams(const std::string& name, bool create) {
     return add_stream(sname, subj, retention, tune);
   };
   VIGIL_RETURN_IF_ERROR(ensure_stream(dlq_stream, dlq_subjects, js_LimitsPolicy));
-  VIGIL_RETURN_IF_ERROR(ensure_stream(kLeaseStreamPrefix + name, "vigil.lease." + name + ".*", js_LimitsPolicy,
-                                      [this](jsStreamConfig& cfg) {
-                                        cfg.MaxMsgsPerSubject = 1;
-                                        cfg.MaxAge = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                         std::max<std::chrono::milliseconds>(
-                                                             options_.max_lease, kServerAckWait) +
-                                                         kLeaseRecordSlack)
-                                                         .count();
-                                        cfg.AllowDirect = true;  // records are read with direct gets
-                                      }));
+  // The lease records: one subject per process, records kept until purged (or their max age).
+  const std::string lease_stream = kLeaseStreamPrefix + name;
+  VIGIL_RETURN_IF_ERROR(ensure_stream(
+      lease_stream, "vigil.lease." + name + ".*", js_LimitsPolicy, [this](jsStreamConfig& cfg) {
+        cfg.MaxAge = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::max<std::chrono::milliseconds>(options_.max_lease, kServerAckWait) +
+                         kLeaseRecordSlack)
+                         .count();
+      }));
+  {
+    // A lease stream of an earlier Vigil kept one record per subject (one per message): it
+    // now keeps them all. Its old records are not read (their leases are then delivered again).
+    jsStreamInfo* info = nullptr;
+    s = js_GetStreamInfo(&info, js_.get(), lease_stream.c_str(), &jo, &je);
+    NatsPtr<jsStreamInfo> owner(info);
+    if (s != NATS_OK) return NatsError("stream info " + lease_stream, s, je);
+    if (info->Config != nullptr && info->Config->MaxMsgsPerSubject > 0) {
+      info->Config->MaxMsgsPerSubject = -1;
+      jsStreamInfo* out = nullptr;
+      s = js_UpdateStream(&out, js_.get(), info->Config, &jo, &je);
+      jsStreamInfo_Destroy(out);
+      if (s != NATS_OK) return NatsError("update stream " + lease_stream, s, je);
+    }
+  }
 
   jsConsumerInfo* ci = nullptr;
   s = js_GetConsumerInfo(&ci, js_.get(), stream.c_str(), kConsumer, &jo, &je);
-  jsConsumerInfo_Destroy(ci);
+  NatsPtr<jsConsumerInfo> ci_owner(ci);
   if (s != NATS_OK) {
     if (!IsNotFound(s, je)) return NatsError("consumer info " + stream, s, je);
     jsConsumerConfig cc;
@@ -774,12 +870,19 @@ Status NatsQueue::EnsureStreams(const std::string& name, bool create) {
     cc.AckPolicy = js_AckExplicit;
     cc.AckWait = std::chrono::duration_cast<std::chrono::nanoseconds>(kServerAckWait).count();
     cc.MaxDeliver = -1;     // Vigil counts the attempts (dead letters)
-    cc.MaxAckPending = -1;  // leases are bounded by max_batch per pull, not by the server
+    cc.MaxAckPending = kMaxAckPending;
     cc.DeliverPolicy = js_DeliverAll;
     jsConsumerInfo* out = nullptr;
     const natsStatus st = js_AddConsumer(&out, js_.get(), stream.c_str(), &cc, &jo, &je);
     jsConsumerInfo_Destroy(out);
     if (st != NATS_OK) return NatsError("create consumer on " + stream, st, je);
+  } else if (ci->Config != nullptr && ci->Config->MaxAckPending < kMaxAckPending) {
+    // One an earlier Vigil created (with the server's default of 1000).
+    ci->Config->MaxAckPending = kMaxAckPending;
+    jsConsumerInfo* out = nullptr;
+    const natsStatus st = js_UpdateConsumer(&out, js_.get(), stream.c_str(), ci->Config, &jo, &je);
+    jsConsumerInfo_Destroy(out);
+    if (st != NATS_OK) return NatsError("update consumer on " + stream, st, je);
   }
   return Status::Ok();
 }
@@ -800,7 +903,7 @@ StatusOr<std::shared_ptr<NatsQueue::QueueState>> NatsQueue::GetQueue(std::string
   const std::string n(name);
   VIGIL_RETURN_IF_ERROR(EnsureStreams(n, create));
 
-  auto q = std::make_shared<QueueState>(n);
+  auto q = std::make_shared<QueueState>(n, owner_, options_.clock_us);
   jsOptions jo = ApiOptions();
   jsErrCode je = static_cast<jsErrCode>(0);
   jsConsumerInfo* ci = nullptr;
@@ -811,36 +914,38 @@ StatusOr<std::shared_ptr<NatsQueue::QueueState>> NatsQueue::GetQueue(std::string
   }
   jsConsumerInfo_Destroy(ci);
 
-  natsInbox* inbox = nullptr;
-  s = natsInbox_Create(&inbox);
-  if (s != NATS_OK) return NatsError("inbox", s);
-  q->inbox = inbox;
-  natsInbox_Destroy(inbox);
-  natsSubscription* sub = nullptr;
-  s = natsConnection_SubscribeSync(&sub, conn_.get(), (q->inbox + ".*").c_str());
-  if (s != NATS_OK) return NatsError("subscribe to the pull inbox", s);
-  q->inbox_sub.reset(sub);
-  // A pull's messages wait in the library until it takes them: no limit short of max_batch.
-  natsSubscription_SetPendingLimits(sub, -1, -1);
-  s = natsInbox_Create(&inbox);
-  if (s != NATS_OK) return NatsError("inbox", s);
-  q->api_inbox = inbox;
-  natsInbox_Destroy(inbox);
-  natsSubscription* api_sub = nullptr;
-  s = natsConnection_Subscribe(&api_sub, conn_.get(), q->api_inbox.c_str(), OnApiReply, nullptr);
-  if (s != NATS_OK) return NatsError("subscribe to the lease record inbox", s);
-  q->api_sub.reset(api_sub);
-  natsSubscription_SetPendingLimits(api_sub, -1, -1);
   // Leases recorded before this process (it restarted, or another one runs): they hold here
-  // too, and their messages come back when they end.
+  // too, and their messages come back when they end rather than after the server's ack wait
+  // (a nak with that delay on the recorded delivery, if the server still knows it).
   {
-    MutexLock fetch_lock(&q->fetch_mu);
+    MutexLock server_lock(&q->server_mu);
     std::array<char, 128> id{};
     if (natsConnection_GetConnectedServerId(conn_.get(), id.data(), id.size()) == NATS_OK) {
       q->records_server_id = id.data();
     }
+    VIGIL_RETURN_IF_ERROR(StartWatcher(*q, 1));
   }
-  VIGIL_RETURN_IF_ERROR(LoadRecords(*q, /*give_back=*/true));
+  if (Status st = CatchUp(*q); !st.ok()) {
+    MutexLock server_lock(&q->server_mu);
+    StopWatcher(*q);
+    return st;
+  }
+  {
+    const int64_t now_us = NowUs();
+    std::vector<std::pair<std::string, int64_t>> naks;
+    {
+      MutexLock q_lock(&q->mu);
+      for (const auto& [rid, r] : q->recorded) {
+        if (r.ack_subject.empty() || r.until_us <= now_us) continue;
+        naks.emplace_back(r.ack_subject, r.until_us - now_us + kHoldSlackUs);
+      }
+    }
+    for (const auto& [subject, delay_us] : naks) {
+      const std::string nak = "-NAK {\"delay\":" + std::to_string(delay_us * 1000) + "}";
+      natsConnection_PublishString(conn_.get(), subject.c_str(), nak.c_str());
+    }
+    if (!naks.empty()) natsConnection_FlushTimeout(conn_.get(), kApiTimeoutMs);
+  }
 
   MutexLock lock(&mu_);
   names_.insert(n);
@@ -1049,9 +1154,38 @@ Status NatsQueue::PublishBatch(const std::string& stream, std::vector<MsgPtr> ms
   return Status::Ok();
 }
 
-Status NatsQueue::RequestMessages(QueueState& q, int batch, int64_t expires_ms,
+StatusOr<std::unique_ptr<NatsQueue::Inbox>> NatsQueue::TakeInbox(QueueState& q) {
+  {
+    MutexLock lock(&q.inbox_mu);
+    if (!q.inboxes.empty()) {
+      auto inbox = std::move(q.inboxes.back());
+      q.inboxes.pop_back();
+      return inbox;
+    }
+  }
+  auto inbox = std::make_unique<Inbox>();
+  natsInbox* name = nullptr;
+  natsStatus s = natsInbox_Create(&name);
+  if (s != NATS_OK) return NatsError("inbox", s);
+  inbox->prefix = name;
+  natsInbox_Destroy(name);
+  natsSubscription* sub = nullptr;
+  s = natsConnection_SubscribeSync(&sub, conn_.get(), (inbox->prefix + ".*").c_str());
+  if (s != NATS_OK) return NatsError("subscribe to a pull inbox", s);
+  inbox->sub.reset(sub);
+  // A pull's messages wait in the library until it takes them: no limit short of max_batch.
+  natsSubscription_SetPendingLimits(sub, -1, -1);
+  return inbox;
+}
+
+void NatsQueue::ReturnInbox(QueueState& q, std::unique_ptr<Inbox> inbox) {
+  MutexLock lock(&q.inbox_mu);
+  q.inboxes.push_back(std::move(inbox));
+}
+
+Status NatsQueue::RequestMessages(QueueState& q, Inbox& inbox, int batch, int64_t expires_ms,
                                   std::vector<MsgPtr>* out) {
-  const std::string reply = q.inbox + "." + std::to_string(++q.request_id);
+  const std::string reply = inbox.prefix + "." + std::to_string(++inbox.request_id);
   std::string body = "{\"batch\":" + std::to_string(batch);
   if (expires_ms > 0) {
     body += ",\"expires\":" + std::to_string(expires_ms * 1000000);
@@ -1074,7 +1208,7 @@ Status NatsQueue::RequestMessages(QueueState& q, int batch, int64_t expires_ms,
       return Unavailable("nats: no answer from JetStream to a pull from " + q.stream);
     }
     natsMsg* raw = nullptr;
-    s = natsSubscription_NextMsg(&raw, q.inbox_sub.get(), std::min(left, kWaitSliceMs));
+    s = natsSubscription_NextMsg(&raw, inbox.sub.get(), std::min(left, kWaitSliceMs));
     if (s == NATS_TIMEOUT) continue;
     if (s != NATS_OK) return NatsError("pull from " + q.stream, s);
     MsgPtr m(raw);
@@ -1207,119 +1341,211 @@ Status NatsQueue::DeadLetter(QueueState& q, const QueueMessage& qm, uint64_t seq
   return Status::Ok();
 }
 
-std::optional<NatsQueue::Record> NatsQueue::ParseRecord(natsMsg* m) {
-  Record r;
-  r.record_seq = natsMsg_GetSequence(m);
-  if (!ParseNumber(Header(m, kHdrSeq), &r.seq) ||
-      !ParseNumber(Header(m, kHdrLeaseUntil), &r.until_us) ||
-      !ParseNumber(Header(m, kHdrAttempt), &r.attempt)) {
-    return std::nullopt;
+// What a watcher's callbacks hold: its queue (alive until the subscription completed) and
+// its generation.
+struct WatchClosure {
+  std::shared_ptr<void> keep;
+  void* q;
+  uint64_t generation;
+};
+
+Status NatsQueue::StartWatcher(QueueState& q, uint64_t from_seq) {
+  jsOptions jo = ApiOptions();
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = q.lease_stream.c_str();
+  so.Ordered = true;  // every record once, in order, and the library recovers from gaps
+  so.Config.DeliverPolicy = js_DeliverByStartSequence;
+  so.Config.OptStartSeq = std::max<uint64_t>(from_seq, 1);
+  auto closure = std::make_unique<WatchClosure>();
+  closure->keep = q.shared_from_this();
+  closure->q = &q;
+  {
+    MutexLock lock(&q.mu);
+    closure->generation = ++q.watcher_generation;
   }
-  r.ack_subject = Header(m, kHdrAckSubject);
-  return r;
+  natsSubscription* sub = nullptr;
+  jsErrCode je = static_cast<jsErrCode>(0);
+  natsStatus s = js_Subscribe(&sub, js_.get(), q.lease_subjects.c_str(), OnRecord, closure.get(),
+                              &jo, &so, &je);
+  if (s != NATS_OK) return NatsError("read the lease records of " + q.lease_stream, s, je);
+  natsSubscription_SetPendingLimits(sub, -1, -1);
+  // The closure lives until the subscription is done (its last callback returned).
+  s = natsSubscription_SetOnCompleteCB(sub, OnWatcherDone, closure.get());
+  if (s == NATS_OK) closure.release();  // NOLINT(bugprone-unused-return-value): freed when done
+  q.watcher = sub;
+  return Status::Ok();
 }
 
-Status NatsQueue::LoadRecords(QueueState& q, bool give_back) {
-  const std::string all = q.lease_prefix + "*";
-  jsOptions jo = ApiOptions();
-  const int64_t now_us = NowUs();
-  std::unordered_map<std::string, Record> active;
-  // Direct gets of "the next record from this sequence on" skip the deleted ones: one call per
-  // record in the stream.
-  for (uint64_t next = 1;;) {
-    jsDirectGetMsgOptions dgo;
-    jsDirectGetMsgOptions_Init(&dgo);
-    dgo.Sequence = next;
-    dgo.NextBySubject = all.c_str();
-    natsMsg* raw = nullptr;
-    const natsStatus s = js_DirectGetMsg(&raw, js_.get(), q.lease_stream.c_str(), &jo, &dgo);
-    if (s == NATS_NOT_FOUND) break;
-    if (s != NATS_OK) return NatsError("read lease records from " + q.lease_stream, s);
-    MsgPtr m(raw);
-    const uint64_t seq = natsMsg_GetSequence(raw);
-    if (seq < next) break;  // not a direct get's answer: stop rather than loop
-    next = seq + 1;
-    const std::string_view subject = natsMsg_GetSubject(raw);
-    std::optional<Record> r = ParseRecord(raw);
-    if (!r || r->until_us <= now_us || subject.size() <= q.lease_prefix.size()) continue;
-    active[q.name + "-" + std::string(subject.substr(q.lease_prefix.size()))] = std::move(*r);
+void NatsQueue::StopWatcher(QueueState& q) {
+  {
+    MutexLock lock(&q.mu);
+    ++q.watcher_generation;  // whatever it still delivers is ignored
   }
-  if (give_back) {
-    // Delivered again when the lease ends rather than after the server's ack wait, if the
-    // server still knows the delivery (a nak of one it lost is ignored).
-    for (const auto& [id, r] : active) {
-      if (r.ack_subject.empty()) continue;
-      const std::string nak = "-NAK {\"delay\":" +
-                              std::to_string((r.until_us - now_us + kHoldSlackUs) * 1000) + "}";
-      natsConnection_PublishString(conn_.get(), r.ack_subject.c_str(), nak.c_str());
+  if (q.watcher == nullptr) return;
+  natsSubscription_Destroy(q.watcher);  // unsubscribes
+  q.watcher = nullptr;
+}
+
+void NatsQueue::OnRecord(natsConnection* /*nc*/, natsSubscription* /*sub*/, natsMsg* msg,
+                         void* closure) {
+  MsgPtr owned(msg);
+  const auto* c = static_cast<const WatchClosure*>(closure);
+  const char* reply = natsMsg_GetReply(msg);
+  const std::optional<Delivery> d = ParseAckSubject(reply == nullptr ? "" : reply);
+  if (!d) return;
+  const char* data = natsMsg_GetData(msg);
+  const std::string_view body(data == nullptr ? "" : data,
+                              data == nullptr ? 0 : static_cast<size_t>(natsMsg_GetDataLength(msg)));
+  ApplyRecord(*static_cast<QueueState*>(c->q), c->generation, d->stream_seq,
+              natsMsg_GetSubject(msg), body);
+}
+
+void NatsQueue::OnWatcherDone(void* closure) { delete static_cast<WatchClosure*>(closure); }
+
+void NatsQueue::ApplyRecord(QueueState& q, uint64_t generation, uint64_t record_seq,
+                            std::string_view subject, std::string_view body) {
+  // "L <until_us>" then "<id> <seq> <attempt> <ack subject>" per lease; "R <until_us>" then
+  // "<id>" per lease it ends; "M" (a marker for CatchUp).
+  std::vector<std::string_view> lines;
+  if (subject != q.own_subject) {
+    for (size_t start = 0; start < body.size();) {
+      size_t end = body.find('\n', start);
+      if (end == std::string_view::npos) end = body.size();
+      if (end > start) lines.push_back(body.substr(start, end - start));
+      start = end + 1;
     }
-    natsConnection_FlushTimeout(conn_.get(), kApiTimeoutMs);
+  }
+  const int64_t now_us = q.NowUs();
+  int64_t until_us = 0;
+  const bool lease = !lines.empty() && lines[0].starts_with("L ");
+  const bool release = !lines.empty() && lines[0].starts_with("R ");
+  if ((lease || release) && !ParseNumber(lines[0].substr(2), &until_us)) lines.clear();
+  MutexLock lock(&q.mu);
+  if (generation != q.watcher_generation) return;  // a stopped watcher's
+  for (size_t i = 1; (lease || release) && i < lines.size(); ++i) {
+    std::array<std::string_view, 4> f;
+    size_t n = 0;
+    for (size_t start = 0; start <= lines[i].size() && n < f.size();) {
+      size_t end = lines[i].find(' ', start);
+      if (end == std::string_view::npos) end = lines[i].size();
+      f[n++] = lines[i].substr(start, end - start);
+      start = end + 1;
+    }
+    const std::string id(f[0]);
+    const auto it = q.recorded.find(id);
+    const bool older = it == q.recorded.end() || it->second.record_seq < record_seq;
+    if (release || until_us <= now_us || q.leases.contains(id)) {
+      // A lease ended, or one held here (the server delivered it again elsewhere after it lost
+      // its state): what this process holds comes first.
+      if (it != q.recorded.end() && older) q.recorded.erase(it);
+      continue;
+    }
+    Record r;
+    r.record_seq = record_seq;
+    r.until_us = until_us;
+    if (n < 4 || !older || !ParseNumber(f[1], &r.seq) || !ParseNumber(f[2], &r.attempt)) continue;
+    r.ack_subject = std::string(f[3]);
+    q.recorded[id] = std::move(r);
+    q.next_end_us = std::min(q.next_end_us, until_us);
+  }
+  q.watched_seq = std::max(q.watched_seq, record_seq);
+  q.cv.SignalAll();
+}
+
+StatusOr<uint64_t> NatsQueue::PublishRecord(QueueState& q, const std::string& body,
+                                            int64_t until_us, size_t open) {
+  natsMsg* raw = nullptr;
+  natsStatus s = natsMsg_Create(&raw, q.own_subject.c_str(), nullptr, body.data(),
+                                static_cast<int>(body.size()));
+  MsgPtr m(raw);
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.ExpectStream = q.lease_stream.c_str();
+  po.MaxWait = kApiTimeoutMs;
+  jsPubAck* pa = nullptr;
+  jsErrCode je = static_cast<jsErrCode>(0);
+  if (s == NATS_OK) s = js_PublishMsg(&pa, js_.get(), m.get(), &po, &je);
+  NatsPtr<jsPubAck> ack(pa);
+  if (s != NATS_OK) return NatsError("publish a lease record to " + q.lease_stream, s, je);
+  MutexLock lock(&q.mu);
+  q.own_records[pa->Sequence] = OwnRecord{until_us, open};
+  q.last_own_seq = std::max(q.last_own_seq, pa->Sequence);
+  return pa->Sequence;
+}
+
+Status NatsQueue::CatchUp(QueueState& q) {
+  VIGIL_ASSIGN_OR_RETURN(const uint64_t marker, PublishRecord(q, "M\n", 0, 0));
+  MutexLock lock(&q.mu);
+  const auto deadline = Clock::now() + std::chrono::milliseconds(kApiTimeoutMs);
+  while (q.watched_seq < marker) {
+    if (Clock::now() >= deadline) {
+      return Unavailable("nats: the lease records of queue '" + q.name +
+                         "' could not be read within " + std::to_string(kApiTimeoutMs) + " ms");
+    }
+    q.cv.WaitFor(&q.mu, std::chrono::milliseconds(kWaitSliceMs));
+  }
+  return Status::Ok();
+}
+
+Status NatsQueue::CheckServer(QueueState& q) {
+  std::array<char, 128> id{};
+  // Not connected: the calls to the server fail on their own.
+  if (natsConnection_GetConnectedServerId(conn_.get(), id.data(), id.size()) != NATS_OK) {
+    return Status::Ok();
+  }
+  MutexLock server_lock(&q.server_mu);
+  if (q.records_server_id == id.data()) return Status::Ok();
+  StopWatcher(q);
+  uint64_t from = 0;
+  {
+    MutexLock lock(&q.mu);
+    from = q.watched_seq + 1;
+  }
+  Status st = StartWatcher(q, from);
+  if (st.ok()) st = CatchUp(q);
+  // Failed: tried again at the next pull, and nothing is handed out unchecked meanwhile.
+  if (!st.ok()) return st;
+  q.records_server_id = id.data();
+  return Status::Ok();
+}
+
+void NatsQueue::SettleRecord(QueueState& q, uint64_t record_seq) {
+  if (record_seq == 0) return;
+  const auto it = q.own_records.find(record_seq);
+  if (it != q.own_records.end() && it->second.open > 0) --it->second.open;
+}
+
+void NatsQueue::PurgeRecords(QueueState& q) {
+  const int64_t now_us = NowUs();
+  uint64_t floor = 0;
+  {
+    MutexLock lock(&q.mu);
+    while (!q.own_records.empty() && !q.own_records.begin()->second.Holds(now_us)) {
+      q.own_records.erase(q.own_records.begin());
+    }
+    floor = q.own_records.empty() ? q.last_own_seq + 1 : q.own_records.begin()->first;
+    if (floor <= q.purge_floor || Clock::now() - q.last_purge < kPurgeEvery) return;
+    q.last_purge = Clock::now();
+  }
+  // Not waited for: a purge that fails leaves records that hold nothing, which the next one
+  // (or their max age) removes.
+  const std::string subject = "$JS.API.STREAM.PURGE." + q.lease_stream;
+  const std::string body =
+      "{\"filter\":\"" + q.own_subject + "\",\"seq\":" + std::to_string(floor) + "}";
+  if (natsConnection_PublishRequest(conn_.get(), subject.c_str(), api_inbox_.c_str(), body.data(),
+                                    static_cast<int>(body.size())) != NATS_OK) {
+    return;
   }
   MutexLock lock(&q.mu);
-  for (auto& [id, r] : active) {
-    if (!q.leases.contains(id)) q.recorded[id] = std::move(r);
-  }
-  return Status::Ok();
-}
-
-std::optional<NatsQueue::Record> NatsQueue::LookUpRecord(const QueueState& q,
-                                                          const std::string& id) {
-  const std::string subject = q.LeaseSubject(id);
-  if (subject.empty()) return std::nullopt;
-  jsOptions jo = ApiOptions();
-  jsDirectGetMsgOptions dgo;
-  jsDirectGetMsgOptions_Init(&dgo);
-  dgo.LastBySubject = subject.c_str();
-  natsMsg* raw = nullptr;
-  const natsStatus s = js_DirectGetMsg(&raw, js_.get(), q.lease_stream.c_str(), &jo, &dgo);
-  if (s != NATS_OK) {
-    if (s != NATS_NOT_FOUND) {
-      Log(LogLevel::kWarn, "nats: a lease record could not be read",
-          {{"queue", q.name}, {"id", id}, {"error", natsStatus_GetText(s)}});
-    }
-    return std::nullopt;
-  }
-  MsgPtr m(raw);
-  return ParseRecord(raw);
-}
-
-void NatsQueue::DropRecords(QueueState& q, std::span<const uint64_t> record_seqs) {
-  for (const uint64_t seq : record_seqs) {
-    if (seq == 0) continue;
-    const std::string body = "{\"seq\":" + std::to_string(seq) + ",\"no_erase\":true}";
-    natsConnection_PublishRequest(conn_.get(), q.lease_delete_subject.c_str(),
-                                  q.api_inbox.c_str(), body.data(), static_cast<int>(body.size()));
-  }
-}
-
-Status NatsQueue::DeleteRecord(QueueState& q, uint64_t record_seq) {
-  if (record_seq == 0) return Status::Ok();
-  jsOptions jo = ApiOptions();
-  jsErrCode je = static_cast<jsErrCode>(0);
-  const natsStatus s = js_DeleteMsg(js_.get(), q.lease_stream.c_str(), record_seq, &jo, &je);
-  if (s != NATS_OK && !DeletedNothing(s, je)) {
-    return NatsError("delete lease record from " + q.lease_stream, s, je);
-  }
-  return Status::Ok();
+  q.purge_floor = std::max(q.purge_floor, floor);
 }
 
 StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
                                    const PullOptions& options, std::vector<QueueMessage>* result) {
   // A restarted nats-server may have lost its consumer's last moments and deliver messages
-  // leased then as new: the records (of other processes too) are read again first.
-  {
-    std::array<char, 128> server_id{};
-    if (natsConnection_GetConnectedServerId(conn_.get(), server_id.data(), server_id.size()) ==
-            NATS_OK &&
-        q.records_server_id != server_id.data()) {
-      q.records_server_id = server_id.data();
-      if (const Status st = LoadRecords(q, /*give_back=*/false); !st.ok()) {
-        q.records_server_id.clear();
-        // Nothing is handed out unchecked: these come back after the ack wait.
-        return st;
-      }
-    }
-  }
+  // leased then as new: the watcher reads on from the new server first.
+  VIGIL_RETURN_IF_ERROR(CheckServer(q));
   struct Taken {
     MsgPtr msg;
     QueueMessage qm;
@@ -1340,7 +1566,6 @@ StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
     // Leased already (the server delivers it again after a restart that lost its state, or
     // after its ack wait when the lease is held elsewhere): not handed out while it holds.
     std::optional<Record> hold;
-    bool known = false;
     {
       MutexLock lock(&q.mu);
       const auto own = q.leases.find(qm.id);
@@ -1353,23 +1578,12 @@ StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
       }
       const auto rec = q.recorded.find(qm.id);
       if (rec != q.recorded.end()) {
-        known = true;
         if (rec->second.seq == d->stream_seq && rec->second.until_us > now_us) {
           rec->second.ack_subject = reply;
           hold = rec->second;
         } else {
           q.recorded.erase(rec);
         }
-      }
-    }
-    if (!known && d->delivered > 1) {
-      // A redelivery: perhaps of a lease another process recorded since this one read them.
-      std::optional<Record> r = LookUpRecord(q, qm.id);
-      if (r && r->seq == d->stream_seq && r->until_us > now_us) {
-        r->ack_subject = reply;
-        MutexLock lock(&q.mu);
-        q.recorded[qm.id] = *r;
-        hold = std::move(r);
       }
     }
     if (hold) {
@@ -1394,7 +1608,7 @@ StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
   }
   if (taken.empty()) return dead;
 
-  std::vector<uint64_t> record_seqs(taken.size(), 0);
+  uint64_t record_seq = 0;
   const int64_t lease_us =
       std::chrono::duration_cast<std::chrono::microseconds>(options.lease).count();
   if (options.lease.count() == 0) {
@@ -1405,57 +1619,38 @@ StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
     // wait.
     VIGIL_RETURN_IF_ERROR(AckAll(raw));
   } else {
-    // The leases are recorded on the server before they are handed out, so that they hold
-    // across a restart of Vigil or of nats-server (whose consumer state may lag behind).
-    std::vector<MsgPtr> records;
-    std::vector<size_t> recorded;  // records[k] is the lease of taken[recorded[k]]
-    records.reserve(taken.size());
-    recorded.reserve(taken.size());
-    Status st;
-    for (size_t i = 0; i < taken.size() && st.ok(); ++i) {
-      const Taken& t = taken[i];
-      const std::string subject = q.LeaseSubject(t.qm.id);
-      if (subject.empty()) {
+    // The pull's leases are recorded on the server, in one record, before they are handed
+    // out, so that they hold across a restart of Vigil or of nats-server (whose consumer state
+    // may lag behind).
+    const int64_t until_us = now_us + lease_us;
+    std::string body = "L " + std::to_string(until_us) + "\n";
+    size_t open = 0;
+    for (const Taken& t : taken) {
+      if (!q.IsOwnId(t.qm.id)) {
         // An id Vigil did not give (a Vigil-Id header from elsewhere): leased here only.
         Log(LogLevel::kWarn, "nats: a lease of a message with a foreign id is not recorded",
             {{"queue", q.name}, {"id", t.qm.id}});
         continue;
       }
-      const std::string seq = std::to_string(t.seq);
-      const std::string until = std::to_string(now_us + lease_us);
-      const std::string attempt = std::to_string(t.qm.attempt);
-      // The headers are what is read back; the body is for people looking at the stream.
-      const std::string body = "{\"until_us\":" + until + ",\"seq\":" + seq + "}";
-      natsMsg* raw = nullptr;
-      natsStatus s = natsMsg_Create(&raw, subject.c_str(), nullptr, body.data(),
-                                    static_cast<int>(body.size()));
-      MsgPtr r(raw);
-      if (s == NATS_OK) s = natsMsgHeader_Set(raw, kHdrSeq, seq.c_str());
-      if (s == NATS_OK) s = natsMsgHeader_Set(raw, kHdrLeaseUntil, until.c_str());
-      if (s == NATS_OK) s = natsMsgHeader_Set(raw, kHdrAttempt, attempt.c_str());
-      if (s == NATS_OK) s = natsMsgHeader_Set(raw, kHdrAckSubject, natsMsg_GetReply(t.msg.get()));
-      if (s != NATS_OK) {
-        st = NatsError("lease record for '" + t.qm.id + "'", s);
-      } else {
-        records.push_back(std::move(r));
-        recorded.push_back(i);
-      }
+      body += t.qm.id + ' ' + std::to_string(t.seq) + ' ' + std::to_string(t.qm.attempt) + ' ' +
+              natsMsg_GetReply(t.msg.get()) + '\n';
+      ++open;
     }
-    std::vector<uint64_t> seqs;
-    if (st.ok()) st = PublishBatch(q.lease_stream, std::move(records), &seqs);
-    if (!st.ok()) {
-      // Not recorded: not handed out either.
-      DropRecords(q, seqs);
-      for (const Taken& t : taken) {
-        GiveBack(q, natsMsg_GetReply(t.msg.get()), t.seq, std::chrono::milliseconds(0));
+    if (open > 0) {
+      StatusOr<uint64_t> rec = PublishRecord(q, body, until_us, open);
+      if (!rec.ok()) {
+        // Not recorded: not handed out either.
+        for (const Taken& t : taken) {
+          GiveBack(q, natsMsg_GetReply(t.msg.get()), t.seq, std::chrono::milliseconds(0));
+        }
+        return rec.status().WithContext("record the leases of a pull from queue '" + q.name +
+                                        "'");
       }
-      return st.WithContext("record the leases of a pull from queue '" + q.name + "'");
+      record_seq = *rec;
     }
-    for (size_t k = 0; k < seqs.size(); ++k) record_seqs[recorded[k]] = seqs[k];
   }
   MutexLock lock(&q.mu);
-  for (size_t i = 0; i < taken.size(); ++i) {
-    Taken& t = taken[i];
+  for (Taken& t : taken) {
     q.given_back.erase(t.seq);
     if (options.lease.count() > 0) {
       t.qm.lease_expires_us = now_us + lease_us;
@@ -1466,7 +1661,8 @@ StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
       lease.attempt = t.qm.attempt;
       lease.expires_us = t.qm.lease_expires_us;
       lease.touched = Clock::now();
-      lease.record_seq = record_seqs[i];
+      lease.record_seq = q.IsOwnId(t.qm.id) ? record_seq : 0;
+      q.next_end_us = std::min(q.next_end_us, lease.expires_us);
     }
     result->push_back(std::move(t.qm));
   }
@@ -1494,39 +1690,47 @@ StatusOr<std::vector<QueueMessage>> NatsQueue::Pull(std::string_view queue,
   VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<QueueState> q, GetQueue(queue, /*create=*/false));
   // Leases run out on the clock, not on the reaper's tick: give back the expired ones first,
   // so that they come before the messages pushed after them.
-  Reap(*q);
+  Reap(*q, /*periodic=*/false);
 
+  VIGIL_ASSIGN_OR_RETURN(std::unique_ptr<Inbox> inbox, TakeInbox(*q));
   std::vector<QueueMessage> result;
+  const Status st = PullInto(*q, *inbox, options, &result);
+  ReturnInbox(*q, std::move(inbox));
+  if (!st.ok()) return st;
+  return result;
+}
+
+Status NatsQueue::PullInto(QueueState& q, Inbox& inbox, const PullOptions& options,
+                           std::vector<QueueMessage>* result) {
   const auto deadline = Clock::now() + options.wait;
-  MutexLock fetch_lock(&q->fetch_mu);
-  while (result.size() < options.max && !stopped_.load()) {
-    const int want = static_cast<int>(options.max - result.size());
+  while (result->size() < options.max && !stopped_.load()) {
+    const int want = static_cast<int>(options.max - result->size());
     std::vector<MsgPtr> msgs;
-    Status st = RequestMessages(*q, want, 0, &msgs);
+    Status st = RequestMessages(q, inbox, want, 0, &msgs);
     bool waited = false;
     if (st.ok() && msgs.empty()) {
       const int64_t left =
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (!result.empty() || left <= 0) break;
+      if (!result->empty() || left <= 0) break;
       // Long poll: one message, as soon as one comes; the rest of the batch without waiting.
-      st = RequestMessages(*q, 1, left, &msgs);
+      st = RequestMessages(q, inbox, 1, left, &msgs);
       waited = true;
     }
     if (!st.ok()) {
-      if (result.empty()) return st;
+      if (result->empty()) return st;
       break;  // what was taken is returned: for a plain pull it is acknowledged already
     }
     if (msgs.empty()) break;
     const size_t fetched = msgs.size();
-    StatusOr<size_t> dead = Accept(*q, std::move(msgs), options, &result);
+    StatusOr<size_t> dead = Accept(q, std::move(msgs), options, result);
     if (!dead.ok()) {
-      if (result.empty()) return dead.status();
+      if (result->empty()) return dead.status();
       break;
     }
     // The server had no more ready, unless some went to the dead letters.
     if (!waited && *dead == 0 && fetched < static_cast<size_t>(want)) break;
   }
-  return result;
+  return Status::Ok();
 }
 
 Status NatsQueue::ValidateIds(std::span<const std::string> ids) const {
@@ -1541,30 +1745,24 @@ Status NatsQueue::ValidateIds(std::span<const std::string> ids) const {
 NatsQueue::Taken NatsQueue::TakeLeases(QueueState& q, std::span<const std::string> ids,
                                        std::vector<Status>* statuses) {
   const int64_t now_us = NowUs();
-  // Ids this process neither holds nor knows as recorded elsewhere are looked up on the server
-  // (after a restart of Vigil, or for a wrong id): a lease recorded there is settled here too.
-  std::vector<std::string_view> unknown;
+  // An id this process neither holds nor knows as recorded elsewhere may have been leased by
+  // another process a moment ago: the watcher catches up first (once a call).
+  bool unknown = false;
   {
     MutexLock lock(&q.mu);
     for (const std::string& id : ids) {
-      if (!q.leases.contains(id) && !q.recorded.contains(id) && !q.LeaseSubject(id).empty()) {
-        unknown.push_back(id);
-      }
+      if (!q.leases.contains(id) && !q.recorded.contains(id) && q.IsOwnId(id)) unknown = true;
     }
   }
-  std::unordered_map<std::string, Record> looked_up;
-  for (const std::string_view id : unknown) {
-    const std::string key(id);
-    if (looked_up.contains(key)) continue;
-    std::optional<Record> r = LookUpRecord(q, key);
-    if (r && r->until_us > now_us) looked_up.emplace(key, std::move(*r));
+  if (unknown) {
+    if (const Status st = CatchUp(q); !st.ok()) {
+      Log(LogLevel::kWarn, "nats: the lease records could not be read before an ack or a nack",
+          {{"queue", q.name}, {"error", st.message()}});
+    }
   }
 
   Taken taken;
   MutexLock lock(&q.mu);
-  for (auto& [id, r] : looked_up) {
-    if (!q.leases.contains(id)) q.recorded.try_emplace(id, std::move(r));
-  }
   std::unordered_set<std::string_view> seen;
   bool all = true;
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -1601,7 +1799,7 @@ StatusOr<std::vector<Status>> NatsQueue::Ack(std::string_view queue,
   VIGIL_RETURN_IF_ERROR(ValidateQueueName(queue));
   VIGIL_RETURN_IF_ERROR(ValidateIds(ids));
   VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<QueueState> q, GetQueue(queue, /*create=*/false));
-  Reap(*q);  // a lease that ran out on the clock is NotFound now
+  Reap(*q, /*periodic=*/false);  // a lease that ran out on the clock is NotFound now
   std::vector<Status> statuses(ids.size());
   Taken taken = TakeLeases(*q, ids, &statuses);
   if (taken.empty()) return statuses;
@@ -1635,14 +1833,11 @@ StatusOr<std::vector<Status>> NatsQueue::Ack(std::string_view queue,
     PutBack(*q, ids, std::move(taken));
     return statuses;
   }
-  // Their records name messages that are gone: deleted without waiting.
-  std::vector<uint64_t> records;
-  records.reserve(taken.own.size() + taken.foreign.size());
-  for (const auto& [i, lease] : taken.own) records.push_back(lease.record_seq);
-  for (const auto& [i, r] : taken.foreign) records.push_back(r.record_seq);
-  DropRecords(*q, records);
+  // Their records name messages that are gone: this process's are purged once they hold
+  // nothing else, the others' age out.
   const size_t n = taken.own.size() + taken.foreign.size();
   MutexLock lock(&q->mu);
+  for (const auto& [i, lease] : taken.own) SettleRecord(*q, lease.record_seq);
   q->acked += n;
   q->ack_rate.Add(NowUs() / 1000000, n);
   return statuses;
@@ -1659,19 +1854,25 @@ StatusOr<std::vector<Status>> NatsQueue::Nack(std::string_view queue,
                            std::to_string(options.delay.count()) + " ms)");
   }
   VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<QueueState> q, GetQueue(queue, /*create=*/false));
-  Reap(*q);  // a lease that ran out on the clock is NotFound now
+  Reap(*q, /*periodic=*/false);  // a lease that ran out on the clock is NotFound now
   std::vector<Status> statuses(ids.size());
   Taken taken = TakeLeases(*q, ids, &statuses);
   if (taken.empty()) return statuses;
-  // The records go first, confirmed: a message given back must not be held for the lease it
-  // had when it comes back.
-  Status st;
+  // A release record goes first, confirmed: a message given back must not be held for the
+  // lease it had when it comes back. It holds (open 1, never settled) until those leases
+  // would have ended, so that it is not purged before the records it overrides.
+  std::string release;
+  int64_t until_us = 0;
   for (const auto& [i, lease] : taken.own) {
-    if (st.ok()) st = DeleteRecord(*q, lease.record_seq);
+    release += ids[i] + '\n';
+    until_us = std::max(until_us, lease.expires_us);
   }
   for (const auto& [i, r] : taken.foreign) {
-    if (st.ok()) st = DeleteRecord(*q, r.record_seq);
+    release += ids[i] + '\n';
+    until_us = std::max(until_us, r.until_us);
   }
+  const Status st =
+      PublishRecord(*q, "R " + std::to_string(until_us) + "\n" + release, until_us, 1).status();
   if (!st.ok()) {
     for (const auto& [i, lease] : taken.own) statuses[i] = st;
     for (const auto& [i, r] : taken.foreign) statuses[i] = st;
@@ -1722,6 +1923,7 @@ StatusOr<std::vector<Status>> NatsQueue::Nack(std::string_view queue,
     }
   }
   MutexLock lock(&q->mu);
+  for (const auto& [i, lease] : taken.own) SettleRecord(*q, lease.record_seq);
   q->nacked += taken.own.size() + taken.foreign.size();
   return statuses;
 }
@@ -1736,39 +1938,45 @@ void NatsQueue::ReapLoop() {
       if (reaper_stop_) return;
       for (const auto& [name, q] : queues_) queues.push_back(q);
     }
-    for (const auto& q : queues) Reap(*q);
+    for (const auto& q : queues) {
+      Reap(*q, /*periodic=*/true);
+      PurgeRecords(*q);
+    }
   }
 }
 
-void NatsQueue::Reap(QueueState& q) {
+void NatsQueue::Reap(QueueState& q, bool periodic) {
   const int64_t now_us = NowUs();
   const auto now = Clock::now();
   std::vector<Lease> expired;
   std::vector<std::string> keep_alive;  // ack subjects
-  std::vector<uint64_t> ended;          // records of leases that ran out
   {
     MutexLock lock(&q.mu);
+    if (!periodic && now_us < q.next_end_us) return;
+    int64_t next_end_us = INT64_MAX;
     for (auto it = q.recorded.begin(); it != q.recorded.end();) {
       if (now_us >= it->second.until_us) {
-        ended.push_back(it->second.record_seq);
         it = q.recorded.erase(it);
       } else {
+        next_end_us = std::min(next_end_us, it->second.until_us);
         ++it;
       }
     }
     for (auto it = q.leases.begin(); it != q.leases.end();) {
       if (now_us >= it->second.expires_us) {
-        ended.push_back(it->second.record_seq);
+        SettleRecord(q, it->second.record_seq);
         expired.push_back(std::move(it->second));
         it = q.leases.erase(it);
         continue;
       }
-      if (now - it->second.touched >= q.keep_alive_every) {
+      next_end_us = std::min(next_end_us, it->second.expires_us);
+      if (periodic && now - it->second.touched >= q.keep_alive_every) {
         it->second.touched = now;
         keep_alive.emplace_back(natsMsg_GetReply(it->second.msg.get()));
       }
       ++it;
     }
+    q.next_end_us = next_end_us;
     q.expired += expired.size();
   }
   for (const std::string& subject : keep_alive) {
@@ -1788,9 +1996,6 @@ void NatsQueue::Reap(QueueState& q) {
       GiveBack(q, natsMsg_GetReply(lease.msg.get()), lease.seq, std::chrono::milliseconds(0));
     }
   }
-  // Records of ended leases hold nothing any more (they are read as ended): deleted without
-  // waiting, to keep the stream small.
-  DropRecords(q, ended);
   if (!keep_alive.empty()) natsConnection_FlushTimeout(conn_.get(), kApiTimeoutMs);
 }
 
