@@ -1554,6 +1554,7 @@ StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
   std::vector<Taken> taken;
   size_t dead = 0;
   const int64_t now_us = NowUs();
+  bool caught_up_here = false;  // the watcher caught up during this call
   for (MsgPtr& m : msgs) {
     const char* reply = natsMsg_GetReply(m.get());
     const std::optional<Delivery> d = ParseAckSubject(reply == nullptr ? "" : reply);
@@ -1566,15 +1567,17 @@ StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
     // Leased already (the server delivers it again after a restart that lost its state, or
     // after its ack wait when the lease is held elsewhere): not handed out while it holds.
     std::optional<Record> hold;
-    {
-      MutexLock lock(&q.mu);
+    bool ours = false;
+    for (bool caught_up = caught_up_here;; caught_up = true) {
+      ReleasableMutexLock lock(&q.mu);
       const auto own = q.leases.find(qm.id);
       if (own != q.leases.end() && own->second.seq == d->stream_seq &&
           own->second.expires_us > now_us) {
         // Ours: from now on, Ack, Nack and the reaper use this delivery.
         own->second.msg = std::move(m);
         own->second.touched = Clock::now();
-        continue;
+        ours = true;
+        break;
       }
       const auto rec = q.recorded.find(qm.id);
       if (rec != q.recorded.end()) {
@@ -1585,7 +1588,21 @@ StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
           q.recorded.erase(rec);
         }
       }
+      if (!hold || caught_up) break;
+      // Perhaps the holder gave it back a moment ago (nack): its release record may not be
+      // here yet. Catch up once, then look again.
+      lock.Release();
+      hold.reset();
+      caught_up_here = true;
+      if (const Status st = CatchUp(q); !st.ok()) {
+        // Held after all, as recorded: it comes back when that lease ends.
+        MutexLock again(&q.mu);
+        const auto r = q.recorded.find(qm.id);
+        if (r != q.recorded.end()) hold = r->second;
+        break;
+      }
     }
+    if (ours) continue;
     if (hold) {
       if (const Status st = Nak(reply, hold->until_us - now_us + kHoldSlackUs); !st.ok()) {
         Log(LogLevel::kWarn, "nats: a message held for its recorded lease was not nak'ed",

@@ -23,6 +23,8 @@
 #include <thread>
 #include <vector>
 
+#include <nats/nats.h>
+
 #include "gtest/gtest.h"
 #include "vigil/queue.h"
 #include "vigil/status.h"
@@ -210,10 +212,204 @@ class NatsQueueTest : public ::testing::Test {
     return out;
   }
 
+  // JetStream as the server has it, through a connection of the test's own.
+  class Inspect {
+   public:
+    explicit Inspect(const std::string& url) {
+      EXPECT_EQ(natsConnection_ConnectTo(&nc_, url.c_str()), NATS_OK);
+      if (nc_ != nullptr) EXPECT_EQ(natsConnection_JetStream(&js_, nc_, nullptr), NATS_OK);
+    }
+    ~Inspect() {
+      jsCtx_Destroy(js_);
+      natsConnection_Destroy(nc_);
+    }
+    Inspect(const Inspect&) = delete;
+    Inspect& operator=(const Inspect&) = delete;
+    // The stream's message count, or -1 when it cannot be read.
+    int64_t Messages(const std::string& stream) {
+      jsStreamInfo* si = nullptr;
+      if (js_GetStreamInfo(&si, js_, stream.c_str(), nullptr, nullptr) != NATS_OK) return -1;
+      const auto n = static_cast<int64_t>(si->State.Msgs);
+      jsStreamInfo_Destroy(si);
+      return n;
+    }
+    jsCtx* js() { return js_; }
+
+   private:
+    natsConnection* nc_ = nullptr;
+    jsCtx* js_ = nullptr;
+  };
+
   NatsServer server_;
   QueueOptions options_;
   std::shared_ptr<std::atomic<int64_t>> now_us_;
 };
+
+TEST_F(NatsQueueTest, ConcurrentLeasedPullsNeverShareAMessage) {
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  constexpr int kMessages = 2000;
+  std::vector<std::string> contents;
+  for (int i = 0; i < kMessages; ++i) contents.push_back(std::to_string(i));
+  for (size_t i = 0; i < contents.size(); i += 500) {
+    const std::vector<std::string> part(contents.begin() + static_cast<std::ptrdiff_t>(i),
+                                        contents.begin() + static_cast<std::ptrdiff_t>(i + 500));
+    ASSERT_TRUE(PushSync(*q, "TQ1", part).ok());
+  }
+  // Four consumers lease batches of 1 to 50 at once and ack what they got.
+  std::vector<std::vector<std::string>> got(4);
+  std::atomic<int> errors{0};
+  std::vector<std::thread> consumers;
+  for (int c = 0; c < 4; ++c) {
+    consumers.emplace_back([&, c] {
+      PullOptions po;
+      po.lease = seconds(60);
+      for (int round = 0;; ++round) {
+        po.max = static_cast<size_t>(1 + (round * 7 + c * 13) % 50);
+        auto r = q->Pull("TQ1", po);
+        if (!r.ok()) {
+          ++errors;
+          return;
+        }
+        if (r->empty()) return;
+        std::vector<std::string> ids;
+        for (const QueueMessage& m : *r) {
+          got[static_cast<size_t>(c)].push_back(m.content);
+          ids.push_back(m.id);
+        }
+        auto acked = q->Ack("TQ1", ids);
+        if (!acked.ok() || !std::all_of(acked->begin(), acked->end(),
+                                        [](const Status& s) { return s.ok(); })) {
+          ++errors;
+        }
+      }
+    });
+  }
+  for (std::thread& t : consumers) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  std::vector<std::string> all;
+  for (const auto& g : got) all.insert(all.end(), g.begin(), g.end());
+  std::sort(all.begin(), all.end());
+  std::sort(contents.begin(), contents.end());
+  EXPECT_EQ(all, contents);  // each exactly once
+  EXPECT_EQ(StatsOk(*q, "TQ1").in_flight, 0u);
+}
+
+TEST_F(NatsQueueTest, MoreLeasesThanTheServersDefaultMaxAckPending) {
+  // nats-server stops delivering, and leaves pulls unanswered, once a consumer's max_ack_pending
+  // deliveries await an ack (its default is 1000).
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  for (int part = 0; part < 3; ++part) {
+    ASSERT_TRUE(PushSync(*q, "TQ1", std::vector<std::string>(600, "x")).ok());
+  }
+  size_t leased = 0;
+  for (int pull = 0; pull < 3; ++pull) leased += PullOk(*q, "TQ1", 600, seconds(60)).size();
+  EXPECT_EQ(leased, 1800u);
+  EXPECT_EQ(StatsOk(*q, "TQ1").in_flight, 1800u);
+}
+
+TEST_F(NatsQueueTest, SettledLeaseRecordsArePurged) {
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  ASSERT_TRUE(PushSync(*q, "TQ1", std::vector<std::string>(300, "x")).ok());
+  // 100 pulls, one record each; one lease is kept.
+  std::vector<QueueMessage> kept;
+  for (int i = 0; i < 100; ++i) {
+    const auto got = PullOk(*q, "TQ1", 3, seconds(60));
+    ASSERT_EQ(got.size(), 3u);
+    std::vector<std::string> ids;
+    for (const QueueMessage& m : got) ids.push_back(m.id);
+    if (i == 50) {
+      kept.push_back(got[0]);
+      ids.erase(ids.begin());
+    }
+    ASSERT_TRUE((*q->Ack("TQ1", ids))[0].ok());
+  }
+  Inspect server(server_.url());
+  ASSERT_GE(server.Messages("VIGIL_LEASES_TQ1"), 100);
+  // Purged below the first record that holds something: the kept lease's (pull 51 of 100).
+  EXPECT_TRUE(Eventually([&] { return server.Messages("VIGIL_LEASES_TQ1") <= 51; }));
+  EXPECT_GE(server.Messages("VIGIL_LEASES_TQ1"), 1);
+  const std::vector<std::string> last = {kept[0].id};
+  ASSERT_TRUE((*q->Ack("TQ1", last))[0].ok());
+  EXPECT_TRUE(Eventually([&] { return server.Messages("VIGIL_LEASES_TQ1") == 0; }));
+  // The lease still held across a reopen until its ack: nothing is left to deliver.
+  q.reset();
+  q = Open();
+  ASSERT_NE(q, nullptr);
+  EXPECT_TRUE(PullOk(*q, "TQ1", 10, seconds(60)).empty());
+}
+
+TEST_F(NatsQueueTest, ANackReachesAnotherVigilAtOnce) {
+  // Another process has the lease's record; the nack's release record ends it there too.
+  auto a = Open();
+  auto b = Open();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(PushSync(*a, "TQ1", {"m"}).ok());
+  const auto leased = PullOk(*a, "TQ1", 1, seconds(60));
+  ASSERT_EQ(leased.size(), 1u);
+  const std::vector<std::string> ids = {leased[0].id};
+  ASSERT_TRUE((*a->Nack("TQ1", ids, NackOptions{}))[0].ok());
+  const auto again = PullOk(*b, "TQ1", 10, seconds(60), seconds(3));
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].id, leased[0].id);
+  EXPECT_EQ(again[0].attempt, 2);
+  EXPECT_TRUE(PullOk(*a, "TQ1", 10, seconds(60), milliseconds(300)).empty());
+  const std::vector<std::string> again_ids = {again[0].id};
+  EXPECT_TRUE((*b->Ack("TQ1", again_ids))[0].ok());
+}
+
+TEST_F(NatsQueueTest, StreamsOfAnEarlierVigilAreUpgraded) {
+  // An earlier Vigil kept one lease record per subject, and its consumer the server's default
+  // max_ack_pending of 1000.
+  {
+    Inspect server(server_.url());
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    const char* subjects[] = {"vigil.lease.TQ1.*"};
+    cfg.Name = "VIGIL_LEASES_TQ1";
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.MaxMsgsPerSubject = 1;
+    jsStreamInfo* si = nullptr;
+    ASSERT_EQ(js_AddStream(&si, server.js(), &cfg, nullptr, nullptr), NATS_OK);
+    jsStreamInfo_Destroy(si);
+    const char* q_subjects[] = {"vigil.q.TQ1"};
+    cfg.Name = "VIGIL_Q_TQ1";
+    cfg.Subjects = q_subjects;
+    cfg.Retention = js_WorkQueuePolicy;
+    cfg.MaxMsgsPerSubject = -1;
+    ASSERT_EQ(js_AddStream(&si, server.js(), &cfg, nullptr, nullptr), NATS_OK);
+    jsStreamInfo_Destroy(si);
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = "vigil";
+    cc.AckPolicy = js_AckExplicit;
+    jsConsumerInfo* ci = nullptr;
+    ASSERT_EQ(js_AddConsumer(&ci, server.js(), "VIGIL_Q_TQ1", &cc, nullptr, nullptr), NATS_OK);
+    jsConsumerInfo_Destroy(ci);
+  }
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  Inspect server(server_.url());
+  jsStreamInfo* si = nullptr;
+  ASSERT_EQ(js_GetStreamInfo(&si, server.js(), "VIGIL_LEASES_TQ1", nullptr, nullptr), NATS_OK);
+  EXPECT_LE(si->Config->MaxMsgsPerSubject, 0);
+  jsStreamInfo_Destroy(si);
+  jsConsumerInfo* ci = nullptr;
+  ASSERT_EQ(js_GetConsumerInfo(&ci, server.js(), "VIGIL_Q_TQ1", "vigil", nullptr, nullptr),
+            NATS_OK);
+  EXPECT_GT(ci->Config->MaxAckPending, 1000);
+  jsConsumerInfo_Destroy(ci);
+  // Two leased pulls keep two records (one per subject would have kept the last only).
+  ASSERT_TRUE(PushSync(*q, "TQ1", {"a", "b"}).ok());
+  EXPECT_EQ(PullOk(*q, "TQ1", 1, seconds(60)).size(), 1u);
+  EXPECT_EQ(PullOk(*q, "TQ1", 1, seconds(60)).size(), 1u);
+  EXPECT_GE(server.Messages("VIGIL_LEASES_TQ1"), 2);
+}
 
 TEST_F(NatsQueueTest, OpenCreatesTheDefaultQueues) {
   auto q = Open();
