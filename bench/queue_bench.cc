@@ -81,9 +81,7 @@ std::unique_ptr<Queue> OpenQueue(benchmark::State& state, bool nats) {
 
 bool PushAll(Queue& q, const std::string& name, size_t n) {
   std::vector<PushItem> items(n, PushItem{kMessage, "transaction"});
-  bool ok = false;
-  q.Push(name, items, [&ok](const StatusOr<std::vector<std::string>>& r) { ok = r.ok(); });
-  return ok;
+  return q.PushAndWait(name, items).ok();
 }
 
 void Push(benchmark::State& state, bool nats) {

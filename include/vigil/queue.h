@@ -130,6 +130,10 @@ class Queue {
   // Whether a call waits on the network (a round trip to a server) rather than only on a local
   // write: a front end that serves many callers from a few threads then calls from a pool.
   virtual bool calls_wait_on_network() const = 0;
+  // Whether Push answers through `done` without holding the calling thread on the network, so
+  // that a front end may call it from an I/O thread even when calls_wait_on_network() (only the
+  // first push to a queue this process has not opened yet waits on the server).
+  virtual bool push_is_asynchronous() const { return false; }
 
   using PushDone = std::function<void(StatusOr<std::vector<std::string>>)>;
   // Pushes `items` in order, creating the queue on its first push, and calls `done` once, with
@@ -139,6 +143,9 @@ class Queue {
   // batch, over max_batch, content over max_message_bytes), ResourceExhausted (too many queues,
   // memory full), Unavailable (the disk or the server refused).
   virtual void Push(std::string_view queue, std::span<const PushItem> items, PushDone done) = 0;
+  // Push, waiting for `done`: the ids, or the failure.
+  StatusOr<std::vector<std::string>> PushAndWait(std::string_view queue,
+                                                 std::span<const PushItem> items);
 
   // Up to options.max messages, oldest first; none when the queue is empty (after waiting up
   // to options.wait). NotFound for a queue that does not exist; InvalidArgument for options out

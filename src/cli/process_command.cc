@@ -162,11 +162,8 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
       for (size_t i = 0; i < mock->size(); i += 1000) {
         std::vector<PushItem> items;
         for (size_t k = i; k < std::min(mock->size(), i + 1000); ++k) items.push_back({(*mock)[k], "transaction"});
-        Status pushed = Internal("no reply");
-        (*queue)->Push(po.input_queues.front(), items,
-                       [&pushed](const StatusOr<std::vector<std::string>>& r) { pushed = r.ok() ? Status::Ok() : r.status(); });
-        if (!pushed.ok()) {
-          *exit_code = Fail("process", pushed.WithContext("--mock"));
+        if (auto pushed = (*queue)->PushAndWait(po.input_queues.front(), items); !pushed.ok()) {
+          *exit_code = Fail("process", pushed.status().WithContext("--mock"));
           return;
         }
       }

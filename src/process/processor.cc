@@ -145,11 +145,9 @@ struct Processor::Shared {
     std::vector<PushItem> items;
     items.reserve(records.size());
     for (const std::string& r : records) items.push_back({r, "prediction"});
-    Rendezvous<Status> pushed;
-    queue.Push(options.output_queue, items, [&pushed](const StatusOr<std::vector<std::string>>& ids) {
-      pushed.Set(ids.ok() ? Status::Ok() : ids.status());
-    });
-    if (Status s = pushed.Take(); !s.ok()) return GiveBack(queue_name, messages, s);
+    if (auto pushed = queue.PushAndWait(options.output_queue, items); !pushed.ok()) {
+      return GiveBack(queue_name, messages, pushed.status());
+    }
 
     std::vector<std::string> good;
     for (size_t i = 0; i < messages.size(); ++i) {

@@ -133,6 +133,8 @@ constexpr std::chrono::seconds kServerAckWait{30};
 // Deliveries awaiting an ack (leases) the consumer allows: when they are all taken, the server
 // leaves pulls unanswered. nats-server takes -1 (no limit) as its default of 1000.
 constexpr int64_t kMaxAckPending = 1 << 20;
+// Pushed messages awaiting JetStream's acknowledgement, at most (a push past it waits).
+constexpr int64_t kMaxPendingPublishes = 1 << 20;
 // How long a call to the server may take before it is Unavailable.
 constexpr int64_t kApiTimeoutMs = 5000;
 constexpr int kConnectTimeoutMs = 2000;
@@ -319,56 +321,6 @@ class RateWindow {
   std::array<Slot, 60> slots_;
 };
 
-// One push batch waiting for its acknowledgements (filled by OnPubAck on nats.c's thread).
-struct PubBatch {
-  Mutex mu;
-  CondVar cv;
-  std::unordered_map<const natsMsg*, size_t> index GUARDED_BY(mu);
-  std::vector<uint64_t> seqs GUARDED_BY(mu);
-  std::vector<Status> errors GUARDED_BY(mu);
-  size_t settled GUARDED_BY(mu) = 0;
-
-  void Settle(size_t i, uint64_t seq, Status error) REQUIRES(mu) {
-    if (i >= seqs.size() || seqs[i] != 0 || !errors[i].ok()) return;  // settled already
-    seqs[i] = seq;
-    errors[i] = std::move(error);
-    ++settled;
-    cv.SignalAll();
-  }
-};
-
-// A JetStream context for asynchronous publishing, used by one Push at a time.
-struct PubCtx {
-  NatsPtr<jsCtx> js;
-  Mutex mu;
-  PubBatch* batch GUARDED_BY(mu) = nullptr;
-};
-
-void OnPubAck(jsCtx* /*js*/, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
-  auto* ctx = static_cast<PubCtx*>(closure);
-  {
-    MutexLock lock(&ctx->mu);
-    PubBatch* b = ctx->batch;
-    if (b != nullptr) {
-      MutexLock batch_lock(&b->mu);
-      const auto it = b->index.find(msg);
-      if (it != b->index.end()) {
-        if (pa != nullptr) {
-          b->Settle(it->second, pa->Sequence, Status::Ok());
-        } else {
-          const natsStatus err = pae != nullptr ? pae->Err : NATS_ERR;
-          const jsErrCode code = pae != nullptr ? pae->ErrCode : static_cast<jsErrCode>(0);
-          std::string what = "publish";
-          if (pae != nullptr && pae->ErrText != nullptr)
-            what += std::string(" (") + pae->ErrText + ")";
-          b->Settle(it->second, 0, NatsError(what, err, code));
-        }
-      }
-    }
-  }
-  natsMsg_Destroy(msg);  // ours to destroy, says nats.c
-}
-
 // QueueOptions::clock_us, or the system clock when it is not set.
 int64_t ClockNowUs(const std::function<int64_t()>& clock_us) {
   if (clock_us) return clock_us();
@@ -416,6 +368,7 @@ class NatsQueue final : public Queue {
 
   std::string_view backend() const override { return "nats"; }
   bool calls_wait_on_network() const override { return true; }
+  bool push_is_asynchronous() const override { return true; }
   void Push(std::string_view queue, std::span<const PushItem> items, PushDone done) override;
   StatusOr<std::vector<QueueMessage>> Pull(std::string_view queue,
                                            const PullOptions& options) override;
@@ -557,10 +510,29 @@ class NatsQueue final : public Queue {
   StatusOr<std::shared_ptr<QueueState>> GetQueue(std::string_view name, bool create)
       EXCLUDES(mu_, create_mu_);
   Status EnsureStreams(const std::string& name, bool create) REQUIRES(create_mu_);
-  // Publishes `msgs` asynchronously (to `stream`) and waits for every acknowledgement. `seqs`
-  // gets their stream sequences (0 for those not stored); the first failure is returned.
-  Status PublishBatch(const std::string& stream, std::vector<MsgPtr> msgs,
-                      std::vector<uint64_t>* seqs) EXCLUDES(mu_);
+  // A push waiting for JetStream's acknowledgements: settled one message at a time by
+  // OnPubAck (on nats.c's thread), or by the reaper when they do not come in time. All but
+  // `q`, `done` and `deadline` are guarded by pub_mu_ until the push is complete.
+  struct PendingPush {
+    std::shared_ptr<QueueState> q;
+    PushDone done;
+    Clock::time_point deadline;
+    std::vector<const natsMsg*> msgs;  // keys of pub_pending_; null once settled
+    std::vector<uint64_t> seqs;        // stream sequences, 0 when not stored
+    std::vector<Status> errors;
+    size_t settled = 0;
+  };
+  static void OnPubAck(jsCtx* js, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure);
+  // Settles message i of `p` (once); returns `p` when that completed it.
+  std::shared_ptr<PendingPush> SettlePush(PendingPush& p, size_t i, uint64_t seq, Status error)
+      REQUIRES(pub_mu_);
+  // Answers a complete push: at once when every message was stored; otherwise the reaper takes
+  // back the part that was stored first (FailPushes).
+  void FinishPush(const std::shared_ptr<PendingPush>& p) EXCLUDES(pub_mu_, mu_);
+  // On the reaper's thread: settles the pushes past their deadline, and answers the failed ones.
+  void ExpirePushes() EXCLUDES(pub_mu_);
+  void FailPushes() EXCLUDES(mu_);
+  void EndPush() EXCLUDES(mu_);
 
   // Lease records (see "Lease records" at the top). The watcher: an ordered consumer of the
   // lease stream from record `from_seq` on, which applies the other processes' records to
@@ -633,8 +605,6 @@ class NatsQueue final : public Queue {
                                                                      size_t limit);
   StatusOr<QueueStats> StatsOf(QueueState& q);
 
-  std::unique_ptr<PubCtx> TakePubCtx(Status* error) EXCLUDES(mu_);
-  void ReturnPubCtx(std::unique_ptr<PubCtx> ctx) EXCLUDES(mu_);
 
   void ReapLoop() EXCLUDES(mu_);
   // Gives back the leases that ran out and forgets the recorded ones that ended; `periodic`
@@ -657,8 +627,15 @@ class NatsQueue final : public Queue {
   CondVar cv_;  // pushes_in_flight_ fell, or the reaper should stop
   std::map<std::string, std::shared_ptr<QueueState>, std::less<>> queues_ GUARDED_BY(mu_);
   std::set<std::string, std::less<>> names_ GUARDED_BY(mu_);  // queues known to exist
-  std::vector<std::unique_ptr<PubCtx>> pub_pool_ GUARDED_BY(mu_);
   int pushes_in_flight_ GUARDED_BY(mu_) = 0;
+  std::vector<std::shared_ptr<PendingPush>> failed_pushes_ GUARDED_BY(mu_);  // for FailPushes
+  // Asynchronous publishing (pushes): one context, its acknowledgements in OnPubAck.
+  NatsPtr<jsCtx> pub_js_;
+  Mutex pub_mu_;
+  std::unordered_map<const natsMsg*, std::pair<std::shared_ptr<PendingPush>, size_t>> pub_pending_
+      GUARDED_BY(pub_mu_);
+  std::unordered_map<const PendingPush*, std::shared_ptr<PendingPush>> pub_incomplete_
+      GUARDED_BY(pub_mu_);
   bool reaper_stop_ GUARDED_BY(mu_) = false;
   std::thread reaper_;
 };
@@ -693,6 +670,14 @@ Status NatsQueue::Start() {
   s = natsConnection_JetStream(&js, conn_.get(), &jo);
   if (s != NATS_OK) return NatsError("JetStream context", s);
   js_.reset(js);
+  jsOptions pub = ApiOptions();
+  pub.PublishAsync.MaxPending = kMaxPendingPublishes;
+  pub.PublishAsync.AckHandler = OnPubAck;
+  pub.PublishAsync.AckHandlerClosure = this;
+  js = nullptr;
+  s = natsConnection_JetStream(&js, conn_.get(), &pub);
+  if (s != NATS_OK) return NatsError("JetStream context", s);
+  pub_js_.reset(js);
   natsInbox* inbox = nullptr;
   s = natsInbox_Create(&inbox);
   if (s != NATS_OK) return NatsError("inbox", s);
@@ -750,7 +735,6 @@ NatsQueue::~NatsQueue() {
     q->leases.clear();
   }
   queues_.clear();
-  pub_pool_.clear();
 }
 
 void NatsQueue::Stop() {
@@ -953,35 +937,6 @@ StatusOr<std::shared_ptr<NatsQueue::QueueState>> NatsQueue::GetQueue(std::string
   return q;
 }
 
-std::unique_ptr<PubCtx> NatsQueue::TakePubCtx(Status* error) {
-  {
-    MutexLock lock(&mu_);
-    if (!pub_pool_.empty()) {
-      auto ctx = std::move(pub_pool_.back());
-      pub_pool_.pop_back();
-      return ctx;
-    }
-  }
-  auto ctx = std::make_unique<PubCtx>();
-  jsOptions jo = ApiOptions();
-  jo.PublishAsync.MaxPending = static_cast<int64_t>(options_.max_batch) + 1;
-  jo.PublishAsync.AckHandler = OnPubAck;
-  jo.PublishAsync.AckHandlerClosure = ctx.get();
-  jsCtx* js = nullptr;
-  const natsStatus s = natsConnection_JetStream(&js, conn_.get(), &jo);
-  if (s != NATS_OK) {
-    *error = NatsError("JetStream context", s);
-    return nullptr;
-  }
-  ctx->js.reset(js);
-  return ctx;
-}
-
-void NatsQueue::ReturnPubCtx(std::unique_ptr<PubCtx> ctx) {
-  MutexLock lock(&mu_);
-  pub_pool_.push_back(std::move(ctx));
-}
-
 void NatsQueue::Push(std::string_view queue, std::span<const PushItem> items, PushDone done) {
   Status st = CheckRunning();
   if (st.ok()) st = ValidateQueueName(queue);
@@ -1014,16 +969,10 @@ void NatsQueue::Push(std::string_view queue, std::span<const PushItem> items, Pu
     MutexLock lock(&mu_);
     ++pushes_in_flight_;
   }
-  auto finish = [this, &done](StatusOr<std::vector<std::string>> result) {
-    done(std::move(result));
-    MutexLock lock(&mu_);
-    --pushes_in_flight_;
-    cv_.SignalAll();
-  };
-
   auto q_or = GetQueue(queue, /*create=*/true);
   if (!q_or.ok()) {
-    finish(q_or.status());
+    done(q_or.status());
+    EndPush();
     return;
   }
   QueueState& q = **q_or;
@@ -1041,117 +990,162 @@ void NatsQueue::Push(std::string_view queue, std::span<const PushItem> items, Pu
       s = natsMsgHeader_Set(m, kHdrType, EncodeHeader(items[i].message_type).c_str());
     }
     if (s != NATS_OK) {
-      finish(NatsError("message for " + q.stream, s).WithContext("push to queue '" + q.name + "'"));
+      done(NatsError("message for " + q.stream, s).WithContext("push to queue '" + q.name + "'"));
+      EndPush();
       return;
     }
     msgs.push_back(std::move(owned));
   }
-  std::vector<uint64_t> seqs;
-  const Status published = PublishBatch(q.stream, std::move(msgs), &seqs);
-  if (!published.ok()) {
+  // Published asynchronously: whoever settles the last message (OnPubAck, this loop when a
+  // publish fails, or the reaper at the deadline) finishes the push.
+  auto p = std::make_shared<PendingPush>();
+  p->q = *q_or;
+  p->done = std::move(done);
+  p->deadline = Clock::now() + std::chrono::milliseconds(kApiTimeoutMs);
+  p->seqs.assign(n, 0);
+  p->errors.assign(n, Status::Ok());
+  {
+    MutexLock lock(&pub_mu_);
+    for (size_t i = 0; i < n; ++i) {
+      p->msgs.push_back(msgs[i].get());
+      pub_pending_[msgs[i].get()] = {p, i};
+    }
+    pub_incomplete_[p.get()] = p;
+  }
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.ExpectStream = q.stream.c_str();
+  po.MaxWait = kApiTimeoutMs;
+  for (size_t i = 0; i < n; ++i) {
+    natsMsg* m = msgs[i].release();
+    const natsStatus s = js_PublishMsgAsync(pub_js_.get(), &m, &po);
+    if (s != NATS_OK) {
+      natsMsg_Destroy(m);  // a no-op once the library took it
+      const Status error = NatsError("publish to " + q.stream, s);
+      std::shared_ptr<PendingPush> complete;
+      {
+        MutexLock lock(&pub_mu_);
+        for (size_t j = i; j < n; ++j) {
+          if (auto c = SettlePush(*p, j, 0, error)) complete = std::move(c);
+        }
+      }
+      if (complete) FinishPush(complete);
+      return;  // msgs[j > i] are destroyed here, never published
+    }
+  }
+}
+
+void NatsQueue::OnPubAck(jsCtx* /*js*/, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae,
+                         void* closure) {
+  auto* self = static_cast<NatsQueue*>(closure);
+  std::shared_ptr<PendingPush> complete;
+  {
+    MutexLock lock(&self->pub_mu_);
+    const auto it = self->pub_pending_.find(msg);
+    if (it != self->pub_pending_.end()) {
+      const auto [p, i] = it->second;
+      if (pa != nullptr) {
+        complete = self->SettlePush(*p, i, pa->Sequence, Status::Ok());
+      } else {
+        const natsStatus err = pae != nullptr ? pae->Err : NATS_ERR;
+        const jsErrCode code = pae != nullptr ? pae->ErrCode : static_cast<jsErrCode>(0);
+        std::string what = "publish";
+        if (pae != nullptr && pae->ErrText != nullptr) what += std::string(" (") + pae->ErrText + ")";
+        complete = self->SettlePush(*p, i, 0, NatsError(what, err, code));
+      }
+    }
+  }
+  natsMsg_Destroy(msg);  // ours to destroy, says nats.c
+  if (complete) self->FinishPush(complete);
+}
+
+std::shared_ptr<NatsQueue::PendingPush> NatsQueue::SettlePush(PendingPush& p, size_t i,
+                                                              uint64_t seq, Status error) {
+  if (i >= p.msgs.size() || p.msgs[i] == nullptr) return nullptr;  // settled already
+  pub_pending_.erase(p.msgs[i]);
+  p.msgs[i] = nullptr;
+  p.seqs[i] = seq;
+  p.errors[i] = std::move(error);
+  if (++p.settled < p.msgs.size()) return nullptr;
+  const auto it = pub_incomplete_.find(&p);
+  if (it == pub_incomplete_.end()) return nullptr;
+  std::shared_ptr<PendingPush> complete = std::move(it->second);
+  pub_incomplete_.erase(it);
+  return complete;
+}
+
+void NatsQueue::FinishPush(const std::shared_ptr<PendingPush>& p) {
+  // Complete: nothing writes to *p any more.
+  if (std::any_of(p->errors.begin(), p->errors.end(), [](const Status& e) { return !e.ok(); })) {
+    MutexLock lock(&mu_);
+    failed_pushes_.push_back(p);
+    cv_.SignalAll();
+    return;
+  }
+  QueueState& q = *p->q;
+  std::vector<std::string> ids;
+  ids.reserve(p->seqs.size());
+  for (const uint64_t seq : p->seqs) ids.push_back(q.name + "-" + std::to_string(seq));
+  {
+    MutexLock lock(&q.mu);
+    q.pushed += ids.size();
+    q.push_rate.Add(NowUs() / 1000000, ids.size());
+  }
+  p->done(std::move(ids));
+  EndPush();
+}
+
+void NatsQueue::ExpirePushes() {
+  const auto now = Clock::now();
+  std::vector<std::shared_ptr<PendingPush>> complete;
+  {
+    MutexLock lock(&pub_mu_);
+    std::vector<PendingPush*> late;
+    for (const auto& [raw, p] : pub_incomplete_) {
+      if (now >= p->deadline) late.push_back(p.get());
+    }
+    for (PendingPush* p : late) {
+      // What is still unanswered: a late answer finds nothing to settle.
+      for (size_t i = 0; i < p->msgs.size(); ++i) {
+        auto c = SettlePush(*p, i, 0,
+                            Unavailable("nats: no acknowledgement from JetStream within " +
+                                        std::to_string(kApiTimeoutMs) + " ms"));
+        if (c) complete.push_back(std::move(c));
+      }
+    }
+  }
+  for (const auto& p : complete) FinishPush(p);
+}
+
+void NatsQueue::FailPushes() {
+  std::vector<std::shared_ptr<PendingPush>> failed;
+  {
+    MutexLock lock(&mu_);
+    failed.swap(failed_pushes_);
+  }
+  for (const auto& p : failed) {
     // All or nothing: take back the part of the batch that was stored.
+    QueueState& q = *p->q;
     jsOptions jo = ApiOptions();
-    for (const uint64_t seq : seqs) {
+    for (const uint64_t seq : p->seqs) {
       if (seq == 0) continue;
       jsErrCode je = static_cast<jsErrCode>(0);
-      const natsStatus ds = js_DeleteMsg(js_.get(), q.stream.c_str(), seq, &jo, &je);
-      if (ds != NATS_OK) {
+      if (js_DeleteMsg(js_.get(), q.stream.c_str(), seq, &jo, &je) != NATS_OK) {
         Log(LogLevel::kError, "nats: a failed push left a message in its queue",
             {{"queue", q.name}, {"seq", static_cast<unsigned long long>(seq)}});
       }
     }
-    finish(published.WithContext("push to queue '" + q.name + "'"));
-    return;
+    const auto bad =
+        std::find_if(p->errors.begin(), p->errors.end(), [](const Status& e) { return !e.ok(); });
+    p->done(bad->WithContext("push to queue '" + q.name + "'"));
+    EndPush();
   }
-  std::vector<std::string> ids;
-  ids.reserve(n);
-  for (const uint64_t seq : seqs) ids.push_back(q.name + "-" + std::to_string(seq));
-  {
-    MutexLock lock(&q.mu);
-    q.pushed += n;
-    q.push_rate.Add(NowUs() / 1000000, n);
-  }
-  finish(std::move(ids));
 }
 
-Status NatsQueue::PublishBatch(const std::string& stream, std::vector<MsgPtr> msgs,
-                               std::vector<uint64_t>* seqs) {
-  const size_t n = msgs.size();
-  seqs->assign(n, 0);
-  if (n == 0) return Status::Ok();
-  Status ctx_error;
-  std::unique_ptr<PubCtx> ctx = TakePubCtx(&ctx_error);
-  if (ctx == nullptr) return ctx_error;
-  PubBatch batch;
-  {
-    MutexLock lock(&batch.mu);
-    batch.seqs.assign(n, 0);
-    batch.errors.assign(n, Status::Ok());
-  }
-  {
-    MutexLock lock(&ctx->mu);
-    ctx->batch = &batch;
-  }
-  jsPubOptions po;
-  jsPubOptions_Init(&po);
-  po.ExpectStream = stream.c_str();
-  po.MaxWait = kApiTimeoutMs;
-  for (size_t i = 0; i < n; ++i) {
-    natsMsg* m = msgs[i].release();
-    {
-      MutexLock lock(&batch.mu);
-      batch.index[m] = i;
-    }
-    const natsStatus s = js_PublishMsgAsync(ctx->js.get(), &m, &po);
-    if (s != NATS_OK) {
-      const Status error = NatsError("publish to " + stream, s);
-      natsMsg_Destroy(m);  // a no-op once the library took it
-      MutexLock lock(&batch.mu);
-      for (size_t j = i; j < n; ++j) batch.Settle(j, 0, error);
-      break;
-    }
-  }
-  const natsStatus s = js_PublishAsyncComplete(ctx->js.get(), &po);
-  if (s != NATS_OK) {
-    // Timed out: take back what is still unanswered, so that late answers are dropped.
-    natsMsgList pending{};
-    if (js_PublishAsyncGetPendingList(&pending, ctx->js.get()) == NATS_OK) {
-      MutexLock lock(&batch.mu);
-      for (int i = 0; i < pending.Count; ++i) {
-        const auto it = batch.index.find(pending.Msgs[i]);
-        if (it != batch.index.end()) {
-          batch.Settle(it->second, 0,
-                       Unavailable("nats: no acknowledgement from JetStream within " +
-                                   std::to_string(kApiTimeoutMs) + " ms"));
-        }
-      }
-      natsMsgList_Destroy(&pending);
-    }
-  }
-  std::vector<Status> errors;
-  {
-    MutexLock lock(&batch.mu);
-    const auto deadline = Clock::now() + std::chrono::milliseconds(kApiTimeoutMs);
-    while (batch.settled < n && Clock::now() < deadline) {
-      batch.cv.WaitFor(&batch.mu, std::chrono::milliseconds(kWaitSliceMs));
-    }
-    for (size_t i = 0; i < n; ++i) {
-      if (batch.seqs[i] == 0 && batch.errors[i].ok()) {
-        batch.errors[i] = Unavailable("nats: no acknowledgement from JetStream");
-      }
-    }
-    *seqs = batch.seqs;
-    errors = batch.errors;
-  }
-  {
-    MutexLock lock(&ctx->mu);
-    ctx->batch = nullptr;  // from here on, OnPubAck ignores this batch
-  }
-  ReturnPubCtx(std::move(ctx));
-  for (Status& e : errors) {
-    if (!e.ok()) return std::move(e);
-  }
-  return Status::Ok();
+void NatsQueue::EndPush() {
+  MutexLock lock(&mu_);
+  --pushes_in_flight_;
+  cv_.SignalAll();
 }
 
 StatusOr<std::unique_ptr<NatsQueue::Inbox>> NatsQueue::TakeInbox(QueueState& q) {
@@ -1951,10 +1945,12 @@ void NatsQueue::ReapLoop() {
     {
       MutexLock lock(&mu_);
       if (reaper_stop_) return;
-      cv_.WaitFor(&mu_, kReapEvery);
+      if (failed_pushes_.empty()) cv_.WaitFor(&mu_, kReapEvery);
       if (reaper_stop_) return;
       for (const auto& [name, q] : queues_) queues.push_back(q);
     }
+    ExpirePushes();
+    FailPushes();
     for (const auto& q : queues) {
       Reap(*q, /*periodic=*/true);
       PurgeRecords(*q);

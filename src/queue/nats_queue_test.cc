@@ -177,14 +177,17 @@ class NatsQueueTest : public ::testing::Test {
     std::vector<PushItem> items;
     items.reserve(contents.size());
     for (const std::string& c : contents) items.push_back({c, type});
-    StatusOr<std::vector<std::string>> result = Status(StatusCode::kInternal, "done not called");
-    int calls = 0;
-    q.Push(name, items, [&](StatusOr<std::vector<std::string>> r) {
-      result = std::move(r);
-      ++calls;
+    // `done` comes once, from nats.c's thread.
+    auto result = std::make_shared<StatusOr<std::vector<std::string>>>(
+        Status(StatusCode::kInternal, "done not called"));
+    auto calls = std::make_shared<std::atomic<int>>(0);
+    q.Push(name, items, [result, calls](StatusOr<std::vector<std::string>> r) {
+      *result = std::move(r);
+      ++*calls;
     });
-    EXPECT_EQ(calls, 1);
-    return result;
+    EXPECT_TRUE(Eventually([&] { return calls->load() > 0; }));
+    EXPECT_EQ(calls->load(), 1);
+    return *result;
   }
 
   static std::vector<QueueMessage> PullOk(Queue& q, std::string_view name, size_t max,
@@ -217,7 +220,9 @@ class NatsQueueTest : public ::testing::Test {
    public:
     explicit Inspect(const std::string& url) {
       EXPECT_EQ(natsConnection_ConnectTo(&nc_, url.c_str()), NATS_OK);
-      if (nc_ != nullptr) EXPECT_EQ(natsConnection_JetStream(&js_, nc_, nullptr), NATS_OK);
+      if (nc_ != nullptr) {
+        EXPECT_EQ(natsConnection_JetStream(&js_, nc_, nullptr), NATS_OK);
+      }
     }
     ~Inspect() {
       jsCtx_Destroy(js_);
@@ -930,9 +935,7 @@ bool NatsQueueTestPush(Queue& q, const std::vector<std::string>& contents) {
   std::vector<PushItem> items;
   items.reserve(contents.size());
   for (const std::string& c : contents) items.push_back({c, "tx"});
-  bool ok = false;
-  q.Push("TQ1", items, [&](const StatusOr<std::vector<std::string>>& r) { ok = r.ok(); });
-  return ok;
+  return q.PushAndWait("TQ1", items).ok();
 }
 
 int64_t SystemNowUs() {

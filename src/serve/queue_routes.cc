@@ -336,8 +336,13 @@ void AddQueueRoutes(Router& r, Queue& queue, size_t max_message_bytes, size_t ma
   r.Add({"GET", "/api/queues", Role::kViewer, Reach::kAnywhere, BodyKind::kNone, handler(&QueueRoutes::List)});
   r.Add({"GET", "/api/queues/{name}", Role::kViewer, Reach::kAnywhere, BodyKind::kNone,
          handler(&QueueRoutes::Stats)});
+  // A push that answers asynchronously holds no thread: it stays on the I/O thread.
+  RouteHandler push = handler(&QueueRoutes::Push);
+  if (queue.push_is_asynchronous()) {
+    push = [routes](RouteRequest&& q, const Respond& p) { routes->Push(std::move(q), p); };
+  }
   r.Add({"POST", "/api/queues/{name}/push", Role::kScorer, Reach::kAnywhere, BodyKind::kJson,
-         handler(&QueueRoutes::Push)});
+         std::move(push)});
   r.Add({"POST", "/api/queues/{name}/pull", Role::kProcessor, Reach::kAnywhere, BodyKind::kOptionalJson,
          handler(&QueueRoutes::Pull)});
   r.Add({"POST", "/api/queues/{name}/ack", Role::kProcessor, Reach::kAnywhere, BodyKind::kJson,
