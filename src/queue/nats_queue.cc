@@ -465,6 +465,13 @@ class NatsQueue final : public Queue {
     // purged below it (purge_floor: purged below that already).
     std::map<uint64_t, OwnRecord> own_records GUARDED_BY(mu);
     uint64_t last_own_seq GUARDED_BY(mu) = 0, purge_floor GUARDED_BY(mu) = 0;
+    // Other processes' records by subject: the last one read, and when the last of their leases
+    // ends. Once all have ended (a process that stopped, or was killed), they are purged here.
+    struct Foreign {
+      uint64_t last_seq = 0;
+      int64_t until_us = 0;
+    };
+    std::unordered_map<std::string, Foreign> foreign GUARDED_BY(mu);
     Clock::time_point last_purge GUARDED_BY(mu);
     uint64_t pushed GUARDED_BY(mu) = 0, delivered GUARDED_BY(mu) = 0, acked GUARDED_BY(mu) = 0,
                     nacked GUARDED_BY(mu) = 0,
@@ -554,9 +561,9 @@ class NatsQueue final : public Queue {
   Status CheckServer(QueueState& q) EXCLUDES(q.server_mu, q.mu);
   // One of this process's leases from record `record_seq` is settled (acked, nacked, ended).
   static void SettleRecord(QueueState& q, uint64_t record_seq) REQUIRES(q.mu);
-  // Purges this process's records below the first that holds something (at most every
-  // kPurgeEvery).
-  void PurgeRecords(QueueState& q) EXCLUDES(q.mu);
+  // Purges this process's records below the first that holds something, and the other
+  // processes' whose leases all ended (at most every kPurgeEvery, unless `now`).
+  void PurgeRecords(QueueState& q, bool now) EXCLUDES(q.mu);
   Status RefreshNames() EXCLUDES(mu_);
 
   // Sends one pull request for up to `batch` messages (no_wait when expires_ms is 0) and
@@ -722,7 +729,10 @@ NatsQueue::~NatsQueue() {
     MutexLock lock(&mu_);
     for (const auto& [name, q] : queues_) queues.push_back(q);
   }
-  // Leases are left as they are, not given back: recorded, they hold across a restart.
+  // Leases are left as they are, not given back: recorded, they hold across a restart. The
+  // records that hold nothing go.
+  for (const auto& q : queues) PurgeRecords(*q, /*now=*/true);
+  if (conn_ != nullptr && !queues.empty()) natsConnection_FlushTimeout(conn_.get(), 1000);
   // Closing the connection ends the watchers too (their callbacks use the queue states).
   if (conn_ != nullptr) natsConnection_Close(conn_.get());
   for (const auto& q : queues) {
@@ -1417,6 +1427,11 @@ void NatsQueue::ApplyRecord(QueueState& q, uint64_t generation, uint64_t record_
   if ((lease || release) && !ParseNumber(lines[0].substr(2), &until_us)) lines.clear();
   MutexLock lock(&q.mu);
   if (generation != q.watcher_generation) return;  // a stopped watcher's
+  if (subject != q.own_subject) {
+    QueueState::Foreign& f = q.foreign[std::string(subject)];
+    f.last_seq = std::max(f.last_seq, record_seq);
+    f.until_us = std::max(f.until_us, until_us);
+  }
   for (size_t i = 1; (lease || release) && i < lines.size(); ++i) {
     std::array<std::string_view, 4> f;
     size_t n = 0;
@@ -1510,29 +1525,41 @@ void NatsQueue::SettleRecord(QueueState& q, uint64_t record_seq) {
   if (it != q.own_records.end() && it->second.open > 0) --it->second.open;
 }
 
-void NatsQueue::PurgeRecords(QueueState& q) {
+void NatsQueue::PurgeRecords(QueueState& q, bool now) {
   const int64_t now_us = NowUs();
-  uint64_t floor = 0;
+  // Subject -> purge below this sequence.
+  std::vector<std::pair<std::string, uint64_t>> purges;
   {
     MutexLock lock(&q.mu);
+    if (!now && Clock::now() - q.last_purge < kPurgeEvery) return;
+    q.last_purge = Clock::now();
     while (!q.own_records.empty() && !q.own_records.begin()->second.Holds(now_us)) {
       q.own_records.erase(q.own_records.begin());
     }
-    floor = q.own_records.empty() ? q.last_own_seq + 1 : q.own_records.begin()->first;
-    if (floor <= q.purge_floor || Clock::now() - q.last_purge < kPurgeEvery) return;
-    q.last_purge = Clock::now();
+    const uint64_t floor =
+        q.own_records.empty() ? q.last_own_seq + 1 : q.own_records.begin()->first;
+    if (floor > q.purge_floor) {
+      purges.emplace_back(q.own_subject, floor);
+      q.purge_floor = floor;
+    }
+    for (auto it = q.foreign.begin(); it != q.foreign.end();) {
+      if (it->second.until_us <= now_us) {
+        purges.emplace_back(it->first, it->second.last_seq + 1);
+        it = q.foreign.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
-  // Not waited for: a purge that fails leaves records that hold nothing, which the next one
+  // Not waited for: a purge that fails leaves records that hold nothing, which a later one
   // (or their max age) removes.
-  const std::string subject = "$JS.API.STREAM.PURGE." + q.lease_stream;
-  const std::string body =
-      "{\"filter\":\"" + q.own_subject + "\",\"seq\":" + std::to_string(floor) + "}";
-  if (natsConnection_PublishRequest(conn_.get(), subject.c_str(), api_inbox_.c_str(), body.data(),
-                                    static_cast<int>(body.size())) != NATS_OK) {
-    return;
+  const std::string api = "$JS.API.STREAM.PURGE." + q.lease_stream;
+  for (const auto& [subject, below] : purges) {
+    const std::string body =
+        "{\"filter\":\"" + subject + "\",\"seq\":" + std::to_string(below) + "}";
+    natsConnection_PublishRequest(conn_.get(), api.c_str(), api_inbox_.c_str(), body.data(),
+                                  static_cast<int>(body.size()));
   }
-  MutexLock lock(&q.mu);
-  q.purge_floor = std::max(q.purge_floor, floor);
 }
 
 StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
@@ -1953,7 +1980,7 @@ void NatsQueue::ReapLoop() {
     FailPushes();
     for (const auto& q : queues) {
       Reap(*q, /*periodic=*/true);
-      PurgeRecords(*q);
+      PurgeRecords(*q, /*now=*/false);
     }
   }
 }

@@ -72,6 +72,12 @@ bool Eventually(const std::function<bool()>& condition, milliseconds timeout = s
   return condition();
 }
 
+int64_t SystemNowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // One nats-server with JetStream, its store in a folder of its own.
 class NatsServer {
  public:
@@ -344,6 +350,35 @@ TEST_F(NatsQueueTest, SettledLeaseRecordsArePurged) {
   q = Open();
   ASSERT_NE(q, nullptr);
   EXPECT_TRUE(PullOk(*q, "TQ1", 10, seconds(60)).empty());
+}
+
+TEST_F(NatsQueueTest, RecordsOfAStoppedOrKilledVigilArePurged) {
+  {
+    // One that stopped with its leases settled leaves nothing.
+    auto q = Open();
+    ASSERT_NE(q, nullptr);
+    ASSERT_TRUE(PushSync(*q, "TQ1", {"a", "b"}).ok());
+    for (int i = 0; i < 2; ++i) {
+      const auto got = PullOk(*q, "TQ1", 1, seconds(60));
+      ASSERT_EQ(got.size(), 1u);
+      const std::vector<std::string> ids = {got[0].id};
+      ASSERT_TRUE((*q->Ack("TQ1", ids))[0].ok());
+    }
+  }
+  Inspect server(server_.url());
+  EXPECT_TRUE(Eventually([&] { return server.Messages("VIGIL_LEASES_TQ1") == 0; }));
+  // One that was killed left a record whose lease has ended: the next Vigil purges it.
+  const std::string body =
+      "L " + std::to_string(SystemNowUs() - 1000000) + "\nTQ1-1 1 1 $JS.ACK.x.y.1.1.1.1.0\n";
+  jsPubAck* pa = nullptr;
+  ASSERT_EQ(js_Publish(&pa, server.js(), "vigil.lease.TQ1.pkilled", body.data(),
+                       static_cast<int>(body.size()), nullptr, nullptr),
+            NATS_OK);
+  jsPubAck_Destroy(pa);
+  ASSERT_EQ(server.Messages("VIGIL_LEASES_TQ1"), 1);
+  auto q = Open();
+  ASSERT_NE(q, nullptr);
+  EXPECT_TRUE(Eventually([&] { return server.Messages("VIGIL_LEASES_TQ1") == 0; }));
 }
 
 TEST_F(NatsQueueTest, ANackReachesAnotherVigilAtOnce) {
@@ -938,11 +973,6 @@ bool NatsQueueTestPush(Queue& q, const std::vector<std::string>& contents) {
   return q.PushAndWait("TQ1", items).ok();
 }
 
-int64_t SystemNowUs() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Leases "a" for 4 s, kills nats-server and Vigil with SIGKILL (the server's consumer state
 // lost too, when `lose_consumer_state`), restarts both, and checks that "a" stays invisible
