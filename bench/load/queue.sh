@@ -4,7 +4,8 @@
 # time, at 1 and 32 connections; beside them, in the same run, bare_json_server's push route
 # (the same HTTP server, router and body parsing, no queue): single pushes as a fraction of it.
 # Then the processor end to end: `vigil process --mock N` (TQ1 -> engine -> PQ1, each
-# transaction recorded and its prediction pushed before the ack), per backend.
+# transaction recorded and its prediction pushed before the ack), per backend, with 2 and 4
+# worker threads (PROCESS_THREADS; the "conns" column of the table).
 # Usage: bench/load/queue.sh [seconds per run] [repeats] [backends...]   (from the repository
 #        root, after setup; backends: embedded nats, default both)
 # Prints one CSV line per run, then a table of medians (messages per second).
@@ -17,6 +18,9 @@ VIGIL="${VIGIL:-./build/vigil}"
 BARE=./build/bare_json_server
 MODEL=models/gbdt.model
 PROCESS_N="${PROCESS_N:-100000}"
+# Processor worker threads to measure (a worker waits for the backend's round trips, so a
+# networked backend wants more of them than the cores).
+PROCESS_THREADS="${PROCESS_THREADS:-2 4}"
 [ -f "$MODEL" ] || { echo "run scripts/setup.sh first (needs $MODEL)"; exit 1; }
 PORT=18766
 NATS_PORT=14299
@@ -80,9 +84,12 @@ for run in $(seq "$REPEATS"); do
     [ "$backend" = nats ] || process_args=()
     pdata="$WORK/process-$backend-$run"
     mkdir -p "$pdata"
-    t=$("$VIGIL" process --model "$MODEL" --data-dir "$pdata" "${process_args[@]}" --threads 2 --mock "$PROCESS_N" \
-      2>>"$WORK/serve.log" | sed -n 's/^Processing time: \([0-9.]*\) seconds$/\1/p')
-    echo "$backend,process,2,$run,$(python3 -c "print(round($PROCESS_N / $t))"),,,0,0" | tee -a "$csv"
+    for threads in $PROCESS_THREADS; do
+      rm -rf "$pdata" && mkdir -p "$pdata"
+      t=$("$VIGIL" process --model "$MODEL" --data-dir "$pdata" "${process_args[@]}" --threads "$threads" --mock "$PROCESS_N" \
+        2>>"$WORK/serve.log" | sed -n 's/^Processing time: \([0-9.]*\) seconds$/\1/p')
+      echo "$backend,process,$threads,$run,$(python3 -c "print(round($PROCESS_N / $t))"),,,0,0" | tee -a "$csv"
+    done
     if [ "$backend" = nats ]; then kill "$nats"; wait "$nats" 2>/dev/null || true; fi
   done
 done

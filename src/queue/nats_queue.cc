@@ -12,17 +12,20 @@
 //   - Message ids are "NAME-<stream sequence>". A requeued dead letter keeps its id (carried in
 //     the Vigil-Id header), since the id doubles as a transaction id; its first sequence is
 //     gone from the stream, so the id stays unique.
-//   - Push publishes the batch asynchronously (one jsCtx per concurrent push, from a pool, so a
-//     push waits for its own acknowledgements only) and calls `done` with the ids once
-//     JetStream acknowledged every message: the stream has stored them (see "Durability").
-//     When some of the batch failed, the ones stored are deleted again (best effort), so that
-//     "none of them was pushed" holds unless the server went away in between.
-//   - Pull sends JetStream pull requests itself ($JS.API.CONSUMER.MSG.NEXT, on one inbox per
-//     queue) instead of natsSubscription_Fetch: a no_wait request answers at once with what is
-//     ready, and a long poll asks for one message with `expires` = the wait, then takes the
-//     rest of the batch without waiting, so a pull returns as soon as anything arrives (Fetch
-//     either waits for the whole batch or returns before the server answered). The wait is
-//     watched in 100 ms slices, so Stop wakes it.
+//   - Push publishes the batch asynchronously (one jsCtx for every push) and returns; OnPubAck,
+//     on nats.c's thread, settles each message, and the last one calls `done` with the ids:
+//     the stream has stored them (see "Durability"). When some of the batch failed (or no
+//     acknowledgement came within kApiTimeoutMs: the reaper's deadline), the reaper deletes
+//     the ones stored again (best effort), so that "none of them was pushed" holds unless the
+//     server went away in between.
+//   - Pull sends JetStream pull requests itself ($JS.API.CONSUMER.MSG.NEXT, on a reply inbox
+//     of its own, from a pool per queue, so that pulls run in parallel) instead of
+//     natsSubscription_Fetch: a no_wait request answers at once with what is ready, and a long
+//     poll asks for one message with `expires` = the wait, then takes the rest of the batch
+//     without waiting, so a pull returns as soon as anything arrives (Fetch either waits for
+//     the whole batch or returns before the server answered). The wait is watched in 100 ms
+//     slices, so Stop wakes it. The consumer's max_ack_pending is kMaxAckPending: past it the
+//     server answers no pull at all.
 //   - Plain pull (lease 0): the messages are acknowledged (and the last acknowledgement
 //     confirmed by the server, which handles one connection's acks in order) before Pull
 //     returns, so they are never delivered again. If Vigil dies between fetch and ack, they
@@ -35,21 +38,26 @@
 //   - Lease records, so that a lease holds across kill -9 of Vigil and of nats-server (whose
 //     consumer state, what it delivered and what awaits an ack, is flushed asynchronously and
 //     may lose its last moments, so that it delivers just-leased messages again as new): a
-//     stream VIGIL_LEASES_NAME (file storage, subjects vigil.lease.NAME.<n>, one per message id
-//     "NAME-<n>", MaxMsgsPerSubject 1 so it is a key-value store, max age max_lease + 1 h for
-//     what a crash leaves behind). A leased pull publishes one record per message (headers:
-//     its stream sequence, the lease's end, the attempt, the delivery's ack subject)
-//     asynchronously and waits for every acknowledgement before it returns the messages; when
-//     that fails, they are given back and the pull fails. Ack and expiry delete the records
-//     without waiting (a record left behind names a message that is gone or a lease that
-//     ended: harmless); Nack deletes them, confirmed, before it gives the messages back.
-//     The records of other processes (one that restarted, or runs beside this one) are read at
-//     open (and their deliveries nak'ed with a delay to the lease's end, so that they come back
-//     then and not only after the ack wait), again when the connected server changed (a
-//     restart), and looked up when a message is delivered a second time or more. A delivered
-//     message whose recorded lease is active and held elsewhere is not handed out: it is
-//     nak'ed with a delay to the lease's end (+50 ms); one this process holds itself (the
-//     server delivered it again after a restart) keeps its lease, on the new delivery.
+//     stream VIGIL_LEASES_NAME (file storage, subjects vigil.lease.NAME.<process>, one per
+//     Vigil process, "p" + 16 random hex digits; max age max_lease + 1 h for what is left
+//     behind). A leased pull publishes one record ("L <until_us>", then "<id> <seq> <attempt>
+//     <ack subject>" per message) and waits for its acknowledgement before it returns the
+//     messages; when that fails, they are given back and the pull fails. A Nack first
+//     publishes a release ("R <until_us>", then the ids), confirmed, so that a message given
+//     back is not held for its old lease. An Ack writes nothing (the message is gone).
+//     Every process reads every record through a watcher (an ordered consumer of the lease
+//     stream) and keeps the other processes' active leases in `recorded`; CatchUp (publish a
+//     marker "M", wait until the watcher read it) makes it current at open, after a change of
+//     server (the watcher starts again from the last record read), before a message is held
+//     for another process's lease, and for an Ack / Nack of an id not known here. At open the
+//     recorded deliveries of others are nak'ed with a delay to the lease's end, so that they
+//     come back then and not only after the ack wait. A delivered message whose recorded
+//     lease is active and held elsewhere is not handed out: it is nak'ed with a delay to the
+//     lease's end (+50 ms); one this process holds itself (the server delivered it again after
+//     a restart) keeps its lease, on the new delivery.
+//     Purging: own_records counts each record's unsettled leases; once a second (and at
+//     shutdown) the process's subject is purged below its first record that holds something,
+//     and other processes' subjects whose records all ended are purged up to the last read.
 //   - Ack / Nack find the message in the map, all or nothing: when one id is not there (never
 //     leased, settled, named twice, expired: NotFound) none of them is settled. An id with an
 //     active record but not in the map (leased by a Vigil process that has since restarted)
@@ -79,11 +87,11 @@
 //     once with Unavailable (the reconnect buffer is 1 byte, so nothing is buffered to be sent,
 //     unknown to the caller, after we reported a failure).
 //
-// Thread-safe: every method may be called from any thread. Locks: mu_ (the queue table),
-// create_mu_ (creating streams, held across server calls; taken before mu_), per queue
-// fetch_mu (one pull at a time per queue and process: it owns the inbox and the server id the
-// records were read from) and mu (its leases, records and counters; never held across a
-// server call).
+// Thread-safe: every method may be called from any thread. Locks: mu_ (the queue table, the
+// pushes in flight), create_mu_ (creating streams, held across server calls; taken before mu_),
+// pub_mu_ (the pushes awaiting acknowledgements), and per queue inbox_mu (its free pull
+// inboxes), server_mu (its watcher and the server it reads from; held across server calls,
+// taken before mu) and mu (its leases, records and counters; never held across a server call).
 #include "queue/nats_queue.h"
 
 #include <string>
