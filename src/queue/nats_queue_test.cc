@@ -261,6 +261,7 @@ TEST_F(NatsQueueTest, ConcurrentLeasedPullsNeverShareAMessage) {
   ASSERT_NE(q, nullptr);
   constexpr int kMessages = 2000;
   std::vector<std::string> contents;
+  contents.reserve(kMessages);
   for (int i = 0; i < kMessages; ++i) contents.push_back(std::to_string(i));
   for (size_t i = 0; i < contents.size(); i += 500) {
     const std::vector<std::string> part(contents.begin() + static_cast<std::ptrdiff_t>(i),
@@ -271,6 +272,7 @@ TEST_F(NatsQueueTest, ConcurrentLeasedPullsNeverShareAMessage) {
   std::vector<std::vector<std::string>> got(4);
   std::atomic<int> errors{0};
   std::vector<std::thread> consumers;
+  consumers.reserve(4);
   for (int c = 0; c < 4; ++c) {
     consumers.emplace_back([&, c] {
       PullOptions po;
@@ -330,6 +332,7 @@ TEST_F(NatsQueueTest, SettledLeaseRecordsArePurged) {
     const auto got = PullOk(*q, "TQ1", 3, seconds(60));
     ASSERT_EQ(got.size(), 3u);
     std::vector<std::string> ids;
+    ids.reserve(got.size());
     for (const QueueMessage& m : got) ids.push_back(m.id);
     if (i == 50) {
       kept.push_back(got[0]);
