@@ -573,6 +573,8 @@ class NatsQueue final : public Queue {
   // processes' whose leases all ended (at most every kPurgeEvery, unless `now`).
   void PurgeRecords(QueueState& q, bool now) EXCLUDES(q.mu);
   Status RefreshNames() EXCLUDES(mu_);
+  // Publishes `m` to `stream` and waits for JetStream's acknowledgement: its stream sequence.
+  StatusOr<uint64_t> PublishAndWait(const std::string& stream, natsMsg* m);
 
   // Sends one pull request for up to `batch` messages (no_wait when expires_ms is 0) and
   // appends what it brings to `out`.
@@ -1319,16 +1321,9 @@ Status NatsQueue::DeadLetter(QueueState& q, const QueueMessage& qm, uint64_t seq
   if (s == NATS_OK && !qm.message_type.empty()) {
     s = natsMsgHeader_Set(d.get(), kHdrType, EncodeHeader(qm.message_type).c_str());
   }
-  jsPubOptions po;
-  jsPubOptions_Init(&po);
-  po.ExpectStream = q.dlq_stream.c_str();
-  po.MaxWait = kApiTimeoutMs;
-  jsPubAck* pa = nullptr;
-  jsErrCode je = static_cast<jsErrCode>(0);
-  if (s == NATS_OK) s = js_PublishMsg(&pa, js_.get(), d.get(), &po, &je);
-  jsPubAck_Destroy(pa);
-  if (s != NATS_OK) {
-    Status error = NatsError("publish to " + q.dlq_stream, s, je);
+  Status error = s == NATS_OK ? PublishAndWait(q.dlq_stream, d.get()).status()
+                              : NatsError("dead letter", s);
+  if (!error.ok()) {
     Log(LogLevel::kError, "nats: a dead letter could not be stored; given back instead",
         {{"queue", q.name}, {"id", qm.id}, {"error", error.message()}});
     if (ack_subject != nullptr) GiveBack(q, ack_subject, seq, std::chrono::milliseconds(0));
@@ -1340,6 +1335,7 @@ Status NatsQueue::DeadLetter(QueueState& q, const QueueMessage& qm, uint64_t seq
     natsMsg_Destroy(reply);
   } else {
     jsOptions jo = ApiOptions();
+    jsErrCode je = static_cast<jsErrCode>(0);
     s = js_DeleteMsg(js_.get(), q.stream.c_str(), seq, &jo, &je);
     if (s != NATS_OK && DeletedNothing(s, je)) s = NATS_OK;
   }
@@ -1360,6 +1356,19 @@ struct WatchClosure {
   void* q;
   uint64_t generation;
 };
+
+StatusOr<uint64_t> NatsQueue::PublishAndWait(const std::string& stream, natsMsg* m) {
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.ExpectStream = stream.c_str();
+  po.MaxWait = kApiTimeoutMs;
+  jsPubAck* pa = nullptr;
+  jsErrCode je = static_cast<jsErrCode>(0);
+  const natsStatus s = js_PublishMsg(&pa, js_.get(), m, &po, &je);
+  NatsPtr<jsPubAck> ack(pa);
+  if (s != NATS_OK) return NatsError("publish to " + stream, s, je);
+  return pa->Sequence;
+}
 
 Status NatsQueue::StartWatcher(QueueState& q, uint64_t from_seq) {
   jsOptions jo = ApiOptions();
@@ -1476,19 +1485,12 @@ StatusOr<uint64_t> NatsQueue::PublishRecord(QueueState& q, const std::string& bo
   natsStatus s = natsMsg_Create(&raw, q.own_subject.c_str(), nullptr, body.data(),
                                 static_cast<int>(body.size()));
   MsgPtr m(raw);
-  jsPubOptions po;
-  jsPubOptions_Init(&po);
-  po.ExpectStream = q.lease_stream.c_str();
-  po.MaxWait = kApiTimeoutMs;
-  jsPubAck* pa = nullptr;
-  jsErrCode je = static_cast<jsErrCode>(0);
-  if (s == NATS_OK) s = js_PublishMsg(&pa, js_.get(), m.get(), &po, &je);
-  NatsPtr<jsPubAck> ack(pa);
-  if (s != NATS_OK) return NatsError("publish a lease record to " + q.lease_stream, s, je);
+  if (s != NATS_OK) return NatsError("lease record", s);
+  VIGIL_ASSIGN_OR_RETURN(const uint64_t seq, PublishAndWait(q.lease_stream, m.get()));
   MutexLock lock(&q.mu);
-  q.own_records[pa->Sequence] = OwnRecord{until_us, open};
-  q.last_own_seq = std::max(q.last_own_seq, pa->Sequence);
-  return pa->Sequence;
+  q.own_records[seq] = OwnRecord{until_us, open};
+  q.last_own_seq = std::max(q.last_own_seq, seq);
+  return seq;
 }
 
 Status NatsQueue::CatchUp(QueueState& q) {
@@ -2131,15 +2133,9 @@ StatusOr<size_t> NatsQueue::Requeue(std::string_view queue, std::span<const std:
     if (s == NATS_OK && !dl.message_type.empty()) {
       s = natsMsgHeader_Set(back.get(), kHdrType, EncodeHeader(dl.message_type).c_str());
     }
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.ExpectStream = q->stream.c_str();
-    po.MaxWait = kApiTimeoutMs;
-    jsPubAck* pa = nullptr;
+    if (s != NATS_OK) return NatsError("requeue", s);
+    VIGIL_RETURN_IF_ERROR(PublishAndWait(q->stream, back.get()).status());
     jsErrCode je = static_cast<jsErrCode>(0);
-    if (s == NATS_OK) s = js_PublishMsg(&pa, js_.get(), back.get(), &po, &je);
-    jsPubAck_Destroy(pa);
-    if (s != NATS_OK) return NatsError("requeue to " + q->stream, s, je);
     // Deleted only once it is back in the queue: a crash in between leaves a duplicate, never
     // a loss.
     s = js_DeleteMsg(js_.get(), q->dlq_stream.c_str(), seq, &jo, &je);
