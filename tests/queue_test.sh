@@ -118,6 +118,36 @@ curl -s -o "$WORK/resp" "$(URL /api/queues)"
 [ "$(resp '.backend')" = "$BACKEND" ] && [ "$(resp '[.queues[].name] | sort | join(",")')" = "PQ1,TQ1,TQ2" ] && pass \
   || fail "queue list: $(cat "$WORK/resp")"
 
+# --- Long polls: a pull with wait_seconds waits for a push (on threads of its own).
+post /api/queues/LONG/push '{"content": "seed"}' >/dev/null  # the queue exists now, empty after
+s=$(post /api/queues/LONG/pull '{"max": 1}')
+[ "$(resp '.messages[0].content')" = seed ] && pass || fail "seed: $(cat "$WORK/resp")"
+long_poll() {  # long_poll BODY NAME: in the background, status in $WORK/NAME.status
+  curl -s -o "$WORK/$2" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    --data-binary "$1" "$(URL /api/queues/LONG/pull)" >"$WORK/$2.status" &
+}
+long_poll '{"wait_seconds": 15}' plain_wait
+W=$!
+sleep 1
+kill -0 "$W" 2>/dev/null && pass || fail "a plain pull with wait_seconds on an empty queue answered at once: $(cat "$WORK/plain_wait")"
+post /api/queues/LONG/push '{"content": "late1"}' >/dev/null
+wait "$W"
+[ "$(cat "$WORK/plain_wait.status")" = 200 ] && [ "$(jq -r .content "$WORK/plain_wait")" = late1 ] && pass \
+  || fail "plain long poll: $(cat "$WORK/plain_wait.status") $(cat "$WORK/plain_wait")"
+long_poll '{"lease_seconds": 30, "max": 5, "wait_seconds": 15}' leased_wait
+W=$!
+sleep 1
+kill -0 "$W" 2>/dev/null && pass || fail "a leased pull with wait_seconds answered at once: $(cat "$WORK/leased_wait")"
+post /api/queues/LONG/push '{"messages": [{"content": "late2"}, {"content": "late3"}]}' >/dev/null
+wait "$W"
+[ "$(cat "$WORK/leased_wait.status")" = 200 ] && [ "$(jq -r '.messages[0].content' "$WORK/leased_wait")" = late2 ] && pass \
+  || fail "leased long poll: $(cat "$WORK/leased_wait.status") $(cat "$WORK/leased_wait")"
+s=$(post /api/queues/LONG/ack "{\"ids\": $(jq -c '[.messages[].id]' "$WORK/leased_wait")}")
+expect_status "ack what the long poll leased" 200 "$s"
+expect_status "wait_seconds out of range" 400 "$(post /api/queues/LONG/pull '{"wait_seconds": 21}')"
+[ "$(resp '.error.details[0].field')" = wait_seconds ] && pass || fail "wait details: $(cat "$WORK/resp")"
+expect_status "wait_seconds not a number" 400 "$(post /api/queues/LONG/pull '{"wait_seconds": "soon"}')"
+
 # --- Bad input: a clear error with a documented status, nothing changed.
 before=$(depth TQ1 .totals.pushed)
 expect_status "bad queue name" 400 "$(post '/api/queues/bad%20name/push' '{"content": 1}')"

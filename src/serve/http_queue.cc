@@ -110,6 +110,8 @@ class HttpQueue final : public Queue {
     if (!plain) {
       body = "{\"max\":" + std::to_string(options.max);
       if (options.lease.count() > 0) body += ",\"lease_seconds\":" + std::to_string(options.lease.count() / 1000.0);
+      // A Vigil queue service waits on its side (a long poll); the polling below is for others.
+      if (options.wait.count() > 0) body += ",\"wait_seconds\":" + std::to_string(options.wait.count() / 1000.0);
       body += "}";
     }
     const auto deadline = std::chrono::steady_clock::now() + options.wait;

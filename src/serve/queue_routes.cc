@@ -1,5 +1,7 @@
 #include "serve/queue_routes.h"
 
+#include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -135,10 +137,19 @@ std::string StatsJson(const QueueStats& s) {
   return b + "}}";
 }
 
-class QueueRoutes {
+// A waiting pull asks the queue in slices of this much, so that a stopping server ends it soon.
+constexpr milliseconds kWaitSlice{250};
+
+class QueueRoutes : public std::enable_shared_from_this<QueueRoutes> {
  public:
-  QueueRoutes(Queue& queue, size_t max_message_bytes, size_t max_batch)
-      : queue_(queue), max_message_bytes_(max_message_bytes), max_batch_(max_batch) {}
+  QueueRoutes(Queue& queue, const QueueRouteOptions& options)
+      : queue_(queue),
+        max_message_bytes_(options.max_message_bytes),
+        max_batch_(options.max_batch),
+        max_wait_(options.max_wait),
+        wait_pool_(options.wait_pool),
+        max_waiting_(options.max_waiting),
+        stopping_(options.stopping) {}
 
   void Push(RouteRequest&& req, const Respond& respond) {
     thread_local TransactionParser parser;
@@ -191,17 +202,33 @@ class QueueRoutes {
       problems.push_back({"max", "max must be a whole number"});
       return respond(ErrorResponse(InvalidArgument("max must be a whole number"), problems));
     }
+    const double max_wait_s = static_cast<double>(max_wait_.count()) / 1000.0;
+    auto wait = NumberField(*j, "wait_seconds", 0, max_wait_s, 0, &problems);
+    if (!wait.ok()) return respond(ErrorResponse(wait.status(), problems));
     PullOptions o;
     o.max = static_cast<size_t>(*max);
     o.lease = milliseconds(static_cast<int64_t>(std::llround(*lease * 1000)));
-    const std::string_view name = req.Param("name");
-    auto got = queue_.Pull(name, o);
-    if (!got.ok()) return respond(ErrorResponse(got.status()));
-    if (plain) {
-      if (got->empty()) return respond(ErrorResponse(NotFound("queue '" + std::string(name) + "' is empty")));
-      return respond(JsonResponse(200, RenderQueueMessage(name, got->front())));
+    const milliseconds wait_for(static_cast<int64_t>(std::llround(*wait * 1000)));
+    std::string name(req.Param("name"));
+    // A pull that may wait does so on a thread of the wait pool, never on an I/O thread; when
+    // max_waiting pulls wait already, it answers at once (the wait is an upper bound).
+    if (wait_for.count() > 0 && wait_pool_ != nullptr) {
+      if (waiting_.fetch_add(1) < max_waiting_) {
+        auto self = shared_from_this();
+        const bool posted = wait_pool_->Post([self, name, o, wait_for, plain, respond] {
+          auto got = self->PullWaiting(name, o, wait_for);
+          --self->waiting_;
+          RespondPull(name, plain, got, respond);
+        });
+        if (!posted) {
+          --waiting_;
+          respond(ErrorResponse(Unavailable("the server is stopping")));
+        }
+        return;
+      }
+      --waiting_;
     }
-    respond(JsonResponse(200, MessagesJson(name, *got)));
+    RespondPull(name, plain, queue_.Pull(name, o), respond);
   }
 
   void Ack(RouteRequest&& req, const Respond& respond) {
@@ -291,9 +318,38 @@ class QueueRoutes {
   }
 
  private:
+  // Pulls until a message comes, `wait` ran out, or the server stops, a slice at a time.
+  StatusOr<std::vector<QueueMessage>> PullWaiting(const std::string& name, PullOptions o,
+                                                  milliseconds wait) {
+    const auto deadline = std::chrono::steady_clock::now() + wait;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+      o.wait = std::clamp(left, milliseconds(0), kWaitSlice);
+      auto got = queue_.Pull(name, o);
+      if (!got.ok() || !got->empty() || left <= kWaitSlice || (stopping_ != nullptr && stopping_->load())) {
+        return got;
+      }
+    }
+  }
+
+  static void RespondPull(std::string_view name, bool plain, const StatusOr<std::vector<QueueMessage>>& got,
+                          const Respond& respond) {
+    if (!got.ok()) return respond(ErrorResponse(got.status()));
+    if (plain) {
+      if (got->empty()) return respond(ErrorResponse(NotFound("queue '" + std::string(name) + "' is empty")));
+      return respond(JsonResponse(200, RenderQueueMessage(name, got->front())));
+    }
+    respond(JsonResponse(200, MessagesJson(name, *got)));
+  }
+
   Queue& queue_;
   const size_t max_message_bytes_;
   const size_t max_batch_;
+  const milliseconds max_wait_;
+  WorkerPool* const wait_pool_;
+  const int max_waiting_;
+  const std::atomic<bool>* const stopping_;
+  std::atomic<int> waiting_{0};  // pulls on the wait pool
 };
 
 }  // namespace
@@ -319,8 +375,9 @@ std::string RenderQueueMessage(std::string_view queue, const QueueMessage& m) {
   return b + "}";
 }
 
-void AddQueueRoutes(Router& r, Queue& queue, size_t max_message_bytes, size_t max_batch, WorkerPool* pool) {
-  auto routes = std::make_shared<QueueRoutes>(queue, max_message_bytes, max_batch);
+void AddQueueRoutes(Router& r, Queue& queue, const QueueRouteOptions& options) {
+  auto routes = std::make_shared<QueueRoutes>(queue, options);
+  WorkerPool* const pool = options.pool;
   // Each handler on the I/O thread, or, for a backend whose calls wait on a server, on the pool.
   using Method = void (QueueRoutes::*)(RouteRequest&&, const Respond&);
   auto handler = [routes, pool](Method m) -> RouteHandler {

@@ -4,6 +4,8 @@
 #ifndef VIGIL_SERVE_QUEUE_ROUTES_H_
 #define VIGIL_SERVE_QUEUE_ROUTES_H_
 
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <string>
 
@@ -18,12 +20,24 @@ class WorkerPool;
 // "message_type", "attempt", "enqueued_at", and "lease_expires_at" or "last_error" when set}.
 std::string RenderQueueMessage(std::string_view queue, const QueueMessage& m);
 
-// Adds the queue routes to `router`, serving `queue`. `max_message_bytes` is the largest
-// content a push takes (413 above); `max_batch` the messages per push or pull. With a `pool`,
-// the queue is called from its threads rather than from the I/O thread (for a backend whose
-// calls wait on a server: Queue::calls_wait_on_network). The pool must stop before the queue.
-void AddQueueRoutes(Router& router, Queue& queue, size_t max_message_bytes, size_t max_batch,
-                    WorkerPool* pool = nullptr);
+struct QueueRouteOptions {
+  size_t max_message_bytes = 1 << 20;  // the largest content a push takes (413 above)
+  size_t max_batch = 1000;             // messages per push or pull
+  // The longest `wait_seconds` a pull may ask (QueueOptions::max_wait).
+  std::chrono::milliseconds max_wait = std::chrono::seconds(20);
+  // With a `pool`, the queue is called from its threads rather than from the I/O thread (for a
+  // backend whose calls wait on a server: Queue::calls_wait_on_network).
+  WorkerPool* pool = nullptr;
+  // Pulls that may wait (`wait_seconds`) wait on the `wait_pool`'s threads, at most
+  // `max_waiting` at once (the pool's size); beyond, and without a wait pool, a pull answers at
+  // once. They ask the queue a slice of 250 ms at a time and stop waiting once `stopping`.
+  WorkerPool* wait_pool = nullptr;
+  int max_waiting = 0;
+  const std::atomic<bool>* stopping = nullptr;
+};
+
+// Adds the queue routes to `router`, serving `queue`. The pools must stop before the queue.
+void AddQueueRoutes(Router& router, Queue& queue, const QueueRouteOptions& options);
 
 }  // namespace vigil
 

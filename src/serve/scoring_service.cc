@@ -22,6 +22,8 @@ namespace vigil {
 namespace {
 
 constexpr size_t kMaxIdempotencyKeyLength = 255;
+// Pulls that may wait on the queue at once (each on a thread of its own); more answer at once.
+constexpr int kMaxWaitingPulls = 64;
 
 // The Idempotency-Key header: absent (""), or 1..255 visible ASCII characters, sent once.
 StatusOr<std::string> IdempotencyKey(const HttpRequest& req) {
@@ -70,6 +72,7 @@ struct ScoringService::Impl {
   std::unique_ptr<Router> router;
   std::unique_ptr<WorkerPool> admin;       // one thread: model reloads
   std::unique_ptr<WorkerPool> queue_pool;  // queue calls that wait on a server
+  std::unique_ptr<WorkerPool> queue_wait_pool;  // pulls that wait for a message
   std::unique_ptr<HttpServer> server;
   std::atomic<bool> stopping{false};
   // The server, for the engine's after_burst: set once it has started (requests may arrive
@@ -250,7 +253,17 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
   // A backend that waits on a server (NATS) is called from a pool, so that the two I/O threads
   // keep serving while up to 32 queue calls wait for their round trips.
   if (impl->queue->calls_wait_on_network()) impl->queue_pool = std::make_unique<WorkerPool>(32);
-  AddQueueRoutes(*impl->router, *impl->queue, qo.max_message_bytes, qo.max_batch, impl->queue_pool.get());
+  // Pulls that wait for a message (long polls) wait on threads of their own.
+  impl->queue_wait_pool = std::make_unique<WorkerPool>(kMaxWaitingPulls);
+  QueueRouteOptions ro;
+  ro.max_message_bytes = qo.max_message_bytes;
+  ro.max_batch = qo.max_batch;
+  ro.max_wait = qo.max_wait;
+  ro.pool = impl->queue_pool.get();
+  ro.wait_pool = impl->queue_wait_pool.get();
+  ro.max_waiting = kMaxWaitingPulls;
+  ro.stopping = &impl->stopping;
+  AddQueueRoutes(*impl->router, *impl->queue, ro);
   if (options.process) {
     ProcessorOptions po = options.processor;
     po.flush_before_ack = options.engine.record == RecordMode::kAsync;
@@ -300,6 +313,7 @@ void ScoringService::Stop() {
   impl_->http.store(nullptr);
   if (impl_->processor) impl_->processor->Stop();
   if (impl_->queue_pool) impl_->queue_pool->Stop();
+  if (impl_->queue_wait_pool) impl_->queue_wait_pool->Stop();  // within a wait slice
   if (impl_->queue) impl_->queue->Stop();
   if (impl_->engine) impl_->engine->Stop();
   Log(LogLevel::kInfo, "stopped");
