@@ -10,6 +10,7 @@ PACKAGES=(
   libboost-dev libsqlite3-dev libsimdjson-dev sqlite3 libgoogle-perftools-dev
   clang-14 clang-tidy-14 libclang-rt-14-dev
   nats-server libnats-dev
+  libopenmpi-dev openmpi-bin
   jq curl wrk prometheus python3 python3-numpy python3-xgboost
 )
 

@@ -212,6 +212,12 @@ struct BatchScoreOptions {
 Status ScoreDataset(const Scorer& scorer, const Dataset& data, const BatchScoreOptions& options,
                     const std::function<void(size_t row, const Prediction&)>& sink);
 
+// The model on `rows` rows of features (row-major, Features(FeatureSet::kAll).size() a row)
+// into out[0..rows), on `threads` threads (at least 1): ScoreDataset's second half, and an MPI
+// worker's batch. The results do not depend on the thread count.
+void PredictRows(const Scorer& scorer, std::span<const float> features, size_t rows,
+                 int explain_top_k, int threads, std::span<Prediction> out);
+
 // The prediction of one row of features: the one step every path shares.
 // REQUIRES: features.size() == Features(FeatureSet::kAll).size()
 Prediction Predict(const Scorer& scorer, std::span<const float> features, int explain_top_k);

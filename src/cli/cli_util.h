@@ -54,6 +54,23 @@ void AddBenchCommand(CLI::App& app, int* exit_code);
 void AddServeCommand(CLI::App& app, int* exit_code);
 void AddProcessCommand(CLI::App& app, int* exit_code);
 
+// Scoring a transactions file into a predictions CSV: `vigil score`, and `vigil process --in`
+// in one process (and on rank 0 of an MPI job of one rank).
+struct FileScoreArgs {
+  std::string model, in, out, kernel = "auto";
+  bool explain = false;
+  bool exact_reasons = false;
+  int top_reasons = 3;
+  int threads = 0;  // 0: one per core
+  bool quiet = false;
+};
+// Adds --explain, --exact-reasons, --top-reasons and --quiet (the others are the command's).
+void AddFileScoreOptions(CLI::App& cmd, FileScoreArgs* args);
+Status CheckFileScoreArgs(const FileScoreArgs& args);
+// Scores args.in into args.out (written whole or not at all) and prints the summary line;
+// returns the exit code.
+int ScoreFile(const std::string& command, const FileScoreArgs& args);
+
 // Adds `--kernel NAME` (also the environment's VIGIL_KERNEL, "auto" by default) to `cmd`:
 // parse the name with ParseKernel (vigil/forest.h) when the command runs.
 void AddKernelOption(CLI::App& cmd, std::string* kernel);

@@ -1,16 +1,23 @@
 // `vigil process`: the streaming processor in its own process (src/process/processor.h), against
 // a queue service over HTTP (--queue-url, or the reference's QUEUE_SERVICE_URL), NATS JetStream
-// (--queue nats://...), or the embedded queue of its data folder.
+// (--queue nats://...), or the embedded queue of its data folder; or, with --in/--out, a
+// transactions file scored into `vigil score`'s CSV, over MPI ranks when a launcher started it
+// (src/dist/score_job.h) and in one process otherwise.
 #include <CLI/CLI.hpp>
 #include <pthread.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
 #include "cli/cli_util.h"
 #include "core/json_text.h"
+#include "dist/mpi_runtime.h"
+#include "dist/score_job.h"
 #include "process/processor.h"
 #include "serve/http_queue.h"
 #include "vigil/engine.h"
@@ -65,6 +72,104 @@ StatusOr<std::vector<std::string>> MockTransactions(int n) {
   return out;
 }
 
+// Rank 0's last word when the launcher ends the job (it sends SIGTERM to every rank when one
+// dies): what was scored, and that nothing was written. Runs on its own thread; the signals are
+// blocked in every other.
+void WatchForTermination(sigset_t signals, std::string out, std::atomic<const std::string*>* temp_path,
+                         std::atomic<uint64_t>* rows_scored, std::atomic<uint64_t>* rows_total) {
+  int sig = 0;
+  sigwait(&signals, &sig);
+  if (const std::string* temp = temp_path->load(); temp != nullptr) ::unlink(temp->c_str());
+  std::fprintf(stderr,
+               "vigil process: stopped by %s (a launcher sends it to every rank when one fails: see its "
+               "message) with %llu of %llu transactions scored; nothing was written to %s\n",
+               sig == SIGINT ? "SIGINT" : "SIGTERM", static_cast<unsigned long long>(rows_scored->load()),
+               static_cast<unsigned long long>(rows_total->load()), out.c_str());
+  std::fflush(stderr);
+  std::_Exit(128 + sig);
+}
+
+void PrintRankTable(const std::vector<dist::RankSummary>& ranks) {
+  std::printf("%-5s %-16s %-7s %-7s %10s %8s %9s %9s\n", "rank", "host", "role", "kernel", "rows", "batches",
+              "busy s", "idle s");
+  for (const auto& r : ranks) {
+    std::printf("%-5d %-16.16s %-7s %-7s %10llu %8llu %9.2f %9.2f\n", r.rank, r.host.c_str(),
+                r.rank == 0 ? "master" : "worker", r.kernel.c_str(), static_cast<unsigned long long>(r.rows),
+                static_cast<unsigned long long>(r.batches), r.busy_seconds, r.idle_seconds);
+  }
+}
+
+// --in/--out: over MPI ranks under a launcher, else in one process, saying which.
+int ProcessFile(const FileScoreArgs& file, bool threads_given, size_t batch_rows) {
+  if (Status st = CheckFileScoreArgs(file); !st.ok()) return Fail("process", st);
+  const dist::Launcher launcher = dist::DetectLauncher();
+  if (!launcher.present) {
+    std::fprintf(stderr, "vigil process: not started by an MPI launcher (mpirun): scoring in one process\n");
+    return ScoreFile("process", file);
+  }
+  // Rank 0 answers SIGTERM itself (below); the workers keep the default, and die at once.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  if (launcher.rank == 0) pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  auto mpi = dist::Mpi::Init();
+  if (!mpi.ok()) {
+    if (launcher.rank > 0) {
+      std::fprintf(stderr, "vigil process (rank %d): %s: rank 0 scores alone, this rank ends\n", launcher.rank,
+                   mpi.status().message().c_str());
+      return 0;
+    }
+    std::fprintf(stderr, "vigil process: %s (launcher: %s): scoring in one process\n",
+                 mpi.status().message().c_str(), launcher.variable.c_str());
+    return ScoreFile("process", file);
+  }
+  dist::Mpi& m = **mpi;
+  if (m.size() == 1) {
+    std::fprintf(stderr, "vigil process: one MPI rank: scoring in it alone (workers need -n 2 or more)\n");
+    return ScoreFile("process", file);
+  }
+  dist::ScoreJobOptions o;
+  o.model_path = file.model;
+  o.in_path = file.in;
+  o.out_path = file.out;
+  o.kernel = file.kernel;
+  o.explain = file.explain;
+  o.exact_reasons = file.exact_reasons;
+  o.top_reasons = file.top_reasons;
+  o.threads = threads_given ? file.threads : 1;
+  o.batch_rows = batch_rows;
+  std::atomic<const std::string*> temp_path{nullptr};
+  std::atomic<uint64_t> rows_scored{0}, rows_total{0};
+  Progress features("process: features", file.quiet || m.rank() != 0);
+  Progress scoring("process: score", file.quiet || m.rank() != 0);
+  if (m.rank() == 0) {
+    std::fprintf(stderr, "vigil process: %d ranks (%s): rank 0 on %s is the master, %d score\n", m.size(),
+                 m.library_version().c_str(), m.host().c_str(), m.size() - 1);
+    std::thread(WatchForTermination, signals, file.out, &temp_path, &rows_scored, &rows_total).detach();
+    o.temp_path = &temp_path;
+    o.rows_scored = &rows_scored;
+    o.rows_total = &rows_total;
+    o.progress = [&](const char* phase, double f) {
+      if (std::strcmp(phase, "features") == 0) {
+        f < 1.0 ? features.Update(f) : features.Done();
+      } else {
+        scoring.Update(f);
+      }
+    };
+  }
+  auto result = dist::RunScoreJob(m, o);
+  if (!result.ok()) return Fail("process", result.status());
+  if (m.rank() != 0) return 0;
+  scoring.Done();
+  std::printf("%llu transactions scored with %s by %d workers: %llu declined, %llu to review; written to %s\n",
+              static_cast<unsigned long long>(result->rows), file.model.c_str(), m.size() - 1,
+              static_cast<unsigned long long>(result->declined), static_cast<unsigned long long>(result->reviewed),
+              file.out.c_str());
+  PrintRankTable(result->ranks);
+  return 0;
+}
+
 }  // namespace
 
 void AddProcessCommand(CLI::App& app, int* exit_code) {
@@ -78,6 +183,8 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
     double lease_seconds = 30;
     int mock = -1;
     bool verbose = false;
+    FileScoreArgs file;  // --in/--out
+    size_t rank_batch = 1024;
   };
   auto args = std::make_shared<Args>();
   EngineOptions& e = args->engine;
@@ -106,15 +213,45 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str()->check(CLI::IsMember({"sync", "async"}));
   cmd->add_option("--sync", args->sync, "normal or full (as vigil serve)")
       ->capture_default_str()->check(CLI::IsMember({"normal", "full"}));
-  cmd->add_option("--reasons", e.explain_top_k, "Reasons per record (0: none)")->capture_default_str();
+  cmd->add_option("--in", args->file.in,
+                  "Score this transactions CSV (in time order) into --out instead of processing "
+                  "queues: over MPI ranks under mpirun, else in one process");
+  cmd->add_option("--out", args->file.out, "With --in: the predictions CSV, exactly as vigil score writes it");
+  AddFileScoreOptions(*cmd, &args->file);
+  cmd->add_option("--reasons", e.explain_top_k, "Queues: reasons per record (0: none)")->capture_default_str();
+  cmd->add_option("--rank-batch", args->rank_batch, "With --in under mpirun: rows in each batch a rank scores")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--mock", args->mock,
                   "First push N simulated transactions to the first input queue, process until the "
                   "queues are empty, print the summary and exit")
       ->check(CLI::Range(0, 10000000));
   cmd->add_flag("--verbose", args->verbose, "One line per transaction, and the summary");
   AddKernelOption(*cmd, &args->kernel);
-  cmd->callback([args, exit_code] {
+  cmd->callback([args, cmd, exit_code] {
+    if (!args->file.in.empty() || !args->file.out.empty()) {
+      if (args->file.in.empty() || args->file.out.empty()) {
+        *exit_code = Fail("process", InvalidArgument("--in and --out go together"));
+      } else if (args->mock >= 0 || !args->queue_url.empty()) {
+        *exit_code = Fail("process", InvalidArgument("--in/--out score a file: no --mock or --queue-url with them"));
+      } else {
+        FileScoreArgs file = args->file;
+        file.model = args->engine.model_path;
+        file.kernel = args->kernel;
+        const bool threads_given = cmd->count("--threads") > 0 || std::getenv("VIGIL_PROCESS_THREADS") != nullptr;
+        file.threads = threads_given ? args->processor.threads : 0;
+        *exit_code = ProcessFile(file, threads_given, args->rank_batch);
+      }
+      return;
+    }
+    if (const dist::Launcher l = dist::DetectLauncher(); l.present && l.size != 1) {
+      *exit_code = Fail("process", InvalidArgument(
+                                       "under an MPI launcher, vigil process scores a file (--in/--out); queue "
+                                       "sources take one process with --threads workers for now"));
+      return;
+    }
     EngineOptions eo = args->engine;
+    if (cmd->count("--top-reasons") > 0) eo.explain_top_k = args->file.top_reasons;  // as --reasons
+    eo.exact_reasons = args->file.exact_reasons;
     eo.record = args->record == "async" ? RecordMode::kAsync : RecordMode::kSync;
     eo.durability = args->sync == "full" ? Durability::kPowerLoss : Durability::kProcessCrash;
     auto kernel = ParseKernel(args->kernel);

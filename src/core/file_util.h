@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "vigil/status.h"
 
@@ -26,8 +27,10 @@ class AtomicFile {
 
   // Buffered writes. Errors are sticky and reported by Commit().
   void Write(const char* data, size_t n);
-  void Write(const std::string& s) { Write(s.data(), s.size()); }
+  void Write(std::string_view s) { Write(s.data(), s.size()); }
   std::FILE* stream() { return file_; }
+  // The temporary file, for a handler that must remove it when the process is being killed.
+  const std::string& temp_path() const { return tmp_path_; }
 
   // Flushes, fsyncs and renames the temporary file to `path`.
   Status Commit();

@@ -909,6 +909,27 @@ int64_t Engine::committed() const { return impl_->store->committed(); }
 size_t Engine::backlog() const { return impl_->store->backlog(); }
 MetricsRegistry& Engine::metrics() { return impl_->metrics; }
 
+void PredictRows(const Scorer& scorer, std::span<const float> features, size_t rows,
+                 int explain_top_k, int threads, std::span<Prediction> out) {
+  const size_t cols = rows == 0 ? 0 : features.size() / rows;
+  constexpr size_t kChunk = 256;
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t lo; (lo = next.fetch_add(kChunk)) < rows;) {
+      for (size_t i = lo; i < std::min(rows, lo + kChunk); ++i) {
+        out[i] = Predict(scorer, features.subspan(i * cols, cols), explain_top_k);
+      }
+    }
+  };
+  // No more threads than chunks.
+  const int useful =
+      static_cast<int>(std::min<size_t>(std::max(threads, 1), (rows + kChunk - 1) / kChunk));
+  std::vector<std::thread> pool;
+  for (int t = 1; t < useful; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+}
+
 Status ScoreDataset(const Scorer& scorer, const Dataset& data, const BatchScoreOptions& options,
                     const std::function<void(size_t row, const Prediction&)>& sink) {
   if (options.threads < 0) return InvalidArgument("threads cannot be negative");
@@ -929,20 +950,8 @@ Status ScoreDataset(const Scorer& scorer, const Dataset& data, const BatchScoreO
   std::vector<Prediction> results(std::min(n, kBlock));
   for (size_t block = 0; block < n; block += kBlock) {
     const size_t rows = std::min(kBlock, n - block);
-    std::atomic<size_t> next{0};
-    auto work = [&] {
-      constexpr size_t kChunk = 1024;
-      for (size_t lo; (lo = next.fetch_add(kChunk)) < rows;) {
-        for (size_t i = lo; i < std::min(rows, lo + kChunk); ++i) {
-          results[i] = Predict(scorer, std::span<const float>(m.row(block + i), m.cols()),
-                               options.explain_top_k);
-        }
-      }
-    };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
+    PredictRows(scorer, std::span<const float>(m.row(block), rows * m.cols()), rows,
+                options.explain_top_k, threads, results);
     for (size_t i = 0; i < rows; ++i) sink(block + i, results[i]);
     if (options.progress) options.progress(0.5 + 0.5 * static_cast<double>(block + rows) / n);
   }

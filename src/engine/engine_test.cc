@@ -653,5 +653,38 @@ TEST(ScoreDatasetTest, PredictsEveryRowInOrderWhateverTheThreads) {
             StatusCode::kInvalidArgument);
 }
 
+TEST(PredictRowsTest, EqualsPredictOnEachRowWhateverTheThreads) {
+  SimulatorOptions so;
+  so.customers = 50;
+  so.terminals = 100;
+  so.days = 20;
+  Dataset data = *Simulate(so);
+  FeatureMatrix m = ComputeFeatures(data, FeatureSet::kAll, {});
+  std::vector<uint8_t> y(data.fraud.begin(), data.fraud.end());
+  TrainOptions o;
+  o.params = {{"n_estimators", "5"}};
+  o.threads = 1;
+  auto model = TrainModel(m.values, y, m.names, o);
+  ASSERT_TRUE(model.ok());
+  auto scorer = Scorer::Create(*model);
+  ASSERT_TRUE(scorer.ok());
+  // Not a multiple of the chunk, so the last chunk is a short one.
+  const size_t rows = std::min<size_t>(m.rows, 1000);
+  ASSERT_GT(rows, 600u);
+  const std::span<const float> features(m.values.data(), rows * m.cols());
+  for (int threads : {1, 2, 5}) {
+    std::vector<Prediction> out(rows);
+    PredictRows(**scorer, features, rows, 2, threads, out);
+    for (size_t i = 0; i < rows; i += 97) {
+      const Prediction want = Predict(**scorer, features.subspan(i * m.cols(), m.cols()), 2);
+      EXPECT_EQ(out[i].score, want.score) << "row " << i << ", " << threads << " threads";
+      EXPECT_EQ(out[i].decision, want.decision);
+      ASSERT_EQ(out[i].reasons.size(), want.reasons.size());
+      for (size_t k = 0; k < want.reasons.size(); ++k) EXPECT_EQ(out[i].reasons[k].code, want.reasons[k].code);
+    }
+    EXPECT_EQ(out[rows - 1].score, Predict(**scorer, features.subspan((rows - 1) * m.cols(), m.cols()), 2).score);
+  }
+}
+
 }  // namespace
 }  // namespace vigil
