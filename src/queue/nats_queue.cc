@@ -473,6 +473,9 @@ class NatsQueue final : public Queue {
     // purged below it (purge_floor: purged below that already).
     std::map<uint64_t, OwnRecord> own_records GUARDED_BY(mu);
     uint64_t last_own_seq GUARDED_BY(mu) = 0, purge_floor GUARDED_BY(mu) = 0;
+    // Records that hold leases, published but not yet in own_records: their sequence is not
+    // known yet, so the own subject is not purged while any is in flight.
+    int holding_in_flight GUARDED_BY(mu) = 0;
     // Other processes' records by subject: the last one read, and when the last of their leases
     // ends. Once all have ended (a process that stopped, or was killed), they are purged here.
     struct Foreign {
@@ -607,6 +610,8 @@ class NatsQueue final : public Queue {
   void PutBack(QueueState& q, std::span<const std::string> ids, Taken&& taken) EXCLUDES(q.mu);
   // Acknowledges every message, waiting for the server's confirmation of the last.
   Status AckAll(std::span<natsMsg* const> msgs);
+  // The stream still holds message `seq` (so an ack of it was not applied).
+  bool StillStored(const QueueState& q, uint64_t seq);
   // Publishes message `seq` (delivered as `qm`) to the dead letters and terminates it in the queue: on
   // its delivery's `ack_subject`, or, when that is null (a message read from the stream, not
   // delivered here), by deleting it from the stream.
@@ -758,8 +763,8 @@ NatsQueue::~NatsQueue() {
 }
 
 void NatsQueue::Stop() {
-  stopped_.store(true);
   MutexLock lock(&mu_);
+  stopped_.store(true);
   while (pushes_in_flight_ > 0) cv_.Wait(&mu_);
 }
 
@@ -981,13 +986,19 @@ void NatsQueue::Push(std::string_view queue, std::span<const PushItem> items, Pu
                            " bytes, with headers): raise max_payload in its configuration");
     }
   }
+  if (st.ok()) {
+    // Counted and checked together: Stop() sets stopped_ under mu_ and then waits for the
+    // count, so a push either is refused here or is waited for.
+    MutexLock lock(&mu_);
+    if (stopped_.load()) {
+      st = CheckRunning();
+    } else {
+      ++pushes_in_flight_;
+    }
+  }
   if (!st.ok()) {
     done(st);
     return;
-  }
-  {
-    MutexLock lock(&mu_);
-    ++pushes_in_flight_;
   }
   auto q_or = GetQueue(queue, /*create=*/true);
   if (!q_or.ok()) {
@@ -1040,7 +1051,6 @@ void NatsQueue::Push(std::string_view queue, std::span<const PushItem> items, Pu
     natsMsg* m = msgs[i].release();
     const natsStatus s = js_PublishMsgAsync(pub_js_.get(), &m, &po);
     if (s != NATS_OK) {
-      natsMsg_Destroy(m);  // a no-op once the library took it
       const Status error = NatsError("publish to " + q.stream, s);
       std::shared_ptr<PendingPush> complete;
       {
@@ -1049,6 +1059,8 @@ void NatsQueue::Push(std::string_view queue, std::span<const PushItem> items, Pu
           if (auto c = SettlePush(*p, j, 0, error)) complete = std::move(c);
         }
       }
+      // Only once it is out of pub_pending_: another push's message may get its address.
+      natsMsg_Destroy(m);  // a no-op once the library took it
       if (complete) FinishPush(complete);
       return;  // msgs[j > i] are destroyed here, never published
     }
@@ -1257,6 +1269,17 @@ QueueMessage NatsQueue::ToMessage(const QueueState& q, natsMsg* m, const Deliver
   return qm;
 }
 
+bool NatsQueue::StillStored(const QueueState& q, uint64_t seq) {
+  jsOptions jo = ApiOptions();
+  natsMsg* raw = nullptr;
+  jsErrCode je = static_cast<jsErrCode>(0);
+  const natsStatus s = js_GetMsg(&raw, js_.get(), q.stream.c_str(), seq, &jo, &je);
+  natsMsg_Destroy(raw);
+  // Unknown (the server is unreachable): counted as taken, so that nothing is lost; it may
+  // then be delivered twice.
+  return s == NATS_OK;
+}
+
 Status NatsQueue::AckAll(std::span<natsMsg* const> msgs) {
   if (msgs.empty()) return Status::Ok();
   for (size_t i = 0; i + 1 < msgs.size(); ++i) {
@@ -1393,7 +1416,13 @@ Status NatsQueue::StartWatcher(QueueState& q, uint64_t from_seq) {
   natsSubscription_SetPendingLimits(sub, -1, -1);
   // The closure lives until the subscription is done (its last callback returned).
   s = natsSubscription_SetOnCompleteCB(sub, OnWatcherDone, closure.get());
-  if (s == NATS_OK) closure.release();  // NOLINT(bugprone-unused-return-value): freed when done
+  if (s != NATS_OK) {
+    // Closed already (the connection is going away): a callback may still be running with the
+    // closure, so it is left to the process (a few bytes, once) rather than freed under it.
+    Log(LogLevel::kWarn, "nats: the lease watcher closed as it started",
+        {{"queue", q.name}, {"error", natsStatus_GetText(s)}});
+  }
+  closure.release();  // NOLINT(bugprone-unused-return-value): freed by OnWatcherDone
   q.watcher = sub;
   return Status::Ok();
 }
@@ -1486,8 +1515,15 @@ StatusOr<uint64_t> NatsQueue::PublishRecord(QueueState& q, const std::string& bo
                                 static_cast<int>(body.size()));
   MsgPtr m(raw);
   if (s != NATS_OK) return NatsError("lease record", s);
-  VIGIL_ASSIGN_OR_RETURN(const uint64_t seq, PublishAndWait(q.lease_stream, m.get()));
+  if (open > 0) {
+    MutexLock lock(&q.mu);
+    ++q.holding_in_flight;
+  }
+  StatusOr<uint64_t> published = PublishAndWait(q.lease_stream, m.get());
   MutexLock lock(&q.mu);
+  if (open > 0) --q.holding_in_flight;
+  if (!published.ok()) return published.status();
+  const uint64_t seq = *published;
   q.own_records[seq] = OwnRecord{until_us, open};
   q.last_own_seq = std::max(q.last_own_seq, seq);
   return seq;
@@ -1548,7 +1584,7 @@ void NatsQueue::PurgeRecords(QueueState& q, bool now) {
     }
     const uint64_t floor =
         q.own_records.empty() ? q.last_own_seq + 1 : q.own_records.begin()->first;
-    if (floor > q.purge_floor) {
+    if (q.holding_in_flight == 0 && floor > q.purge_floor) {
       purges.emplace_back(q.own_subject, floor);
       q.purge_floor = floor;
     }
@@ -1663,9 +1699,16 @@ StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
     std::vector<natsMsg*> raw;
     raw.reserve(taken.size());
     for (const Taken& t : taken) raw.push_back(t.msg.get());
-    // Not acknowledged: not handed out either; the server delivers them again after its ack
-    // wait.
-    VIGIL_RETURN_IF_ERROR(AckAll(raw));
+    if (const Status acked = AckAll(raw); !acked.ok()) {
+      // Some acks may have been applied before the failure, and an applied ack deletes the
+      // message from the work-queue stream: dropping those would lose them. So a message the
+      // stream no longer has is handed out; one it still has was not taken, and the server
+      // delivers it again after its ack wait.
+      std::erase_if(taken, [&](const Taken& t) { return StillStored(q, t.seq); });
+      if (taken.empty()) return acked;
+      Log(LogLevel::kWarn, "nats: a plain pull's ack failed; handing out the messages it took",
+          {{"queue", q.name}, {"messages", taken.size()}, {"error", acked.message()}});
+    }
   } else {
     // The pull's leases are recorded on the server, in one record, before they are handed
     // out, so that they hold across a restart of Vigil or of nats-server (whose consumer state
