@@ -5,9 +5,9 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <string>
 #include <string_view>
 #include <vector>
-#include <string>
 
 #include "vigil/status.h"
 

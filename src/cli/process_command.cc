@@ -3,10 +3,10 @@
 // (--queue nats://...), or the embedded queue of its data folder; or, with --in/--out, a
 // transactions file scored into `vigil score`'s CSV, over MPI ranks when a launcher started it
 // (src/dist/score_job.h) and in one process otherwise.
-#include <CLI/CLI.hpp>
 #include <pthread.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -57,8 +57,10 @@ StatusOr<std::vector<std::string>> MockTransactions(int n) {
   static constexpr const char* kStatus[] = {"submitted", "accepted", "rejected"};
   for (size_t i = 0; i < d.size() && out.size() < static_cast<size_t>(n); ++i) {
     char customer[32];
-    std::snprintf(customer, sizeof customer, "cust_%03lld", static_cast<long long>(d.customer_id[i]));
-    std::string iso = FormatRfc3339Micros(d.timestamp[i] * 1000000 + static_cast<int64_t>(i % 1000000));
+    std::snprintf(customer, sizeof customer, "cust_%03lld",
+                  static_cast<long long>(d.customer_id[i]));
+    std::string iso =
+        FormatRfc3339Micros(d.timestamp[i] * 1000000 + static_cast<int64_t>(i % 1000000));
     iso.pop_back();  // no 'Z', as datetime.utcnow().isoformat() writes it
     std::string t = "{\"customer_id\":";
     AppendJsonString(&t, customer);
@@ -75,27 +77,30 @@ StatusOr<std::vector<std::string>> MockTransactions(int n) {
 // Rank 0's last word when the launcher ends the job (it sends SIGTERM to every rank when one
 // dies): what was scored, and that nothing was written. Runs on its own thread; the signals are
 // blocked in every other.
-void WatchForTermination(sigset_t signals, std::string out, std::atomic<const std::string*>* temp_path,
+void WatchForTermination(sigset_t signals, const std::string& out,
+                         std::atomic<const std::string*>* temp_path,
                          std::atomic<uint64_t>* rows_scored, std::atomic<uint64_t>* rows_total) {
   int sig = 0;
   sigwait(&signals, &sig);
   if (const std::string* temp = temp_path->load(); temp != nullptr) ::unlink(temp->c_str());
-  std::fprintf(stderr,
-               "vigil process: stopped by %s (a launcher sends it to every rank when one fails: see its "
-               "message) with %llu of %llu transactions scored; nothing was written to %s\n",
-               sig == SIGINT ? "SIGINT" : "SIGTERM", static_cast<unsigned long long>(rows_scored->load()),
-               static_cast<unsigned long long>(rows_total->load()), out.c_str());
+  std::fprintf(
+      stderr,
+      "vigil process: stopped by %s (a launcher sends it to every rank when one fails: see its "
+      "message) with %llu of %llu transactions scored; nothing was written to %s\n",
+      sig == SIGINT ? "SIGINT" : "SIGTERM", static_cast<unsigned long long>(rows_scored->load()),
+      static_cast<unsigned long long>(rows_total->load()), out.c_str());
   std::fflush(stderr);
   std::_Exit(128 + sig);
 }
 
 void PrintRankTable(const std::vector<dist::RankSummary>& ranks) {
-  std::printf("%-5s %-16s %-7s %-7s %10s %8s %9s %9s\n", "rank", "host", "role", "kernel", "rows", "batches",
-              "busy s", "idle s");
+  std::printf("%-5s %-16s %-7s %-7s %10s %8s %9s %9s\n", "rank", "host", "role", "kernel", "rows",
+              "batches", "busy s", "idle s");
   for (const auto& r : ranks) {
     std::printf("%-5d %-16.16s %-7s %-7s %10llu %8llu %9.2f %9.2f\n", r.rank, r.host.c_str(),
-                r.rank == 0 ? "master" : "worker", r.kernel.c_str(), static_cast<unsigned long long>(r.rows),
-                static_cast<unsigned long long>(r.batches), r.busy_seconds, r.idle_seconds);
+                r.rank == 0 ? "master" : "worker", r.kernel.c_str(),
+                static_cast<unsigned long long>(r.rows), static_cast<unsigned long long>(r.batches),
+                r.busy_seconds, r.idle_seconds);
   }
 }
 
@@ -104,7 +109,8 @@ int ProcessFile(const FileScoreArgs& file, bool threads_given, size_t batch_rows
   if (Status st = CheckFileScoreArgs(file); !st.ok()) return Fail("process", st);
   const dist::Launcher launcher = dist::DetectLauncher();
   if (!launcher.present) {
-    std::fprintf(stderr, "vigil process: not started by an MPI launcher (mpirun): scoring in one process\n");
+    std::fprintf(
+        stderr, "vigil process: not started by an MPI launcher (mpirun): scoring in one process\n");
     return ScoreFile("process", file);
   }
   // Rank 0 answers SIGTERM itself (below); the workers keep the default, and die at once.
@@ -116,8 +122,8 @@ int ProcessFile(const FileScoreArgs& file, bool threads_given, size_t batch_rows
   auto mpi = dist::Mpi::Init();
   if (!mpi.ok()) {
     if (launcher.rank > 0) {
-      std::fprintf(stderr, "vigil process (rank %d): %s: rank 0 scores alone, this rank ends\n", launcher.rank,
-                   mpi.status().message().c_str());
+      std::fprintf(stderr, "vigil process (rank %d): %s: rank 0 scores alone, this rank ends\n",
+                   launcher.rank, mpi.status().message().c_str());
       return 0;
     }
     std::fprintf(stderr, "vigil process: %s (launcher: %s): scoring in one process\n",
@@ -126,7 +132,8 @@ int ProcessFile(const FileScoreArgs& file, bool threads_given, size_t batch_rows
   }
   dist::Mpi& m = **mpi;
   if (m.size() == 1) {
-    std::fprintf(stderr, "vigil process: one MPI rank: scoring in it alone (workers need -n 2 or more)\n");
+    std::fprintf(stderr,
+                 "vigil process: one MPI rank: scoring in it alone (workers need -n 2 or more)\n");
     return ScoreFile("process", file);
   }
   dist::ScoreJobOptions o;
@@ -144,9 +151,10 @@ int ProcessFile(const FileScoreArgs& file, bool threads_given, size_t batch_rows
   Progress features("process: features", file.quiet || m.rank() != 0);
   Progress scoring("process: score", file.quiet || m.rank() != 0);
   if (m.rank() == 0) {
-    std::fprintf(stderr, "vigil process: %d ranks (%s): rank 0 on %s is the master, %d score\n", m.size(),
-                 m.library_version().c_str(), m.host().c_str(), m.size() - 1);
-    std::thread(WatchForTermination, signals, file.out, &temp_path, &rows_scored, &rows_total).detach();
+    std::fprintf(stderr, "vigil process: %d ranks (%s): rank 0 on %s is the master, %d score\n",
+                 m.size(), m.library_version().c_str(), m.host().c_str(), m.size() - 1);
+    std::thread(WatchForTermination, signals, file.out, &temp_path, &rows_scored, &rows_total)
+        .detach();
     o.temp_path = &temp_path;
     o.rows_scored = &rows_scored;
     o.rows_total = &rows_total;
@@ -162,10 +170,12 @@ int ProcessFile(const FileScoreArgs& file, bool threads_given, size_t batch_rows
   if (!result.ok()) return Fail("process", result.status());
   if (m.rank() != 0) return 0;
   scoring.Done();
-  std::printf("%llu transactions scored with %s by %d workers: %llu declined, %llu to review; written to %s\n",
-              static_cast<unsigned long long>(result->rows), file.model.c_str(), m.size() - 1,
-              static_cast<unsigned long long>(result->declined), static_cast<unsigned long long>(result->reviewed),
-              file.out.c_str());
+  std::printf(
+      "%llu transactions scored with %s by %d workers: %llu declined, %llu to review; written to "
+      "%s\n",
+      static_cast<unsigned long long>(result->rows), file.model.c_str(), m.size() - 1,
+      static_cast<unsigned long long>(result->declined),
+      static_cast<unsigned long long>(result->reviewed), file.out.c_str());
   PrintRankTable(result->ranks);
   return 0;
 }
@@ -174,12 +184,13 @@ int ProcessFile(const FileScoreArgs& file, bool threads_given, size_t batch_rows
 
 void AddProcessCommand(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand(
-      "process", "Score the transactions of the input queues (TQ1, TQ2) into the prediction queue (PQ1)");
+      "process",
+      "Score the transactions of the input queues (TQ1, TQ2) into the prediction queue (PQ1)");
   struct Args {
     EngineOptions engine;
     ProcessorOptions processor;
-    std::string queue = "embedded", queue_url, token, inputs = "TQ1,TQ2", record = "sync", sync = "normal",
-                kernel = "auto";
+    std::string queue = "embedded", queue_url, token, inputs = "TQ1,TQ2", record = "sync",
+                sync = "normal", kernel = "auto";
     double lease_seconds = 30;
     int mock = -1;
     bool verbose = false;
@@ -188,39 +199,62 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
   };
   auto args = std::make_shared<Args>();
   EngineOptions& e = args->engine;
-  cmd->add_option("--model", e.model_path, "Model file")->capture_default_str()->envname("VIGIL_MODEL");
-  cmd->add_option("--data-dir", e.data_dir, "Folder of this processor's store (and of an embedded queue)")
-      ->capture_default_str()->envname("VIGIL_DATA_DIR");
+  cmd->add_option("--model", e.model_path, "Model file")
+      ->capture_default_str()
+      ->envname("VIGIL_MODEL");
+  cmd->add_option("--data-dir", e.data_dir,
+                  "Folder of this processor's store (and of an embedded queue)")
+      ->capture_default_str()
+      ->envname("VIGIL_DATA_DIR");
   cmd->add_option("--queue-url", args->queue_url,
                   "A Vigil queue service (vigil serve), http://host:port")
       ->envname("QUEUE_SERVICE_URL");
-  cmd->add_option("--queue", args->queue, "Without --queue-url: embedded (in --data-dir) or nats://host:port")
-      ->capture_default_str()->envname("VIGIL_QUEUE");
-  cmd->add_option("--token", args->token, "Sent as 'Authorization: Bearer TOKEN' to the queue service")
+  cmd->add_option("--queue", args->queue,
+                  "Without --queue-url: embedded (in --data-dir) or nats://host:port")
+      ->capture_default_str()
+      ->envname("VIGIL_QUEUE");
+  cmd->add_option("--token", args->token,
+                  "Sent as 'Authorization: Bearer TOKEN' to the queue service")
       ->envname("VIGIL_QUEUE_TOKEN");
   cmd->add_option("--transaction-queue", args->inputs, "Input queues, comma-separated")
-      ->capture_default_str()->envname("TRANSACTION_QUEUE");
+      ->capture_default_str()
+      ->envname("TRANSACTION_QUEUE");
   cmd->add_option("--prediction-queue", args->processor.output_queue, "Output queue")
-      ->capture_default_str()->envname("PREDICTION_QUEUE");
-  cmd->add_option("--threads", args->processor.threads, "Worker threads")
-      ->capture_default_str()->envname("VIGIL_PROCESS_THREADS")->check(CLI::Range(1, 256));
+      ->capture_default_str()
+      ->envname("PREDICTION_QUEUE");
+  cmd->add_option("--threads", args->processor.threads,
+                  "Queues: worker threads. --in: scoring threads (in one process, one per core "
+                  "unless given; under mpirun, in each worker rank)")
+      ->capture_default_str()
+      ->envname("VIGIL_PROCESS_THREADS")
+      ->check(CLI::Range(1, 256));
   cmd->add_option("--batch", args->processor.batch, "Messages per pull")
-      ->capture_default_str()->envname("VIGIL_PROCESS_BATCH")->check(CLI::Range(1, 1000));
+      ->capture_default_str()
+      ->envname("VIGIL_PROCESS_BATCH")
+      ->check(CLI::Range(1, 1000));
   cmd->add_option("--lease-seconds", args->lease_seconds, "How long a pulled batch is leased")
-      ->capture_default_str()->check(CLI::Range(1.0, 43200.0));
-  cmd->add_option("--rank", args->processor.rank, "processor_rank in the records")->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 43200.0));
+  cmd->add_option("--rank", args->processor.rank, "processor_rank in the records")
+      ->capture_default_str();
   cmd->add_option("--record", args->record, "sync or async (as vigil serve)")
-      ->capture_default_str()->check(CLI::IsMember({"sync", "async"}));
+      ->capture_default_str()
+      ->check(CLI::IsMember({"sync", "async"}));
   cmd->add_option("--sync", args->sync, "normal or full (as vigil serve)")
-      ->capture_default_str()->check(CLI::IsMember({"normal", "full"}));
+      ->capture_default_str()
+      ->check(CLI::IsMember({"normal", "full"}));
   cmd->add_option("--in", args->file.in,
                   "Score this transactions CSV (in time order) into --out instead of processing "
                   "queues: over MPI ranks under mpirun, else in one process");
-  cmd->add_option("--out", args->file.out, "With --in: the predictions CSV, exactly as vigil score writes it");
+  cmd->add_option("--out", args->file.out,
+                  "With --in: the predictions CSV, exactly as vigil score writes it");
   AddFileScoreOptions(*cmd, &args->file);
-  cmd->add_option("--reasons", e.explain_top_k, "Queues: reasons per record (0: none)")->capture_default_str();
-  cmd->add_option("--rank-batch", args->rank_batch, "With --in under mpirun: rows in each batch a rank scores")
-      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--reasons", e.explain_top_k, "Queues: reasons per record (0: none)")
+      ->capture_default_str();
+  cmd->add_option("--rank-batch", args->rank_batch,
+                  "With --in under mpirun: rows in each batch a rank scores")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--mock", args->mock,
                   "First push N simulated transactions to the first input queue, process until the "
                   "queues are empty, print the summary and exit")
@@ -232,21 +266,25 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
       if (args->file.in.empty() || args->file.out.empty()) {
         *exit_code = Fail("process", InvalidArgument("--in and --out go together"));
       } else if (args->mock >= 0 || !args->queue_url.empty()) {
-        *exit_code = Fail("process", InvalidArgument("--in/--out score a file: no --mock or --queue-url with them"));
+        *exit_code =
+            Fail("process",
+                 InvalidArgument("--in/--out score a file: no --mock or --queue-url with them"));
       } else {
         FileScoreArgs file = args->file;
         file.model = args->engine.model_path;
         file.kernel = args->kernel;
-        const bool threads_given = cmd->count("--threads") > 0 || std::getenv("VIGIL_PROCESS_THREADS") != nullptr;
+        const bool threads_given =
+            cmd->count("--threads") > 0 || std::getenv("VIGIL_PROCESS_THREADS") != nullptr;
         file.threads = threads_given ? args->processor.threads : 0;
         *exit_code = ProcessFile(file, threads_given, args->rank_batch);
       }
       return;
     }
     if (const dist::Launcher l = dist::DetectLauncher(); l.present && l.size != 1) {
-      *exit_code = Fail("process", InvalidArgument(
-                                       "under an MPI launcher, vigil process scores a file (--in/--out); queue "
-                                       "sources take one process with --threads workers for now"));
+      *exit_code = Fail(
+          "process",
+          InvalidArgument("under an MPI launcher, vigil process scores a file (--in/--out); queue "
+                          "sources take one process with --threads workers for now"));
       return;
     }
     EngineOptions eo = args->engine;
@@ -298,7 +336,8 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
       }
       for (size_t i = 0; i < mock->size(); i += 1000) {
         std::vector<PushItem> items;
-        for (size_t k = i; k < std::min(mock->size(), i + 1000); ++k) items.push_back({(*mock)[k], "transaction"});
+        for (size_t k = i; k < std::min(mock->size(), i + 1000); ++k)
+          items.push_back({(*mock)[k], "transaction"});
         if (auto pushed = (*queue)->PushAndWait(po.input_queues.front(), items); !pushed.ok()) {
           *exit_code = Fail("process", pushed.status().WithContext("--mock"));
           return;
@@ -311,11 +350,12 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
       po.on_processed = [&print_mu](const ProcessedMessage& m) {
         std::lock_guard lock(print_mu);
         if (m.tx == nullptr) {
-          std::printf("Message %.*s: error: %s\n", static_cast<int>(m.message_id.size()), m.message_id.data(),
-                      m.error.message().c_str());
+          std::printf("Message %.*s: error: %s\n", static_cast<int>(m.message_id.size()),
+                      m.message_id.data(), m.error.message().c_str());
         } else {
-          std::printf("Transaction %s: Fraud=%s, Confidence=%.2f, Amount=$%.2f\n", m.tx->customer_id.c_str(),
-                      m.flagged ? "True" : "False", m.confidence, m.tx->amount);
+          std::printf("Transaction %s: Fraud=%s, Confidence=%.2f, Amount=$%.2f\n",
+                      m.tx->customer_id.c_str(), m.flagged ? "True" : "False", m.confidence,
+                      m.tx->amount);
         }
       };
     }
@@ -327,23 +367,26 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
     }
     if (!po.exit_when_idle) {
       // Until SIGINT or SIGTERM; the workers finish the batches in hand.
-      std::fprintf(stderr, "vigil process: processing %s into %s (Ctrl-C stops)\n", args->inputs.c_str(),
-                   po.output_queue.c_str());
+      std::fprintf(stderr, "vigil process: processing %s into %s (Ctrl-C stops)\n",
+                   args->inputs.c_str(), po.output_queue.c_str());
       int sig = 0;
       sigwait(&signals, &sig);
       (*processor)->Stop();
     } else {
       (*processor)->Wait();
     }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const ProcessorStats st = (*processor)->stats();
     (*processor).reset();
     (*queue)->Stop();
     (*engine)->Stop();
     if (args->verbose || args->mock >= 0) {
       std::printf("\nSummary: %llu fraudulent transactions detected out of %llu\n",
-                  static_cast<unsigned long long>(st.flagged), static_cast<unsigned long long>(st.processed));
-      std::printf("Average confidence: %.2f\n", st.processed == 0 ? 0.0 : st.confidence_sum / st.processed);
+                  static_cast<unsigned long long>(st.flagged),
+                  static_cast<unsigned long long>(st.processed));
+      std::printf("Average confidence: %.2f\n",
+                  st.processed == 0 ? 0.0 : st.confidence_sum / st.processed);
       std::printf("Processing time: %.3f seconds\n", seconds);
       if (st.errors > 0) {
         std::printf("Errors: %llu messages were not transactions (dead-lettered)\n",

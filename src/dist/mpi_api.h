@@ -12,7 +12,7 @@ extern "C" {
 #endif
 
 #define VIGIL_MPI_API_VERSION 1
-#define VIGIL_MPI_ANY -1  // any source, or any tag
+#define VIGIL_MPI_ANY (-1)  // any source, or any tag
 
 // Every call returns 0 on success, or -1 after writing a message into the caller's buffer of
 // `error_len` bytes (the plugin sets MPI_ERRORS_RETURN, so MPI's errors come back here).

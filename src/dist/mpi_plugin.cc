@@ -13,7 +13,8 @@ namespace {
 int Failed(int code, const char* what, char* error, int error_len) {
   char text[MPI_MAX_ERROR_STRING] = {};
   int len = 0;
-  if (MPI_Error_string(code, text, &len) != MPI_SUCCESS) std::snprintf(text, sizeof text, "code %d", code);
+  if (MPI_Error_string(code, text, &len) != MPI_SUCCESS)
+    std::snprintf(text, sizeof text, "code %d", code);
   std::snprintf(error, static_cast<size_t>(error_len), "%s: %s", what, text);
   return -1;
 }
@@ -24,7 +25,8 @@ int Check(int code, const char* what, char* error, int error_len) {
 
 int Count(long long n, int* count, char* error, int error_len) {
   if (n < 0 || n > INT_MAX) {
-    std::snprintf(error, static_cast<size_t>(error_len), "a message of %lld bytes is over MPI's limit", n);
+    std::snprintf(error, static_cast<size_t>(error_len),
+                  "a message of %lld bytes is over MPI's limit", n);
     return -1;
   }
   *count = static_cast<int>(n);
@@ -54,15 +56,19 @@ int Init(int* rank, int* size, char* host, int host_len, char* error, int error_
   return 0;
 }
 
-int Finalize(char* error, int error_len) { return Check(MPI_Finalize(), "MPI_Finalize", error, error_len); }
+int Finalize(char* error, int error_len) {
+  return Check(MPI_Finalize(), "MPI_Finalize", error, error_len);
+}
 
 void Abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
 
-int Isend(const void* data, long long n, int dest, int tag, void** request, char* error, int error_len) {
+int Isend(const void* data, long long n, int dest, int tag, void** request, char* error,
+          int error_len) {
   int count = 0;
   if (Count(n, &count, error, error_len) != 0) return -1;
   auto* r = new MPI_Request;
-  if (Check(MPI_Isend(data, count, MPI_BYTE, dest, tag, MPI_COMM_WORLD, r), "MPI_Isend", error, error_len) != 0) {
+  if (Check(MPI_Isend(data, count, MPI_BYTE, dest, tag, MPI_COMM_WORLD, r), "MPI_Isend", error,
+            error_len) != 0) {
     delete r;
     return -1;
   }
@@ -85,8 +91,8 @@ int Iprobe(int source, int tag, int* found, int* out_source, int* out_tag, long 
            char* error, int error_len) {
   MPI_Status status;
   *found = 0;
-  if (Check(MPI_Iprobe(Source(source), Tag(tag), MPI_COMM_WORLD, found, &status), "MPI_Iprobe", error,
-            error_len) != 0) {
+  if (Check(MPI_Iprobe(Source(source), Tag(tag), MPI_COMM_WORLD, found, &status), "MPI_Iprobe",
+            error, error_len) != 0) {
     return -1;
   }
   if (*found) {
@@ -102,8 +108,8 @@ int Iprobe(int source, int tag, int* found, int* out_source, int* out_tag, long 
 int Recv(void* data, long long n, int source, int tag, char* error, int error_len) {
   int count = 0;
   if (Count(n, &count, error, error_len) != 0) return -1;
-  return Check(MPI_Recv(data, count, MPI_BYTE, source, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE), "MPI_Recv",
-               error, error_len);
+  return Check(MPI_Recv(data, count, MPI_BYTE, source, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
+               "MPI_Recv", error, error_len);
 }
 
 const char* LibraryVersion() {
@@ -113,7 +119,8 @@ const char* LibraryVersion() {
   return version;
 }
 
-const VigilMpiApi kApi = {VIGIL_MPI_API_VERSION, Init, Finalize, Abort, Isend, Test, Iprobe, Recv, LibraryVersion};
+const VigilMpiApi kApi = {VIGIL_MPI_API_VERSION, Init, Finalize, Abort, Isend, Test, Iprobe, Recv,
+                          LibraryVersion};
 
 }  // namespace
 

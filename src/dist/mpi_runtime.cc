@@ -39,10 +39,10 @@ Launcher DetectLauncher() {
   // {variable that names the size or rank, rank variable, size variable}
   static constexpr const char* kVariables[][3] = {
       {"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},  // Open MPI
-      {"PMIX_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE"},                         // PMIx (srun)
-      {"PMI_RANK", "PMI_RANK", "PMI_SIZE"},                                       // MPICH, Hydra
+      {"PMIX_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE"},                        // PMIx (srun)
+      {"PMI_RANK", "PMI_RANK", "PMI_SIZE"},                                      // MPICH, Hydra
       {"PMI_SIZE", "PMI_RANK", "PMI_SIZE"},
-      {"MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE"},      // MVAPICH
+      {"MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE"},  // MVAPICH
       {"MPICH_INTERFACE_HOSTNAME", "PMI_RANK", "PMI_SIZE"},
   };
   Launcher l;
@@ -63,8 +63,11 @@ StatusOr<std::unique_ptr<Mpi>> Mpi::Init() {
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
   if (handle == nullptr) {
     const char* why = dlerror();
-    Log(LogLevel::kWarn, "mpi_plugin_not_loaded", {{"plugin", path}, {"error", why == nullptr ? "" : why}});
-    return Unavailable("the MPI plugin did not load (is OpenMPI installed? openmpi-bin, libopenmpi3); the log has the details");
+    Log(LogLevel::kWarn, "mpi_plugin_not_loaded",
+        {{"plugin", path}, {"error", why == nullptr ? "" : why}});
+    return Unavailable(
+        "the MPI plugin did not load (is OpenMPI installed? openmpi-bin, libopenmpi3); the log has "
+        "the details");
   }
   using Entry = const VigilMpiApi* (*)();
   auto entry = reinterpret_cast<Entry>(dlsym(handle, "vigil_mpi_api"));
@@ -82,9 +85,11 @@ StatusOr<std::unique_ptr<Mpi>> Mpi::Init() {
 }
 
 Mpi::~Mpi() {
-  if (Status st = FlushSends(); !st.ok()) Log(LogLevel::kWarn, "mpi_flush_failed", {{"error", st.message()}});
+  if (Status st = FlushSends(); !st.ok())
+    Log(LogLevel::kWarn, "mpi_flush_failed", {{"error", st.message()}});
   char error[kErrorLen] = {};
-  if (api_->finalize(error, kErrorLen) != 0) Log(LogLevel::kWarn, "mpi_finalize_failed", {{"error", error}});
+  if (api_->finalize(error, kErrorLen) != 0)
+    Log(LogLevel::kWarn, "mpi_finalize_failed", {{"error", error}});
 }
 
 std::string Mpi::library_version() const {
@@ -96,8 +101,8 @@ std::string Mpi::library_version() const {
 Status Mpi::Send(int dest, int tag, std::string bytes) {
   auto p = std::make_unique<Pending>(Pending{nullptr, std::move(bytes)});
   char error[kErrorLen] = {};
-  if (api_->isend(p->bytes.data(), static_cast<long long>(p->bytes.size()), dest, tag, &p->request, error,
-                  kErrorLen) != 0) {
+  if (api_->isend(p->bytes.data(), static_cast<long long>(p->bytes.size()), dest, tag, &p->request,
+                  error, kErrorLen) != 0) {
     return Unavailable(std::string("sending to rank ") + std::to_string(dest) + ": " + error);
   }
   pending_.push_back(std::move(p));
@@ -133,7 +138,8 @@ StatusOr<MpiMessage> Mpi::Receive(int source) {
     }
     if (found) {
       MpiMessage m{from, tag, std::string(static_cast<size_t>(bytes), '\0')};
-      if (api_->recv(m.bytes.data(), bytes, from, tag, error, kErrorLen) != 0) return Unavailable(error);
+      if (api_->recv(m.bytes.data(), bytes, from, tag, error, kErrorLen) != 0)
+        return Unavailable(error);
       return m;
     }
     if (spins < 200) continue;

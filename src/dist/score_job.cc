@@ -27,11 +27,14 @@ constexpr size_t kMaxModelBytes = size_t{512} << 20;
 constexpr int kBatchesAhead = 2;  // batches a worker holds: one it scores, one that waits
 
 using Clock = std::chrono::steady_clock;
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 std::string RankName(const std::vector<RankSummary>& ranks, int rank) {
   std::string s = "rank " + std::to_string(rank);
-  if (rank < static_cast<int>(ranks.size()) && !ranks[rank].host.empty()) s += " (" + ranks[rank].host + ")";
+  if (rank < static_cast<int>(ranks.size()) && !ranks[rank].host.empty())
+    s += " (" + ranks[rank].host + ")";
   return s;
 }
 
@@ -64,18 +67,21 @@ StatusOr<ModelMessage> DecodeModel(std::string_view bytes) {
   m.top_reasons = static_cast<int>(r.Varint());
   m.threads = static_cast<int>(r.Varint());
   r.String(&m.model);
-  if (!r.ok() || r.remaining() != 0) return InvalidArgument("the model message from rank 0 is malformed");
+  if (!r.ok() || r.remaining() != 0)
+    return InvalidArgument("the model message from rank 0 is malformed");
   return m;
 }
 
 // A batch of work: its index, then each row's transaction id and features.
-std::string EncodeWork(uint64_t batch, const Dataset& data, const FeatureMatrix& m, size_t lo, size_t rows) {
+std::string EncodeWork(uint64_t batch, const Dataset& data, const FeatureMatrix& m, size_t lo,
+                       size_t rows) {
   std::string out;
   out.reserve(24 + rows * (8 + 4 * m.cols()));
   PutFixed(batch, &out);
   PutFixed(static_cast<uint32_t>(rows), &out);
   PutFixed(static_cast<uint32_t>(m.cols()), &out);
-  out.append(reinterpret_cast<const char*>(data.transaction_id.data() + lo), rows * sizeof(int64_t));
+  out.append(reinterpret_cast<const char*>(data.transaction_id.data() + lo),
+             rows * sizeof(int64_t));
   out.append(reinterpret_cast<const char*>(m.row(lo)), rows * m.cols() * sizeof(float));
   return out;
 }
@@ -126,7 +132,8 @@ Status RunWorker(Mpi& mpi) {
   Clock::time_point wait_start = Clock::now();
   VIGIL_ASSIGN_OR_RETURN(MpiMessage first, mpi.Receive(0));
   if (first.tag == kQuit) return finish();
-  if (first.tag != kModel) return Internal("rank " + std::to_string(me.rank) + ": expected the model first");
+  if (first.tag != kModel)
+    return Internal("rank " + std::to_string(me.rank) + ": expected the model first");
   auto fail = [&](const Status& st) -> Status {
     // Tell the master, which ends the job; drop the work in hand until it does.
     std::string error;
@@ -159,7 +166,8 @@ Status RunWorker(Mpi& mpi) {
     VIGIL_ASSIGN_OR_RETURN(MpiMessage m, mpi.Receive(0));
     me.idle_seconds += Since(wait_start);
     if (m.tag == kQuit || m.tag == kStop) return finish();
-    if (m.tag != kWork) return fail(Internal("unexpected message " + std::to_string(m.tag) + " from rank 0"));
+    if (m.tag != kWork)
+      return fail(Internal("unexpected message " + std::to_string(m.tag) + " from rank 0"));
     const Clock::time_point busy_start = Clock::now();
     ByteReader r(m.bytes);
     ResultHeader h;
@@ -214,8 +222,8 @@ class Master {
     Status st = RunInner();
     if (!st.ok()) {
       if (Status quit = Quit(); !quit.ok()) {
-        std::fprintf(stderr, "vigil process: error: %s; ending every rank: %s\n", st.message().c_str(),
-                     quit.message().c_str());
+        std::fprintf(stderr, "vigil process: error: %s; ending every rank: %s\n",
+                     st.message().c_str(), quit.message().c_str());
         mpi_.Abort(1);
       }
       return st;
@@ -235,19 +243,23 @@ class Master {
     VIGIL_ASSIGN_OR_RETURN(ModelFile file, ParseModel(bytes, o_.model_path));
     VIGIL_ASSIGN_OR_RETURN(Kernel kernel, ParseKernel(o_.kernel));
     // The master's scorer checks the model and gives the feature options; workers score.
-    VIGIL_ASSIGN_OR_RETURN(std::unique_ptr<Scorer> scorer,
-                           Scorer::Create(std::move(file), kernel == Kernel::kAuto ? Kernel::kScalar : kernel));
-    ModelMessage mm{o_.kernel, o_.explain, o_.exact_reasons, o_.top_reasons, o_.threads, std::move(bytes)};
+    VIGIL_ASSIGN_OR_RETURN(
+        std::unique_ptr<Scorer> scorer,
+        Scorer::Create(std::move(file), kernel == Kernel::kAuto ? Kernel::kScalar : kernel));
+    ModelMessage mm{o_.kernel,      o_.explain, o_.exact_reasons,
+                    o_.top_reasons, o_.threads, std::move(bytes)};
     const std::string model_message = Encode(mm);
-    for (int w = 1; w < mpi_.size(); ++w) VIGIL_RETURN_IF_ERROR(mpi_.Send(w, kModel, model_message));
+    for (int w = 1; w < mpi_.size(); ++w)
+      VIGIL_RETURN_IF_ERROR(mpi_.Send(w, kModel, model_message));
 
     VIGIL_ASSIGN_OR_RETURN(Dataset data, ReadTransactionsCsv(o_.in_path));
     if (o_.rows_total != nullptr) o_.rows_total->store(data.size());
     VIGIL_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFile> out, AtomicFile::Create(o_.out_path));
     if (o_.temp_path != nullptr) o_.temp_path->store(&out->temp_path());
-    const FeatureMatrix m = ComputeFeatures(data, scorer->engine_set(), scorer->engine_options(), [&](double f) {
-      if (o_.progress) o_.progress("features", f);
-    });
+    const FeatureMatrix m =
+        ComputeFeatures(data, scorer->engine_set(), scorer->engine_options(), [&](double f) {
+          if (o_.progress) o_.progress("features", f);
+        });
     if (o_.progress) o_.progress("features", 1.0);
     scorer.reset();
     ranks_[0].busy_seconds += Since(t);
@@ -256,7 +268,9 @@ class Master {
     for (int ready = 1; ready < mpi_.size(); ++ready) {
       VIGIL_ASSIGN_OR_RETURN(MpiMessage msg, Wait());
       if (msg.tag == kError) return WorkerError(msg);
-      if (msg.tag != kReady) return Internal(RankName(ranks_, msg.source) + " answered the model with " + std::to_string(msg.tag));
+      if (msg.tag != kReady)
+        return Internal(RankName(ranks_, msg.source) + " answered the model with " +
+                        std::to_string(msg.tag));
       ranks_[msg.source] = DecodeSummary(msg.source, msg.bytes);
     }
 
@@ -269,7 +283,8 @@ class Master {
     auto send_next = [&](int worker) -> Status {
       if (next_send == batches) return Status::Ok();
       const size_t lo = next_send * batch;
-      VIGIL_RETURN_IF_ERROR(mpi_.Send(worker, kWork, EncodeWork(next_send, data, m, lo, std::min(batch, n - lo))));
+      VIGIL_RETURN_IF_ERROR(
+          mpi_.Send(worker, kWork, EncodeWork(next_send, data, m, lo, std::min(batch, n - lo))));
       ++next_send;
       return Status::Ok();
     };
@@ -280,7 +295,8 @@ class Master {
       VIGIL_ASSIGN_OR_RETURN(MpiMessage msg, Wait());
       t = Clock::now();
       if (msg.tag == kError) return WorkerError(msg);
-      if (msg.tag != kResult) return Internal(RankName(ranks_, msg.source) + " sent message " + std::to_string(msg.tag));
+      if (msg.tag != kResult)
+        return Internal(RankName(ranks_, msg.source) + " sent message " + std::to_string(msg.tag));
       ByteReader r(msg.bytes);
       ResultHeader h;
       h.batch = r.Fixed<uint64_t>();
@@ -299,10 +315,12 @@ class Master {
       VIGIL_RETURN_IF_ERROR(send_next(msg.source));
       msg.bytes.erase(0, msg.bytes.size() - r.remaining());
       done.emplace(h.batch, std::move(msg.bytes));
-      for (auto it = done.begin(); it != done.end() && it->first == next_write; it = done.erase(it)) {
+      for (auto it = done.begin(); it != done.end() && it->first == next_write;
+           it = done.erase(it)) {
         out->Write(it->second);
         ++next_write;
-        if (o_.rows_scored != nullptr) o_.rows_scored->store(std::min<uint64_t>(n, next_write * batch));
+        if (o_.rows_scored != nullptr)
+          o_.rows_scored->store(std::min<uint64_t>(n, next_write * batch));
       }
       if (o_.progress) o_.progress("score", static_cast<double>(rows_) / static_cast<double>(n));
       ranks_[0].busy_seconds += Since(t);

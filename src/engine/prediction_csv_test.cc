@@ -22,7 +22,9 @@ TEST(PredictionCsvTest, RowsRoundTripTheirNumbersAndQuoteTheReasons) {
                {"NIGHT", "at night", "night", 1, -0.0004}};
   std::string row;
   AppendPredictionCsvRow(&row, 42, p, true);
-  EXPECT_EQ(row, "42,0.1,review,0.5625,\"AMOUNT (+0.841): amount is \"\"high\"\"; NIGHT (-0.000): at night\"\n");
+  EXPECT_EQ(row,
+            "42,0.1,review,0.5625,\"AMOUNT (+0.841): amount is \"\"high\"\"; NIGHT (-0.000): at "
+            "night\"\n");
   row.clear();
   AppendPredictionCsvRow(&row, -7, p, false);
   EXPECT_EQ(row, "-7,0.1,review,0.5625\n");
