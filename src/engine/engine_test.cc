@@ -619,27 +619,44 @@ TEST_F(EngineTest, StoppedEngineRefusesWork) {
   EXPECT_FALSE(e->Ready().ok());
 }
 
-TEST(ScoreDatasetTest, PredictsEveryRowInOrderWhateverTheThreads) {
+// A simulated data set of `days` days, its features, and a small model trained on them.
+struct SmallSetup {
+  Dataset data;
+  FeatureMatrix features;
+  std::unique_ptr<Scorer> scorer;
+};
+SmallSetup TrainSmall(int days) {
   SimulatorOptions so;
   so.customers = 50;
   so.terminals = 100;
-  so.days = 10;
-  Dataset data = *Simulate(so);
-  FeatureMatrix m = ComputeFeatures(data, FeatureSet::kAll, {});
-  std::vector<uint8_t> y(data.fraud.begin(), data.fraud.end());
+  so.days = days;
+  SmallSetup s;
+  s.data = *Simulate(so);
+  s.features = ComputeFeatures(s.data, FeatureSet::kAll, {});
+  std::vector<uint8_t> y(s.data.fraud.begin(), s.data.fraud.end());
   TrainOptions o;
   o.params = {{"n_estimators", "5"}};
   o.threads = 1;
-  auto model = TrainModel(m.values, y, m.names, o);
-  ASSERT_TRUE(model.ok());
+  auto model = TrainModel(s.features.values, y, s.features.names, o);
+  EXPECT_TRUE(model.ok());
+  if (!model.ok()) return s;
   auto scorer = Scorer::Create(*model);
-  ASSERT_TRUE(scorer.ok());
+  EXPECT_TRUE(scorer.ok());
+  if (scorer.ok()) s.scorer = std::move(*scorer);
+  return s;
+}
+
+TEST(ScoreDatasetTest, PredictsEveryRowInOrderWhateverTheThreads) {
+  SmallSetup setup = TrainSmall(10);
+  ASSERT_NE(setup.scorer, nullptr);
+  const Dataset& data = setup.data;
+  const Scorer& scorer = *setup.scorer;
   std::vector<std::vector<double>> by_threads;
   for (int threads : {1, 3}) {
     std::vector<double> scores;
     BatchScoreOptions bo;
     bo.threads = threads;
-    ASSERT_TRUE(ScoreDataset(**scorer, data, bo, [&](size_t row, const Prediction& p) {
+    ASSERT_TRUE(ScoreDataset(scorer, data, bo, [&](size_t row, const Prediction& p) {
                   EXPECT_EQ(row, scores.size());
                   scores.push_back(p.score);
                 }).ok());
@@ -649,40 +666,30 @@ TEST(ScoreDatasetTest, PredictsEveryRowInOrderWhateverTheThreads) {
   EXPECT_EQ(by_threads[0], by_threads[1]);
   BatchScoreOptions bad;
   bad.threads = -1;
-  EXPECT_EQ(ScoreDataset(**scorer, data, bad, [](size_t, const Prediction&) {}).code(),
+  EXPECT_EQ(ScoreDataset(scorer, data, bad, [](size_t, const Prediction&) {}).code(),
             StatusCode::kInvalidArgument);
 }
 
 TEST(PredictRowsTest, EqualsPredictOnEachRowWhateverTheThreads) {
-  SimulatorOptions so;
-  so.customers = 50;
-  so.terminals = 100;
-  so.days = 20;
-  Dataset data = *Simulate(so);
-  FeatureMatrix m = ComputeFeatures(data, FeatureSet::kAll, {});
-  std::vector<uint8_t> y(data.fraud.begin(), data.fraud.end());
-  TrainOptions o;
-  o.params = {{"n_estimators", "5"}};
-  o.threads = 1;
-  auto model = TrainModel(m.values, y, m.names, o);
-  ASSERT_TRUE(model.ok());
-  auto scorer = Scorer::Create(*model);
-  ASSERT_TRUE(scorer.ok());
+  SmallSetup setup = TrainSmall(20);
+  ASSERT_NE(setup.scorer, nullptr);
+  const FeatureMatrix& m = setup.features;
+  const Scorer& scorer = *setup.scorer;
   // Not a multiple of the chunk, so the last chunk is a short one.
   const size_t rows = std::min<size_t>(m.rows, 1000);
   ASSERT_GT(rows, 600u);
   const std::span<const float> features(m.values.data(), rows * m.cols());
   for (int threads : {1, 2, 5}) {
     std::vector<Prediction> out(rows);
-    PredictRows(**scorer, features, rows, 2, threads, out);
+    PredictRows(scorer, features, rows, 2, threads, out);
     for (size_t i = 0; i < rows; i += 97) {
-      const Prediction want = Predict(**scorer, features.subspan(i * m.cols(), m.cols()), 2);
+      const Prediction want = Predict(scorer, features.subspan(i * m.cols(), m.cols()), 2);
       EXPECT_EQ(out[i].score, want.score) << "row " << i << ", " << threads << " threads";
       EXPECT_EQ(out[i].decision, want.decision);
       ASSERT_EQ(out[i].reasons.size(), want.reasons.size());
       for (size_t k = 0; k < want.reasons.size(); ++k) EXPECT_EQ(out[i].reasons[k].code, want.reasons[k].code);
     }
-    EXPECT_EQ(out[rows - 1].score, Predict(**scorer, features.subspan((rows - 1) * m.cols(), m.cols()), 2).score);
+    EXPECT_EQ(out[rows - 1].score, Predict(scorer, features.subspan((rows - 1) * m.cols(), m.cols()), 2).score);
   }
 }
 
