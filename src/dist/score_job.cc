@@ -268,9 +268,10 @@ class Master {
     for (int ready = 1; ready < mpi_.size(); ++ready) {
       VIGIL_ASSIGN_OR_RETURN(MpiMessage msg, Wait());
       if (msg.tag == kError) return WorkerError(msg);
-      if (msg.tag != kReady)
+      if (msg.tag != kReady) {
         return Internal(RankName(ranks_, msg.source) + " answered the model with " +
                         std::to_string(msg.tag));
+      }
       ranks_[msg.source] = DecodeSummary(msg.source, msg.bytes);
     }
 

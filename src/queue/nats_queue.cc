@@ -424,6 +424,10 @@ class NatsQueue final : public Queue {
     NatsPtr<natsSubscription> sub;
     std::string prefix;
     uint64_t request_id = 0;
+    // A pull request that may still deliver here: the server neither ended it (a status) nor
+    // filled it. Such an inbox is not reused: a message arriving late could sit in it past the
+    // consumer's ack wait, be delivered again elsewhere, and then be handed out twice.
+    bool open = false;
   };
 
   // One queue: its names on the server, its pull inboxes, its leases and lease records.
@@ -651,6 +655,9 @@ class NatsQueue final : public Queue {
   std::set<std::string, std::less<>> names_ GUARDED_BY(mu_);  // queues known to exist
   int pushes_in_flight_ GUARDED_BY(mu_) = 0;
   std::vector<std::shared_ptr<PendingPush>> failed_pushes_ GUARDED_BY(mu_);  // for FailPushes
+  // Messages stored after their push was reported failed (an ack later than ExpirePushes'
+  // deadline): FailPushes deletes them, so that a failed push is not delivered after all.
+  std::vector<std::pair<std::string, uint64_t>> late_stored_ GUARDED_BY(pub_mu_);
   // Asynchronous publishing (pushes): one context, its acknowledgements in OnPubAck.
   NatsPtr<jsCtx> pub_js_;
   Mutex pub_mu_;
@@ -1085,6 +1092,8 @@ void NatsQueue::OnPubAck(jsCtx* /*js*/, natsMsg* msg, jsPubAck* pa, jsPubAckErr*
         if (pae != nullptr && pae->ErrText != nullptr) what += std::string(" (") + pae->ErrText + ")";
         complete = self->SettlePush(*p, i, 0, NatsError(what, err, code));
       }
+    } else if (pa != nullptr && pa->Stream != nullptr) {
+      self->late_stored_.emplace_back(pa->Stream, pa->Sequence);
     }
   }
   natsMsg_Destroy(msg);  // ours to destroy, says nats.c
@@ -1155,6 +1164,20 @@ void NatsQueue::FailPushes() {
     MutexLock lock(&mu_);
     failed.swap(failed_pushes_);
   }
+  std::vector<std::pair<std::string, uint64_t>> late;
+  {
+    MutexLock lock(&pub_mu_);
+    late.swap(late_stored_);
+  }
+  for (const auto& [stream, seq] : late) {
+    jsOptions jo = ApiOptions();
+    jsErrCode je = static_cast<jsErrCode>(0);
+    const natsStatus s = js_DeleteMsg(js_.get(), stream.c_str(), seq, &jo, &je);
+    if (s != NATS_OK && !DeletedNothing(s, je)) {
+      Log(LogLevel::kError, "nats: a push reported failed left a message in its queue",
+          {{"stream", stream}, {"seq", static_cast<unsigned long long>(seq)}});
+    }
+  }
   for (const auto& p : failed) {
     // All or nothing: take back the part of the batch that was stored.
     QueueState& q = *p->q;
@@ -1176,8 +1199,9 @@ void NatsQueue::FailPushes() {
 
 void NatsQueue::EndPush() {
   MutexLock lock(&mu_);
-  --pushes_in_flight_;
-  cv_.SignalAll();
+  // Only Stop() waits for the count (stopped_ is set under mu_ before it looks): a signal per
+  // push would wake the reaper, which scans every lease, once a push.
+  if (--pushes_in_flight_ == 0 && stopped_.load()) cv_.SignalAll();
 }
 
 StatusOr<std::unique_ptr<NatsQueue::Inbox>> NatsQueue::TakeInbox(QueueState& q) {
@@ -1205,6 +1229,9 @@ StatusOr<std::unique_ptr<NatsQueue::Inbox>> NatsQueue::TakeInbox(QueueState& q) 
 }
 
 void NatsQueue::ReturnInbox(QueueState& q, std::unique_ptr<Inbox> inbox) {
+  // An open one is dropped (unsubscribed): what still comes for it is not acknowledged, and the
+  // server delivers it again after its ack wait.
+  if (inbox->open) return;
   MutexLock lock(&q.inbox_mu);
   q.inboxes.push_back(std::move(inbox));
 }
@@ -1219,6 +1246,7 @@ Status NatsQueue::RequestMessages(QueueState& q, Inbox& inbox, int batch, int64_
     body += ",\"no_wait\":true";
   }
   body += "}";
+  inbox.open = true;
   natsStatus s = natsConnection_PublishRequest(conn_.get(), q.next_subject.c_str(), reply.c_str(),
                                                body.data(), static_cast<int>(body.size()));
   if (s != NATS_OK) return NatsError("pull from " + q.stream, s);
@@ -1243,16 +1271,18 @@ Status NatsQueue::RequestMessages(QueueState& q, Inbox& inbox, int batch, int64_
       // A status ends a request: this one, or an older one a pull gave up on (ignored).
       if (reply != natsMsg_GetSubject(m.get())) continue;
       const std::string_view code(status);
-      if (code == "100") continue;                // heartbeat
+      if (code == "100") continue;  // heartbeat
+      inbox.open = false;            // any other status ends the request
       if (code == "404" || code == "408") break;  // nothing (more) to deliver
       if (got > 0) break;
       return Unavailable("nats: JetStream refused a pull from " + q.stream + ": " +
                          std::string(code) + " " + Header(m.get(), "Description"));
     }
-    // A message: for this request, or late for an older one; either way delivered to us.
+    // A message: for this request (an inbox is reused only after its requests ended).
     out->push_back(std::move(m));
     ++got;
   }
+  if (got == batch) inbox.open = false;  // filled: the server sends nothing more for it
   return Status::Ok();
 }
 
@@ -1490,11 +1520,20 @@ void NatsQueue::ApplyRecord(QueueState& q, uint64_t generation, uint64_t record_
     const std::string id(f[0]);
     const auto it = q.recorded.find(id);
     const bool older = it == q.recorded.end() || it->second.record_seq < record_seq;
-    if (release || until_us <= now_us || q.leases.contains(id)) {
+    const auto own = q.leases.find(id);
+    const bool held_here = own != q.leases.end() && own->second.expires_us > now_us;
+    if (release || until_us <= now_us || held_here) {
       // A lease ended, or one held here (the server delivered it again elsewhere after it lost
       // its state): what this process holds comes first.
       if (it != q.recorded.end() && older) q.recorded.erase(it);
       continue;
+    }
+    if (own != q.leases.end()) {
+      // Ours ran out and the server delivered it again to another process, which leased it:
+      // that lease is the live one. Ours is dropped, not given back (a nak of the old
+      // delivery must not undo the new one).
+      SettleRecord(q, own->second.record_seq);
+      q.leases.erase(own);
     }
     Record r;
     r.record_seq = record_seq;
@@ -1715,6 +1754,7 @@ StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
     // may lag behind).
     const int64_t until_us = now_us + lease_us;
     std::string body = "L " + std::to_string(until_us) + "\n";
+    std::string release = "R " + std::to_string(until_us) + "\n";
     size_t open = 0;
     for (const Taken& t : taken) {
       if (!q.IsOwnId(t.qm.id)) {
@@ -1725,12 +1765,21 @@ StatusOr<size_t> NatsQueue::Accept(QueueState& q, std::vector<MsgPtr> msgs,
       }
       body += t.qm.id + ' ' + std::to_string(t.seq) + ' ' + std::to_string(t.qm.attempt) + ' ' +
               natsMsg_GetReply(t.msg.get()) + '\n';
+      release += t.qm.id + '\n';
       ++open;
     }
     if (open > 0) {
       StatusOr<uint64_t> rec = PublishRecord(q, body, until_us, open);
       if (!rec.ok()) {
-        // Not recorded: not handed out either.
+        // Not recorded: not handed out either. The record may be stored all the same (a
+        // timeout after the server took it), and would hold the messages elsewhere for the
+        // whole lease: a release record goes first, best effort, while they are still
+        // delivered here (so that it cannot undo a lease another process takes after them).
+        if (const Status released = PublishRecord(q, release, until_us, 1).status();
+            !released.ok()) {
+          Log(LogLevel::kWarn, "nats: no release record after a failed lease record",
+              {{"queue", q.name}, {"error", released.message()}});
+        }
         for (const Taken& t : taken) {
           GiveBack(q, natsMsg_GetReply(t.msg.get()), t.seq, std::chrono::milliseconds(0));
         }
@@ -1880,8 +1929,9 @@ NatsQueue::Taken NatsQueue::TakeLeases(QueueState& q, std::span<const std::strin
 
 void NatsQueue::PutBack(QueueState& q, std::span<const std::string> ids, Taken&& taken) {
   MutexLock lock(&q.mu);
-  for (auto& [i, lease] : taken.own) q.leases[ids[i]] = std::move(lease);
-  for (auto& [i, r] : taken.foreign) q.recorded[ids[i]] = std::move(r);
+  // A lease given out meanwhile (a redelivery another pull took) is the live one: kept.
+  for (auto& [i, lease] : taken.own) q.leases.try_emplace(ids[i], std::move(lease));
+  for (auto& [i, r] : taken.foreign) q.recorded.try_emplace(ids[i], std::move(r));
 }
 
 StatusOr<std::vector<Status>> NatsQueue::Ack(std::string_view queue,
