@@ -159,4 +159,29 @@ check "rank 0 says what was done and that nothing was written" \
 check "mpirun names the rank that died" grep -q "rank 2 .*signal 9" "$WORK/killed.err"
 check "no output, not even a partial one" bash -c "! ls '$WORK' | grep -q '^killed.csv'"
 
+# --- scoring alone under a launcher still ends on SIGTERM (its signals are not left blocked) ---
+VIGIL_MPI_PLUGIN="$WORK/no-such-plugin.so" "${MPIRUN[@]}" -x VIGIL_MPI_PLUGIN -n 1 "$VIGIL" process \
+  --model "$MODEL" --in "$WORK/big.csv" --out "$WORK/term.csv" --explain >/dev/null 2>"$WORK/term.err" &
+job=$!
+alone=""
+for _ in $(seq 1 600); do
+  if grep -q "scoring in one process" "$WORK/term.err" 2>/dev/null; then
+    for p in $(pgrep -f "process --model $MODEL --in $WORK/big.csv --out $WORK/term.csv"); do
+      if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=0'; then alone=$p; fi
+    done
+    [ -n "$alone" ] && break
+  fi
+  sleep 0.05
+done
+check "found the rank scoring alone" test -n "$alone"
+[ -n "$alone" ] && kill -TERM "$alone"
+ended=""
+for _ in $(seq 1 400); do
+  if ! kill -0 "$alone" 2>/dev/null; then ended=1; break; fi
+  sleep 0.05
+done
+check "SIGTERM ends the rank scoring alone" test -n "$ended"
+wait "$job"
+check "and it left no output" bash -c "! ls '$WORK' | grep -q '^term.csv'"
+
 finish

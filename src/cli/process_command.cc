@@ -113,14 +113,18 @@ int ProcessFile(const FileScoreArgs& file, bool threads_given, size_t batch_rows
         stderr, "vigil process: not started by an MPI launcher (mpirun): scoring in one process\n");
     return ScoreFile("process", file);
   }
-  // Rank 0 answers SIGTERM itself (below); the workers keep the default, and die at once.
+  // Rank 0 answers SIGINT and SIGTERM on a thread of its own (below); the other ranks, and a
+  // rank that scores alone, keep the default and end at once. Blocked before MPI starts its
+  // threads, which inherit the mask, so that only this thread (or that one) takes them.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
-  if (launcher.rank == 0) pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  auto unblock = [&signals] { pthread_sigmask(SIG_UNBLOCK, &signals, nullptr); };
   auto mpi = dist::Mpi::Init();
   if (!mpi.ok()) {
+    unblock();
     if (launcher.rank > 0) {
       std::fprintf(stderr, "vigil process (rank %d): %s: rank 0 scores alone, this rank ends\n",
                    launcher.rank, mpi.status().message().c_str());
@@ -131,6 +135,7 @@ int ProcessFile(const FileScoreArgs& file, bool threads_given, size_t batch_rows
     return ScoreFile("process", file);
   }
   dist::Mpi& m = **mpi;
+  if (m.rank() != 0 || m.size() == 1) unblock();
   if (m.size() == 1) {
     std::fprintf(stderr,
                  "vigil process: one MPI rank: scoring in it alone (workers need -n 2 or more)\n");
