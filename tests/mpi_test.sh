@@ -133,21 +133,27 @@ else
 fi
 
 # --- a worker killed mid-job: the job stops loudly, no output ----------------------------------
+# rank_pid STDERR_FILE TEXT ARGS RANK: the pid of MPI rank RANK of the `vigil process ... ARGS`
+# running now, once TEXT is in its job's STDERR_FILE (30 s at most; empty if not found).
+rank_pid() {
+  local p
+  for _ in $(seq 1 600); do
+    if grep -q -- "$2" "$1" 2>/dev/null; then
+      for p in $(pgrep -f -- "process --model $MODEL --in $WORK/big.csv $3"); do
+        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$4"; then
+          echo "$p"
+          return
+        fi
+      done
+    fi
+    sleep 0.05
+  done
+}
 "$VIGIL" simulate --customers 2000 --terminals 4000 --days 60 --radius 10 --quiet --out "$WORK/big.csv" >/dev/null
 "${MPIRUN[@]}" -n 3 "$VIGIL" process --model "$MODEL" --in "$WORK/big.csv" --out "$WORK/killed.csv" --explain \
   --rank-batch 100 >"$WORK/killed.out" 2>"$WORK/killed.err" &
 job=$!
-victim=""
-for _ in $(seq 1 600); do
-  # Rank 2, once scoring has begun.
-  if grep -q "process: score" "$WORK/killed.err" 2>/dev/null; then
-    for p in $(pgrep -f "process --model $MODEL --in $WORK/big.csv"); do
-      if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=2'; then victim=$p; fi
-    done
-    [ -n "$victim" ] && break
-  fi
-  sleep 0.05
-done
+victim="$(rank_pid "$WORK/killed.err" "process: score" "--out $WORK/killed.csv" 2)"
 check "found rank 2 while it scored" test -n "$victim"
 [ -n "$victim" ] && kill -9 "$victim"
 wait "$job"
@@ -163,16 +169,7 @@ check "no output, not even a partial one" bash -c "! ls '$WORK' | grep -q '^kill
 VIGIL_MPI_PLUGIN="$WORK/no-such-plugin.so" "${MPIRUN[@]}" -x VIGIL_MPI_PLUGIN -n 1 "$VIGIL" process \
   --model "$MODEL" --in "$WORK/big.csv" --out "$WORK/term.csv" --explain >/dev/null 2>"$WORK/term.err" &
 job=$!
-alone=""
-for _ in $(seq 1 600); do
-  if grep -q "scoring in one process" "$WORK/term.err" 2>/dev/null; then
-    for p in $(pgrep -f "process --model $MODEL --in $WORK/big.csv --out $WORK/term.csv"); do
-      if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=0'; then alone=$p; fi
-    done
-    [ -n "$alone" ] && break
-  fi
-  sleep 0.05
-done
+alone="$(rank_pid "$WORK/term.err" "scoring in one process" "--out $WORK/term.csv" 0)"
 check "found the rank scoring alone" test -n "$alone"
 [ -n "$alone" ] && kill -TERM "$alone"
 ended=""
