@@ -128,20 +128,22 @@ long_poll() {  # long_poll BODY NAME: in the background, status in $WORK/NAME.st
 }
 long_poll '{"wait_seconds": 15}' plain_wait
 W=$!
+poll_start=$SECONDS
 sleep 1
 kill -0 "$W" 2>/dev/null && pass || fail "a plain pull with wait_seconds on an empty queue answered at once: $(cat "$WORK/plain_wait")"
 post /api/queues/LONG/push '{"content": "late1"}' >/dev/null
 wait "$W"
 [ "$(cat "$WORK/plain_wait.status")" = 200 ] && [ "$(jq -r .content "$WORK/plain_wait")" = late1 ] && pass \
-  || fail "plain long poll: $(cat "$WORK/plain_wait.status") $(cat "$WORK/plain_wait")"
+  || fail "plain long poll: $(cat "$WORK/plain_wait.status") $(cat "$WORK/plain_wait") after $((SECONDS - poll_start)) s"
 long_poll '{"lease_seconds": 30, "max": 5, "wait_seconds": 15}' leased_wait
 W=$!
+poll_start=$SECONDS
 sleep 1
 kill -0 "$W" 2>/dev/null && pass || fail "a leased pull with wait_seconds answered at once: $(cat "$WORK/leased_wait")"
 post /api/queues/LONG/push '{"messages": [{"content": "late2"}, {"content": "late3"}]}' >/dev/null
 wait "$W"
 [ "$(cat "$WORK/leased_wait.status")" = 200 ] && [ "$(jq -r '.messages[0].content' "$WORK/leased_wait")" = late2 ] && pass \
-  || fail "leased long poll: $(cat "$WORK/leased_wait.status") $(cat "$WORK/leased_wait")"
+  || fail "leased long poll: $(cat "$WORK/leased_wait.status") $(cat "$WORK/leased_wait") after $((SECONDS - poll_start)) s"
 s=$(post /api/queues/LONG/ack "{\"ids\": $(jq -c '[.messages[].id]' "$WORK/leased_wait")}")
 expect_status "ack what the long poll leased" 200 "$s"
 expect_status "wait_seconds out of range" 400 "$(post /api/queues/LONG/pull '{"wait_seconds": 21}')"

@@ -21,6 +21,9 @@ mkdir -p "$WORK/data"
 PORT=""
 SERVER=""
 start_server() {  # start_server extra-args...: sets SERVER and PORT
+  # Emptied here, not by the background job's redirection, which may come after the first read
+  # below: the last server's port would be read.
+  : >"$WORK/serve.out"
   "$VIGIL" serve --model "$WORK/a.model" --port 0 --address 127.0.0.1 --data-dir "$WORK/data" "$@" \
     >"$WORK/serve.out" 2>"$WORK/serve.err" &
   SERVER=$!

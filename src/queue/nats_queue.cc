@@ -148,6 +148,8 @@ constexpr int64_t kApiTimeoutMs = 5000;
 constexpr int kConnectTimeoutMs = 2000;
 constexpr auto kReapEvery = std::chrono::milliseconds(100);
 constexpr int64_t kWaitSliceMs = 100;
+// How long past a pull request's expiry its end (a 408, or silence) is awaited.
+constexpr int64_t kExpiryGraceMs = 1000;
 // Room for Vigil's headers in a message, besides the content and the type.
 constexpr size_t kHeaderReserve = 512;
 // A lease record outlives the longest lease by this much before the server drops it: the
@@ -1250,15 +1252,19 @@ Status NatsQueue::RequestMessages(QueueState& q, Inbox& inbox, int batch, int64_
   natsStatus s = natsConnection_PublishRequest(conn_.get(), q.next_subject.c_str(), reply.c_str(),
                                                body.data(), static_cast<int>(body.size()));
   if (s != NATS_OK) return NatsError("pull from " + q.stream, s);
-  // The server ends a request itself (a status message) when it expires; the extra time is
-  // for its answer to arrive.
-  const auto deadline = Clock::now() + std::chrono::milliseconds(expires_ms + kApiTimeoutMs);
+  // A no_wait request is answered at once: silence is an unreachable JetStream. One that
+  // expires usually ends with a 408, but nats-server 2.9 drops an expired request without one
+  // when a message comes as it expires: silence a moment past its expiry means it is over. The
+  // inbox stays open, so it is not reused; what might still come for it is redelivered.
+  const auto deadline =
+      Clock::now() + std::chrono::milliseconds(expires_ms > 0 ? expires_ms + kExpiryGraceMs
+                                                              : kApiTimeoutMs);
   int got = 0;
   while (got < batch && !stopped_.load()) {
     const int64_t left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) {
-      if (got > 0) break;
+      if (got > 0 || expires_ms > 0) break;
       return Unavailable("nats: no answer from JetStream to a pull from " + q.stream);
     }
     natsMsg* raw = nullptr;
