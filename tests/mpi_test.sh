@@ -7,8 +7,10 @@ set -uo pipefail
 VIGIL="$1"
 WORK="${KEEP_WORK:-$(mktemp -d)}"
 HOG=""
+QS=""
 cleanup() {
   [ -n "$HOG" ] && kill "$HOG" 2>/dev/null
+  [ -n "$QS" ] && kill -9 "$QS" 2>/dev/null
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -125,21 +127,15 @@ expect_error "--in without --out" "--in and --out go together" \
   "$VIGIL" process --model "$MODEL" --in "$WORK/tx.csv"
 expect_error "--in with --mock" "no --mock or --queue-url" \
   "$VIGIL" process --model "$MODEL" --in "$WORK/tx.csv" --out "$WORK/x.csv" --mock 10
-if "${MPIRUN[@]}" -n 2 "$VIGIL" process --model "$MODEL" --data-dir "$WORK/d" --mock 5 \
-  >/dev/null 2>"$WORK/q.err"; then
-  fail "a queue source under mpirun -n 2: exit 0"
-else
-  check "a queue source under mpirun -n 2 says what it takes" grep -q "scores a file (--in/--out)" "$WORK/q.err"
-fi
 
 # --- a worker killed mid-job: the job stops loudly, no output ----------------------------------
-# rank_pid STDERR_FILE TEXT ARGS RANK: the pid of MPI rank RANK of the `vigil process ... ARGS`
+# rank_pid STDERR_FILE TEXT ARGS RANK: the pid of MPI rank RANK of the `vigil process ARGS...`
 # running now, once TEXT is in its job's STDERR_FILE (30 s at most; empty if not found).
 rank_pid() {
   local p
   for _ in $(seq 1 600); do
     if grep -q -- "$2" "$1" 2>/dev/null; then
-      for p in $(pgrep -f -- "process --model $MODEL --in $WORK/big.csv $3"); do
+      for p in $(pgrep -f -- "process $3"); do
         if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$4"; then
           echo "$p"
           return
@@ -153,7 +149,7 @@ rank_pid() {
 "${MPIRUN[@]}" -n 3 "$VIGIL" process --model "$MODEL" --in "$WORK/big.csv" --out "$WORK/killed.csv" --explain \
   --rank-batch 100 >"$WORK/killed.out" 2>"$WORK/killed.err" &
 job=$!
-victim="$(rank_pid "$WORK/killed.err" "process: score" "--out $WORK/killed.csv" 2)"
+victim="$(rank_pid "$WORK/killed.err" "process: score" "--model $MODEL --in $WORK/big.csv --out $WORK/killed.csv" 2)"
 check "found rank 2 while it scored" test -n "$victim"
 [ -n "$victim" ] && kill -9 "$victim"
 wait "$job"
@@ -169,7 +165,7 @@ check "no output, not even a partial one" bash -c "! ls '$WORK' | grep -q '^kill
 VIGIL_MPI_PLUGIN="$WORK/no-such-plugin.so" "${MPIRUN[@]}" -x VIGIL_MPI_PLUGIN -n 1 "$VIGIL" process \
   --model "$MODEL" --in "$WORK/big.csv" --out "$WORK/term.csv" --explain >/dev/null 2>"$WORK/term.err" &
 job=$!
-alone="$(rank_pid "$WORK/term.err" "scoring in one process" "--out $WORK/term.csv" 0)"
+alone="$(rank_pid "$WORK/term.err" "scoring in one process" "--model $MODEL --in $WORK/big.csv --out $WORK/term.csv" 0)"
 check "found the rank scoring alone" test -n "$alone"
 [ -n "$alone" ] && kill -TERM "$alone"
 ended=""
@@ -180,5 +176,133 @@ done
 check "SIGTERM ends the rank scoring alone" test -n "$ended"
 wait "$job"
 check "and it left no output" bash -c "! ls '$WORK' | grep -q '^term.csv'"
+
+# --- queue sources over ranks: a queue service (vigil serve) that every run pulls from ----------
+mkdir -p "$WORK/qs" "$WORK/pa" "$WORK/pb" "$WORK/pc" "$WORK/pd" "$WORK/pe"
+"$VIGIL" serve --model "$MODEL" --port 0 --address 127.0.0.1 --data-dir "$WORK/qs" \
+  >"$WORK/qs.out" 2>"$WORK/qs.err" &
+QS=$!
+QPORT=""
+for _ in $(seq 100); do
+  QPORT=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$WORK/qs.out")
+  [ -n "$QPORT" ] && break
+  sleep 0.1
+done
+QURL="http://127.0.0.1:$QPORT"
+check "the queue service started" test -n "$QPORT"
+# pull_all QUEUE FILE: takes every message of QUEUE, one JSON content a line.
+pull_all() {
+  : >"$2"
+  local n
+  while :; do
+    curl -s -X POST -H 'Content-Type: application/json' --data '{"max": 1000}' \
+      "$QURL/api/queues/$1/pull" >"$WORK/pull.json"
+    n=$(jq '.messages | length' "$WORK/pull.json" 2>/dev/null)
+    [ "${n:-0}" -gt 0 ] 2>/dev/null || break
+    jq -c '.messages[].content' "$WORK/pull.json" >>"$2"
+  done
+}
+depth() { curl -s "$QURL/api/queues/$1" | jq -r '.depth // 0'; }
+# What a record says of its transaction, without where and when it was processed.
+verdicts() { jq -c '{id: (.transaction_id | sub("^IN[A-Z]-"; "")), score, decision, anomaly_score, reasons}' "$1" | sort; }
+QARGS=(--model "$MODEL" --queue-url "$QURL")
+
+# The same predictions as one process: one batch of 400, so the order of the features is the
+# queue's in both.
+"$VIGIL" process "${QARGS[@]}" --transaction-queue INA --prediction-queue OUTA --data-dir "$WORK/pa" \
+  --mock 400 --batch 1000 >"$WORK/pa.out" 2>"$WORK/pa.err" || fail "one process over the queue service exits 0"
+"${MPIRUN[@]}" -n 3 "$VIGIL" process "${QARGS[@]}" --transaction-queue INB --prediction-queue OUTB \
+  --data-dir "$WORK/pb" --mock 400 --batch 1000 >"$WORK/pb.out" 2>"$WORK/pb.err" ||
+  fail "mpirun -n 3 over the queue service exits 0: $(tail -3 "$WORK/pb.err")"
+pull_all OUTA "$WORK/outa.jsonl"
+pull_all OUTB "$WORK/outb.jsonl"
+check "one process: 400 records" test "$(wc -l <"$WORK/outa.jsonl")" -eq 400
+check "mpirun -n 3 over a queue: 400 records" test "$(wc -l <"$WORK/outb.jsonl")" -eq 400
+check "mpirun -n 3 over a queue: the predictions of one process, reasons and all" \
+  diff <(verdicts "$WORK/outa.jsonl") <(verdicts "$WORK/outb.jsonl")
+check "one process: processor_rank 0" test "$(jq -r .processor_rank "$WORK/outa.jsonl" | sort -u)" = 0
+check "mpirun -n 3: processor_rank names a worker" \
+  bash -c "jq -r .processor_rank '$WORK/outb.jsonl' | sort -u | grep -qxE '1|2' && ! jq -r .processor_rank '$WORK/outb.jsonl' | grep -qvxE '1|2'"
+check "mpirun -n 3: the summary and the rank table" \
+  bash -c "grep -q 'detected out of 400$' '$WORK/pb.out' && grep -qE '^0 +[^ ]+ +master +- +400 ' '$WORK/pb.out'"
+check "mpirun -n 3 says who runs the processor" grep -q "rank 0 on .* runs the processor, 2 score" "$WORK/pb.err"
+
+# Many batches: both workers score, every message once.
+"${MPIRUN[@]}" -n 3 "$VIGIL" process "${QARGS[@]}" --transaction-queue INC --prediction-queue OUTC \
+  --data-dir "$WORK/pc" --mock 3000 --batch 50 >"$WORK/pc.out" 2>"$WORK/pc.err" ||
+  fail "mpirun -n 3 with 60 batches exits 0"
+pull_all OUTC "$WORK/outc.jsonl"
+check "60 batches: 3000 records, each transaction once" \
+  test "$(jq -r .transaction_id "$WORK/outc.jsonl" | sort -u | wc -l)" -eq 3000
+for r in 1 2; do
+  check "60 batches: rank $r scored some" test "$(jq -r .processor_rank "$WORK/outc.jsonl" | grep -cx "$r")" -gt 0
+done
+check "60 batches: the workers' rows in the table add up to 3000" \
+  test "$(($(rank_rows "$WORK/pc.out" 1) + $(rank_rows "$WORK/pc.out" 2)))" -eq 3000
+check "60 batches: the input queue is drained" test "$(depth INC)" = 0
+
+# A hot swap (SIGHUP to rank 0 after the model file changed) reaches the workers.
+"$VIGIL" train --data "$WORK/tx.csv" --algo gbdt --train-start 2018-04-25 --param n_estimators=10 \
+  --out "$WORK/other.model" --quiet >/dev/null || fail "train another model"
+cp "$MODEL" "$WORK/swap.model"
+push_mock() {  # push_mock QUEUE N FIRST: N transactions of customer c1 with ids FIRST..
+  local items="" i
+  for ((i = $3; i < $3 + $2; i++)); do
+    items+="{\"content\": {\"transaction_id\": \"sw$i\", \"customer_id\": \"c1\", \"vendor_id\": \"v$((i % 7))\", \"amount\": $((i % 90 + 5)), \"timestamp\": \"2018-05-01T10:$(printf %02d $((i % 60))):00\"}},"
+  done
+  curl -s -o /dev/null -X POST -H 'Content-Type: application/json' \
+    --data "{\"messages\": [${items%,}]}" "$QURL/api/queues/$1/push"
+}
+"${MPIRUN[@]}" -n 3 "$VIGIL" process --model "$WORK/swap.model" --queue-url "$QURL" --transaction-queue IND \
+  --prediction-queue OUTD --data-dir "$WORK/pd" >"$WORK/pd.out" 2>"$WORK/pd.err" &
+job=$!
+push_mock IND 40 0
+for _ in $(seq 300); do [ "$(depth OUTD)" = 40 ] && break; sleep 0.1; done
+master="$(rank_pid "$WORK/pd.err" "runs the processor" "--model $WORK/swap.model" 0)"
+check "found rank 0 of the processor" test -n "$master"
+cp "$WORK/other.model" "$WORK/swap.model"
+[ -n "$master" ] && kill -HUP "$master"
+for _ in $(seq 300); do grep -q '"msg":"model reloaded"' "$WORK/pd.err" && break; sleep 0.1; done
+push_mock IND 40 40
+for _ in $(seq 300); do [ "$(depth OUTD)" = 80 ] && break; sleep 0.1; done
+pull_all OUTD "$WORK/outd.jsonl"
+before=$(jq -r 'select(.transaction_id | ltrimstr("sw") | tonumber < 40) | .model.version' "$WORK/outd.jsonl" | sort -u)
+after=$(jq -r 'select(.transaction_id | ltrimstr("sw") | tonumber >= 40) | .model.version' "$WORK/outd.jsonl" | sort -u)
+check "hot swap: 80 records" test "$(wc -l <"$WORK/outd.jsonl")" -eq 80
+check "hot swap: one model before ($before) and another after ($after)" \
+  bash -c "[ \$(echo '$before' | wc -l) = 1 ] && [ \$(echo '$after' | wc -l) = 1 ] && [ -n '$before' ] && [ '$before' != '$after' ]"
+check "hot swap: the new model was scored by the workers" \
+  bash -c "jq -r 'select(.transaction_id | ltrimstr(\"sw\") | tonumber >= 40) | .processor_rank' '$WORK/outd.jsonl' | grep -qxE '1|2'"
+[ -n "$master" ] && kill -TERM "$master"
+wait "$job"
+check "SIGTERM to rank 0 stops the job cleanly (exit $?)" test $? -eq 0
+check "SIGTERM: rank 0 says what was done" \
+  grep -q "stopping on SIGTERM with 80 transactions processed and acknowledged" "$WORK/pd.err"
+
+# A worker killed mid-job: nothing unacknowledged is lost; a second run finishes the rest
+# (redelivered when the leases end), and no transaction is counted twice.
+"${MPIRUN[@]}" -n 3 "$VIGIL" process "${QARGS[@]}" --transaction-queue INE --prediction-queue OUTE \
+  --data-dir "$WORK/pe" --mock 20000 --batch 20 --lease-seconds 2 >"$WORK/pe.out" 2>"$WORK/pe.err" &
+job=$!
+for _ in $(seq 600); do [ "$(depth OUTE)" -gt 200 ] 2>/dev/null && break; sleep 0.05; done
+victim="$(rank_pid "$WORK/pe.err" "runs the processor" "--model $MODEL --queue-url $QURL --transaction-queue INE" 2)"
+check "found rank 2 of the processor" test -n "$victim"
+[ -n "$victim" ] && kill -9 "$victim"
+wait "$job"
+code=$?
+check "a killed worker fails the job (exit $code)" test "$code" -ne 0
+left=$(depth INE)
+check "the job stopped with transactions left ($left)" test "${left:-0}" -gt 0
+sleep 3  # the leases of the batches in hand run out
+"$VIGIL" process "${QARGS[@]}" --transaction-queue INE --prediction-queue OUTE --data-dir "$WORK/pe" \
+  --mock 0 --batch 200 >"$WORK/pe2.out" 2>"$WORK/pe2.err" || fail "the second run exits 0"
+pull_all OUTE "$WORK/oute.jsonl"
+check "after the rerun every transaction has a record" \
+  test "$(jq -r .transaction_id "$WORK/oute.jsonl" | sort -u | wc -l)" -eq 20000
+check "the input queue is drained" test "$(depth INE)" = 0
+check "the store counted each transaction once" test "$(sqlite3 "$WORK/pe/vigil.db" \
+  "SELECT count(*) = 20000 AND count(DISTINCT transaction_id) = 20000 FROM transactions")" = 1
+kill "$QS"
+wait "$QS" 2>/dev/null
 
 finish

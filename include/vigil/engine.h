@@ -59,6 +59,28 @@ struct ModelInfo {
   Kernel kernel = Kernel::kScalar;  // the kernel scoring its forest (Forest::kernel(), never kAuto)
 };
 
+// The model of a batch, as a RowPredictor sees it: the compiled scorer, its name and version,
+// and the file's bytes (for a predictor that scores elsewhere and must send the model there).
+struct PredictModel {
+  const Scorer& scorer;
+  const ModelInfo& info;
+  const std::string& bytes;
+};
+
+// Runs the model on the feature rows of a batch (ScoreBatch's new transactions, after their
+// features were counted in order): in this process when EngineOptions::predictor is null; the
+// MPI processor's rank 0 sends them to its worker ranks (src/dist/rank_predictor.h). Called from
+// every thread that calls ScoreBatch, several at a time.
+class RowPredictor {
+ public:
+  virtual ~RowPredictor() = default;
+  // out[i] = Predict(model.scorer, row i, explain_top_k) for rows rows of features (row-major,
+  // Features(FeatureSet::kAll).size() a row); *scored_by says who ran them (processor_rank).
+  // An error means nothing of the batch is counted or recorded: its callers retry.
+  virtual Status Predict(const PredictModel& model, std::span<const float> features, size_t rows,
+                         int explain_top_k, std::span<Prediction> out, int* scored_by) = 0;
+};
+
 enum class RecordMode {
   kSync,   // the outcome is given once the record is committed: a kill -9 loses nothing given
   kAsync,  // the outcome is given first, the record written right after it: with
@@ -100,6 +122,8 @@ struct EngineOptions {
   // of the burst are then committed in one write, and their outcomes given together, instead of
   // one write and one wake-up of the client per request. Empty: each record at once.
   std::function<void(std::function<void()>)> after_burst;
+  // Where ScoreBatch runs the model (above); null: in this process. Score always runs it here.
+  std::shared_ptr<RowPredictor> predictor;
 };
 
 // How one Score call ended.
@@ -111,6 +135,8 @@ struct ScoreOutcome {
   // The reply, rendered once (RenderPrediction) and given byte for byte to every replay. Set
   // when status is Ok.
   std::shared_ptr<const std::string> reply;
+  // Who ran the model, as RowPredictor::Predict said; -1: this process, or a replay.
+  int scored_by = -1;
 };
 
 // How the engine rebuilt its online state when it opened.
@@ -147,7 +173,8 @@ class Engine {
 
   // Scores several transactions whose records are committed together; `done` gets one outcome
   // per transaction, in order. A transaction id repeated inside the batch is scored once; its
-  // repeats are replays.
+  // repeats are replays. The features are counted in order, then the model runs on the new ones
+  // together (EngineOptions::predictor).
   void ScoreBatch(std::vector<Transaction> txs, std::function<void(std::vector<ScoreOutcome>)> done);
 
   // Loads <models_dir>/<name>.model and swaps it in; scoring in flight finishes on the old model.

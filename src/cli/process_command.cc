@@ -17,6 +17,7 @@
 #include "cli/cli_util.h"
 #include "core/json_text.h"
 #include "dist/mpi_runtime.h"
+#include "dist/rank_predictor.h"
 #include "dist/score_job.h"
 #include "process/processor.h"
 #include "serve/http_queue.h"
@@ -185,6 +186,82 @@ int ProcessFile(const FileScoreArgs& file, bool threads_given, size_t batch_rows
   return 0;
 }
 
+// The reference processor's summary.
+void PrintSummary(const ProcessorStats& st, double seconds, bool show) {
+  if (!show) return;
+  std::printf("\nSummary: %llu fraudulent transactions detected out of %llu\n",
+              static_cast<unsigned long long>(st.flagged),
+              static_cast<unsigned long long>(st.processed));
+  std::printf("Average confidence: %.2f\n",
+              st.processed == 0 ? 0.0 : st.confidence_sum / st.processed);
+  std::printf("Processing time: %.3f seconds\n", seconds);
+  if (st.errors > 0) {
+    std::printf("Errors: %llu messages were not transactions (dead-lettered)\n",
+                static_cast<unsigned long long>(st.errors));
+  }
+}
+
+struct ProcessorRun {
+  ProcessorStats stats;
+  double seconds = 0;
+  std::vector<dist::RankSummary> ranks;  // under MPI: every rank's, the master first
+};
+
+// Runs the processor until it ends: by itself (--mock), or on SIGINT/SIGTERM, when the batches
+// in hand finish. SIGHUP reloads the model from its file; under MPI it reaches each worker with
+// its next batch. With `ranks` (rank 0 of the MPI processor), this thread, the one that started
+// MPI, hands the engine's batches to the workers meanwhile; on a stop, what a worker cannot
+// answer (a dead rank's, when the launcher ends the job) fails after 5 s and goes back to its
+// queue unacknowledged.
+StatusOr<ProcessorRun> RunProcessor(const std::shared_ptr<Engine>& engine,
+                                    const std::shared_ptr<Processor>& processor,
+                                    const std::shared_ptr<dist::RankPredictor>& ranks,
+                                    sigset_t signals) {
+  const auto start = std::chrono::steady_clock::now();
+  // The signal thread shares what it uses: it outlives this call, waiting.
+  std::thread([signals, engine, processor, ranks] {
+    for (;;) {
+      int sig = 0;
+      sigwait(&signals, &sig);
+      if (sig == SIGHUP) {
+        (void)engine->Reload();  // logged either way
+        continue;
+      }
+      std::fprintf(stderr,
+                   "vigil process: stopping on %s with %llu transactions processed and "
+                   "acknowledged; the batches in hand finish or go back to their queues\n",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM",
+                   static_cast<unsigned long long>(processor->stats().processed));
+      if (ranks != nullptr) {
+        ranks->Close(/*fail=*/false);
+        std::thread([ranks] {
+          std::this_thread::sleep_for(std::chrono::seconds(5));
+          ranks->Close(/*fail=*/true);
+        }).detach();
+      }
+      processor->Stop();
+      return;
+    }
+  }).detach();
+  ProcessorRun out;
+  if (ranks != nullptr) {
+    std::thread control([ranks, processor] {
+      processor->Wait();
+      ranks->Close(/*fail=*/false);
+    });
+    auto served = ranks->Serve();
+    if (!served.ok()) processor->Stop();  // its batches fail now: given back
+    control.join();
+    if (!served.ok()) return served.status();
+    out.ranks = std::move(*served);
+  } else {
+    processor->Wait();
+  }
+  out.stats = processor->stats();
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
 }  // namespace
 
 void AddProcessCommand(CLI::App& app, int* exit_code) {
@@ -285,12 +362,37 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
       }
       return;
     }
+    // Under a launcher: rank 0 runs the processor and the workers run the model
+    // (dist/rank_predictor.h); without MPI, or alone, one process, saying so.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // before MPI starts its threads
+    std::unique_ptr<dist::Mpi> mpi;
     if (const dist::Launcher l = dist::DetectLauncher(); l.present && l.size != 1) {
-      *exit_code = Fail(
-          "process",
-          InvalidArgument("under an MPI launcher, vigil process scores a file (--in/--out); queue "
-                          "sources take one process with --threads workers for now"));
-      return;
+      auto started = dist::Mpi::Init();
+      if (!started.ok()) {
+        if (l.rank > 0) {
+          std::fprintf(stderr, "vigil process (rank %d): %s: rank 0 processes alone, this rank ends\n",
+                       l.rank, started.status().message().c_str());
+          *exit_code = 0;
+          return;
+        }
+        std::fprintf(stderr, "vigil process: %s (launcher: %s): processing in one process\n",
+                     started.status().message().c_str(), l.variable.c_str());
+      } else if ((*started)->size() == 1) {
+        std::fprintf(stderr, "vigil process: one MPI rank: processing in it alone (workers need "
+                             "-n 2 or more)\n");
+      } else if ((*started)->rank() != 0) {
+        pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);  // a worker ends at once
+        const Status st = dist::RunRankWorker(**started);
+        *exit_code = st.ok() ? 0 : Fail("process", st);
+        return;
+      } else {
+        mpi = std::move(*started);
+      }
     }
     EngineOptions eo = args->engine;
     if (cmd->count("--top-reasons") > 0) eo.explain_top_k = args->file.top_reasons;  // as --reasons
@@ -304,6 +406,34 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
     }
     eo.kernel = *kernel;
     ProcessorOptions po = args->processor;
+    std::shared_ptr<dist::RankPredictor> ranks;
+    // However rank 0 ends (a bad queue URL, say), its workers are stopped first: MPI_Finalize
+    // waits for every rank.
+    struct StopWorkers {
+      std::shared_ptr<dist::RankPredictor> ranks;
+      ~StopWorkers() {
+        if (ranks == nullptr) return;
+        ranks->Close(/*fail=*/true);
+        (void)ranks->Serve();
+      }
+    } stop_workers;
+    if (mpi != nullptr) {
+      const bool threads_given =
+          cmd->count("--threads") > 0 || std::getenv("VIGIL_PROCESS_THREADS") != nullptr;
+      dist::RankPredictorOptions ro;
+      ro.kernel = args->kernel;
+      ro.exact_reasons = eo.exact_reasons;
+      ro.threads = threads_given ? args->processor.threads : 1;
+      ranks = std::make_shared<dist::RankPredictor>(*mpi, ro);
+      stop_workers.ranks = ranks;
+      eo.predictor = ranks;
+      // Batches in flight: two per worker (one scored, one waiting), each a processor thread.
+      po.threads = 2 * (mpi->size() - 1);
+      std::fprintf(stderr,
+                   "vigil process: %d ranks (%s): rank 0 on %s runs the processor, %d score\n",
+                   mpi->size(), mpi->library_version().c_str(), mpi->host().c_str(),
+                   mpi->size() - 1);
+    }
     po.input_queues = SplitNames(args->inputs);
     po.lease = std::chrono::milliseconds(static_cast<int64_t>(args->lease_seconds * 1000));
     po.flush_before_ack = eo.record == RecordMode::kAsync;
@@ -323,11 +453,6 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
       *exit_code = Fail("process", queue.status());
       return;
     }
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     auto engine = Engine::Open(eo);
     if (!engine.ok()) {
       *exit_code = Fail("process", engine.status());
@@ -364,40 +489,26 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
         }
       };
     }
-    const auto start = std::chrono::steady_clock::now();
     auto processor = Processor::Start(**engine, **queue, po);
     if (!processor.ok()) {
       *exit_code = Fail("process", processor.status());
       return;
     }
     if (!po.exit_when_idle) {
-      // Until SIGINT or SIGTERM; the workers finish the batches in hand.
-      std::fprintf(stderr, "vigil process: processing %s into %s (Ctrl-C stops)\n",
+      std::fprintf(stderr, "vigil process: processing %s into %s (Ctrl-C stops, SIGHUP reloads the model)\n",
                    args->inputs.c_str(), po.output_queue.c_str());
-      int sig = 0;
-      sigwait(&signals, &sig);
-      (*processor)->Stop();
-    } else {
-      (*processor)->Wait();
     }
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const ProcessorStats st = (*processor)->stats();
-    (*processor).reset();
+    const std::shared_ptr<Engine> shared_engine(std::move(*engine));
+    auto run = RunProcessor(shared_engine, std::shared_ptr<Processor>(std::move(*processor)), ranks,
+                            signals);
     (*queue)->Stop();
-    (*engine)->Stop();
-    if (args->verbose || args->mock >= 0) {
-      std::printf("\nSummary: %llu fraudulent transactions detected out of %llu\n",
-                  static_cast<unsigned long long>(st.flagged),
-                  static_cast<unsigned long long>(st.processed));
-      std::printf("Average confidence: %.2f\n",
-                  st.processed == 0 ? 0.0 : st.confidence_sum / st.processed);
-      std::printf("Processing time: %.3f seconds\n", seconds);
-      if (st.errors > 0) {
-        std::printf("Errors: %llu messages were not transactions (dead-lettered)\n",
-                    static_cast<unsigned long long>(st.errors));
-      }
+    shared_engine->Stop();  // its snapshot and last records (the signal thread keeps a reference)
+    if (!run.ok()) {
+      *exit_code = Fail("process", run.status());
+      return;
     }
+    PrintSummary(run->stats, run->seconds, args->verbose || args->mock >= 0);
+    if (!run->ranks.empty()) PrintRankTable(run->ranks);
     *exit_code = 0;
   });
 }

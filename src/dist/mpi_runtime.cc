@@ -124,24 +124,27 @@ Status Mpi::ProgressSends() {
   return Status::Ok();
 }
 
-StatusOr<MpiMessage> Mpi::Receive(int source) {
+StatusOr<std::optional<MpiMessage>> Mpi::TryReceive(int source) {
   char error[kErrorLen] = {};
+  VIGIL_RETURN_IF_ERROR(ProgressSends());
+  int found = 0, from = 0, tag = 0;
+  long long bytes = 0;
+  if (api_->iprobe(source, VIGIL_MPI_ANY, &found, &from, &tag, &bytes, error, kErrorLen) != 0) {
+    return Unavailable(error);
+  }
+  if (!found) return std::optional<MpiMessage>();
+  MpiMessage m{from, tag, std::string(static_cast<size_t>(bytes), '\0')};
+  if (api_->recv(m.bytes.data(), bytes, from, tag, error, kErrorLen) != 0) return Unavailable(error);
+  return std::optional<MpiMessage>(std::move(m));
+}
+
+StatusOr<MpiMessage> Mpi::Receive(int source) {
   // Spin briefly (a reply often follows at once), then sleep, longer and longer up to 1 ms: an
   // idle master or worker then costs next to no CPU, where MPI's own blocking calls poll a core.
   auto sleep = std::chrono::microseconds(0);
   for (int spins = 0;; ++spins) {
-    VIGIL_RETURN_IF_ERROR(ProgressSends());
-    int found = 0, from = 0, tag = 0;
-    long long bytes = 0;
-    if (api_->iprobe(source, VIGIL_MPI_ANY, &found, &from, &tag, &bytes, error, kErrorLen) != 0) {
-      return Unavailable(error);
-    }
-    if (found) {
-      MpiMessage m{from, tag, std::string(static_cast<size_t>(bytes), '\0')};
-      if (api_->recv(m.bytes.data(), bytes, from, tag, error, kErrorLen) != 0)
-        return Unavailable(error);
-      return m;
-    }
+    VIGIL_ASSIGN_OR_RETURN(std::optional<MpiMessage> m, TryReceive(source));
+    if (m.has_value()) return std::move(*m);
     if (spins < 200) continue;
     sleep = std::min(std::chrono::microseconds(1000), sleep + std::chrono::microseconds(20));
     std::this_thread::sleep_for(sleep);

@@ -4,6 +4,7 @@
 #define VIGIL_DIST_MPI_RUNTIME_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,8 @@ class Mpi {
   // The next message from `source` (or kAnySource), waiting for it. Waiting sleeps (after
   // a short spin) instead of polling a core: ranks may share cores with each other.
   StatusOr<MpiMessage> Receive(int source);
+  // The next message from `source` (or kAnySource) if one has come, without waiting.
+  StatusOr<std::optional<MpiMessage>> TryReceive(int source);
   // Waits until every send made is done.
   Status FlushSends();
   // Ends every rank of the job (MPI_Abort); does not return.

@@ -92,30 +92,6 @@ struct ResultHeader {
   uint32_t rows = 0, declined = 0, reviewed = 0;
 };
 
-std::string EncodeSummary(const RankSummary& s) {
-  std::string out;
-  PutString(s.host, &out);
-  PutString(s.kernel, &out);
-  PutVarint(s.rows, &out);
-  PutVarint(s.batches, &out);
-  PutFixed(s.busy_seconds, &out);
-  PutFixed(s.idle_seconds, &out);
-  return out;
-}
-
-RankSummary DecodeSummary(int rank, std::string_view bytes) {
-  ByteReader r(bytes);
-  RankSummary s;
-  s.rank = rank;
-  r.String(&s.host);
-  r.String(&s.kernel);
-  s.rows = r.Varint();
-  s.batches = r.Varint();
-  s.busy_seconds = r.Fixed<double>();
-  s.idle_seconds = r.Fixed<double>();
-  return s;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Worker
 
@@ -381,6 +357,30 @@ class Master {
 };
 
 }  // namespace
+
+std::string EncodeSummary(const RankSummary& s) {
+  std::string out;
+  PutString(s.host, &out);
+  PutString(s.kernel, &out);
+  PutVarint(s.rows, &out);
+  PutVarint(s.batches, &out);
+  PutFixed(s.busy_seconds, &out);
+  PutFixed(s.idle_seconds, &out);
+  return out;
+}
+
+RankSummary DecodeSummary(int rank, std::string_view bytes) {
+  ByteReader r(bytes);
+  RankSummary s;
+  s.rank = rank;
+  r.String(&s.host);
+  r.String(&s.kernel);
+  s.rows = r.Varint();
+  s.batches = r.Varint();
+  s.busy_seconds = r.Fixed<double>();
+  s.idle_seconds = r.Fixed<double>();
+  return s;
+}
 
 StatusOr<ScoreJobResult> RunScoreJob(Mpi& mpi, const ScoreJobOptions& options) {
   if (options.batch_rows < 1) return InvalidArgument("a batch needs at least one row");

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dist/mpi_runtime.h"
@@ -48,6 +49,10 @@ struct RankSummary {
   double busy_seconds = 0;  // the master: reading, features, writing; a worker: scoring
   double idle_seconds = 0;  // waiting for a message
 };
+
+// A summary on the wire (every field but the rank, which the receiver knows).
+std::string EncodeSummary(const RankSummary& s);
+RankSummary DecodeSummary(int rank, std::string_view bytes);
 
 struct ScoreJobResult {
   uint64_t rows = 0, declined = 0, reviewed = 0;

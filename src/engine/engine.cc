@@ -280,6 +280,7 @@ struct LoadedModel {
   std::unique_ptr<Scorer> scorer;
   std::string path;
   ModelInfo info;
+  std::string bytes;  // the file's, kept only for a RowPredictor (EngineOptions::predictor)
   std::array<Counter*, 3> predictions{};  // vigil_predictions_total{model, decision}, by Decision
 };
 
@@ -320,6 +321,7 @@ struct Engine::Impl {
     Done first;                // its own caller
     std::vector<Done> waiters;  // repeats that came while it was in flight
     std::string reply;          // set before it is remembered; never changed after
+    int scored_by = -1;         // ScoreOutcome::scored_by
     // Remembered while its record is not committed (--record async): the store could not answer
     // for it, so memory must keep it. Cleared once committed, or once forgotten.
     bool pinned = false;
@@ -369,6 +371,7 @@ struct Engine::Impl {
     m->info.algorithm = m->scorer->model().algo;
     m->info.reasons_method = std::string(m->scorer->reasons_method());
     m->info.kernel = m->scorer->forest().kernel();
+    if (options.predictor) m->bytes = std::move(bytes);
     for (Decision d : {Decision::kApprove, Decision::kReview, Decision::kDecline}) {
       m->predictions[static_cast<size_t>(d)] = &metrics.GetCounter(
           "vigil_predictions_total", "Predictions by model and decision",
@@ -420,8 +423,8 @@ struct Engine::Impl {
       waiters = std::move(e->waiters);
     }
     const std::shared_ptr<const std::string> reply = status.ok() ? ReplyOf(e) : nullptr;
-    first({status, replay, reply});
-    for (Done& w : waiters) w({status, true, reply});
+    first({status, replay, reply, replay ? -1 : e->scored_by});
+    for (Done& w : waiters) w({status, true, reply, -1});
   }
 
   // --record async: the record of a reply already given is committed, so the store answers for
@@ -500,13 +503,31 @@ struct Engine::Impl {
   }
 
   void ScoreOne(Transaction tx, std::string key, Done done, std::vector<Store::Write>* writes);
+  // The three steps of a score. Admit: a repeat, a refusal or a failed lookup is answered (null);
+  // a new transaction is in flight (its entry). Count: its features, counted in the online state.
+  // Conclude: its prediction rendered, recorded (into `writes`, or at once) and given.
+  std::shared_ptr<Entry> Admit(const Transaction& tx, std::string key, Done& done);
+  TransactionRecord Count(Entry& entry, const Transaction& tx);
+  void Conclude(std::shared_ptr<Entry> entry, Transaction tx, TransactionRecord rec, Prediction p,
+                const LoadedModel& m, Clock::time_point start, std::vector<Store::Write>* writes);
 };
 
 void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
                             std::vector<Store::Write>* writes) {
   const Clock::time_point start = Clock::now();
+  std::shared_ptr<Entry> entry = Admit(tx, std::move(key), done);
+  if (entry == nullptr) return;
+  const std::shared_ptr<const LoadedModel> m = CurrentModel();
+  TransactionRecord rec = Count(*entry, tx);
+  Prediction p = Predict(*m->scorer, rec.features, options.explain_top_k);
+  Conclude(std::move(entry), std::move(tx), std::move(rec), std::move(p), *m, start, writes);
+}
+
+std::shared_ptr<Engine::Impl::Entry> Engine::Impl::Admit(const Transaction& tx, std::string key,
+                                                         Done& done) {
   if (stopping.load(std::memory_order_relaxed)) {
-    return done({Unavailable("the engine is stopping"), false, nullptr});
+    done({Unavailable("the engine is stopping"), false, nullptr});
+    return nullptr;
   }
   const uint64_t fingerprint = key.empty() ? 0 : Fnv1a64(tx.json);
   const uint64_t id_hash = IdHash(tx.transaction_id);
@@ -542,7 +563,7 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
           refused = f->second->fingerprint != fingerprint;
           if (!refused) {
             f->second->waiters.push_back(std::move(done));
-            return;
+            return nullptr;
           }
         }
       }
@@ -551,7 +572,7 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
       auto f = flights_by_id.find(std::string_view(tx.transaction_id));
       if (f != flights_by_id.end()) {
         f->second->waiters.push_back(std::move(done));
-        return;
+        return nullptr;
       }
       entry = std::make_shared<Entry>(this);
       entry->transaction_id = tx.transaction_id;
@@ -570,8 +591,14 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
   }
   // `done` outside the lock: a front end's reply may write to a socket.
   // NOLINTBEGIN(bugprone-use-after-move): `done` was moved only where neither is set.
-  if (refused) return done({key_reused(), false, nullptr});
-  if (replay) return done({Status::Ok(), true, ReplyOf(replay)});
+  if (refused) {
+    done({key_reused(), false, nullptr});
+    return nullptr;
+  }
+  if (replay) {
+    done({Status::Ok(), true, ReplyOf(replay)});
+    return nullptr;
+  }
   // NOLINTEND(bugprone-use-after-move)
 
   // Not in memory, but perhaps a repeat of something older: the store has every committed
@@ -580,46 +607,55 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
     auto stored = store->FindReplyByKey(key);
     if (!stored.ok()) {
       Log(LogLevel::kError, "idempotency lookup failed", {{"error", stored.status().message()}});
-      return Finish(entry, Unavailable("the store could not be read; retry"), false, false, false);
+      Finish(entry, Unavailable("the store could not be read; retry"), false, false, false);
+      return nullptr;
     }
     if (stored->has_value()) {
       if ((*stored)->request_fingerprint != fingerprint) {
-        return Finish(entry, key_reused(), false, false, false);
+        Finish(entry, key_reused(), false, false, false);
+        return nullptr;
       }
       entry->reply = std::move((*stored)->reply_json);
-      return Finish(entry, Status::Ok(), true, true, true);
+      Finish(entry, Status::Ok(), true, true, true);
+      return nullptr;
     }
   }
   if (maybe_seen_id) {
     auto stored = store->FindReplyById(tx.transaction_id);
     if (!stored.ok()) {
       Log(LogLevel::kError, "idempotency lookup failed", {{"error", stored.status().message()}});
-      return Finish(entry, Unavailable("the store could not be read; retry"), false, false, false);
+      Finish(entry, Unavailable("the store could not be read; retry"), false, false, false);
+      return nullptr;
     }
     if (stored->has_value()) {
       entry->reply = std::move(**stored);
-      return Finish(entry, Status::Ok(), true, true, true);
+      Finish(entry, Status::Ok(), true, true, true);
+      return nullptr;
     }
   }
+  return entry;
+}
 
-  // New: count it, score it, record it.
-  const std::shared_ptr<const LoadedModel> m = CurrentModel();
-  entry->view = ViewOf(tx);
+TransactionRecord Engine::Impl::Count(Entry& entry, const Transaction& tx) {
+  entry.view = ViewOf(tx);
   TransactionRecord rec;
   rec.features.resize(NumFeatures());
-  {
-    MutexLock lock(&features_mu);
-    features->Update(entry->view, rec.features);
-  }
-  Prediction p = Predict(*m->scorer, rec.features, options.explain_top_k);
+  MutexLock lock(&features_mu);
+  features->Update(entry.view, rec.features);
+  return rec;
+}
+
+void Engine::Impl::Conclude(std::shared_ptr<Entry> entry, Transaction tx, TransactionRecord rec,
+                            Prediction p, const LoadedModel& m, Clock::time_point start,
+                            std::vector<Store::Write>* writes) {
   p.transaction_id = tx.transaction_id;
-  p.model_name = m->info.name;
-  p.model_version = m->info.version;
+  p.model_name = m.info.name;
+  p.model_version = m.info.version;
   p.latency_us =
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
   entry->reply = RenderPrediction(p);
   score_hist->Observe(p.score);
-  m->predictions[static_cast<size_t>(p.decision)]->Add();
+  m.predictions[static_cast<size_t>(p.decision)]->Add();
 
   rec.transaction_id = std::move(tx.transaction_id);
   rec.customer_id = std::move(tx.customer_id);
@@ -630,13 +666,13 @@ void Engine::Impl::ScoreOne(Transaction tx, std::string key, Done done,
   rec.score = p.score;
   rec.decision = DecisionName(p.decision);
   rec.anomaly_score = p.anomaly_score;
-  rec.model_name = m->info.name;
-  rec.model_version = m->info.version;
+  rec.model_name = m.info.name;
+  rec.model_version = m.info.version;
   rec.reply_json = entry->reply;
   rec.latency_us = p.latency_us;
-  rec.recorded_at_us = NowMicros();  // after now_us: the seen filter's time is no later
-  rec.idempotency_key = std::move(key);
-  rec.request_fingerprint = fingerprint;
+  rec.recorded_at_us = NowMicros();  // after Admit's now: the seen filter's time is no later
+  rec.idempotency_key = entry->key;
+  rec.request_fingerprint = entry->fingerprint;
 
   // --record async answers now; sync once the record is committed (Committed).
   if (options.record == RecordMode::kAsync) Finish(entry, Status::Ok(), false, true, false);
@@ -764,24 +800,69 @@ void Engine::ScoreBatch(std::vector<Transaction> txs,
     state->remaining = txs.size();
   }
   state->done = std::move(done);
-  std::vector<Store::Write> writes;
-  writes.reserve(txs.size());
+  Impl& d = *impl_;
+  // Every feature row first, in order (a burst from one card sees itself), then the model on
+  // the new ones together, then their records in one write.
+  struct New {
+    std::shared_ptr<Impl::Entry> entry;
+    size_t index;
+    TransactionRecord rec;
+  };
+  std::vector<New> fresh;
+  fresh.reserve(txs.size());
+  const Clock::time_point start = Clock::now();
+  const std::shared_ptr<const LoadedModel> m = d.CurrentModel();
   for (size_t i = 0; i < txs.size(); ++i) {
-    impl_->ScoreOne(std::move(txs[i]), {},
-                    [state, i](ScoreOutcome o) {
-                      std::vector<ScoreOutcome> all;
-                      {
-                        MutexLock lock(&state->mu);
-                        state->outcomes[i] = std::move(o);
-                        if (--state->remaining > 0) return;
-                        all = std::move(state->outcomes);
-                      }
-                      state->done(std::move(all));
-                    },
-                    &writes);
+    Done one = [state, i](ScoreOutcome o) {
+      std::vector<ScoreOutcome> all;
+      {
+        MutexLock lock(&state->mu);
+        state->outcomes[i] = std::move(o);
+        if (--state->remaining > 0) return;
+        all = std::move(state->outcomes);
+      }
+      state->done(std::move(all));
+    };
+    std::shared_ptr<Impl::Entry> entry = d.Admit(txs[i], {}, one);
+    if (entry == nullptr) continue;
+    TransactionRecord rec = d.Count(*entry, txs[i]);
+    fresh.push_back({std::move(entry), i, std::move(rec)});
   }
-  if (writes.empty()) return;
-  impl_->store->AppendAll(std::move(writes), impl_->write_options);
+  if (fresh.empty()) return;
+  const size_t cols = NumFeatures();
+  std::vector<float> rows(fresh.size() * cols);
+  for (size_t k = 0; k < fresh.size(); ++k) {
+    std::copy(fresh[k].rec.features.begin(), fresh[k].rec.features.end(), rows.begin() + k * cols);
+  }
+  std::vector<Prediction> predictions(fresh.size());
+  int scored_by = -1;
+  Status ran = Status::Ok();
+  if (d.options.predictor != nullptr) {
+    ran = d.options.predictor->Predict({*m->scorer, m->info, m->bytes}, rows, fresh.size(),
+                                       d.options.explain_top_k, predictions, &scored_by);
+  } else {
+    PredictRows(*m->scorer, rows, fresh.size(), d.options.explain_top_k, 1, predictions);
+  }
+  if (!ran.ok()) {
+    Log(LogLevel::kError, "the model could not be run on a batch",
+        {{"transactions", static_cast<int64_t>(fresh.size())}, {"error", ran.message()}});
+    for (New& n : fresh) {
+      d.Uncount(n.entry->view);  // before anyone is told, so a retry finds the state without it
+      d.Finish(n.entry,
+               Unavailable("the model could not be run (" + ran.message() +
+                           "), so the transaction was not counted; retry"),
+               false, false, false);
+    }
+    return;
+  }
+  std::vector<Store::Write> writes;
+  writes.reserve(fresh.size());
+  for (size_t k = 0; k < fresh.size(); ++k) {
+    fresh[k].entry->scored_by = scored_by;
+    d.Conclude(std::move(fresh[k].entry), std::move(txs[fresh[k].index]), std::move(fresh[k].rec),
+               std::move(predictions[k]), *m, start, &writes);
+  }
+  d.store->AppendAll(std::move(writes), d.write_options);
 }
 
 StatusOr<ModelInfo> Engine::Reload(std::string_view name) {

@@ -341,6 +341,117 @@ TEST_F(EngineTest, FailedCommitsCountNothing) {
   EXPECT_TRUE(e->Find("blocked")->has_value());
 }
 
+// A RowPredictor that runs the model here, as rank `rank`, or fails while `fail` is set; it
+// counts its calls and rows, and checks it got the model's bytes.
+class CountingPredictor : public RowPredictor {
+ public:
+  Status Predict(const PredictModel& model, std::span<const float> features, size_t rows,
+                 int explain_top_k, std::span<Prediction> out, int* scored_by) override {
+    std::lock_guard<std::mutex> lock(mu);
+    ++calls;
+    batch_rows.push_back(rows);
+    bytes = model.bytes.size();
+    if (fail) return Unavailable("rank 3 is gone");
+    PredictRows(model.scorer, features, rows, explain_top_k, 1, out);
+    *scored_by = rank;
+    return Status::Ok();
+  }
+  std::mutex mu;
+  int calls = 0, rank = 7;
+  bool fail = false;
+  size_t bytes = 0;
+  std::vector<size_t> batch_rows;
+};
+
+std::vector<ScoreOutcome> ScoreBatchNow(Engine& e, std::vector<Transaction> txs) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool given = false;
+  std::vector<ScoreOutcome> out;
+  e.ScoreBatch(std::move(txs), [&](std::vector<ScoreOutcome> o) {
+    std::lock_guard<std::mutex> lock(mu);
+    out = std::move(o);
+    given = true;
+    cv.notify_all();
+  });
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return given; });
+  return out;
+}
+
+// ScoreBatch counts the features in order, then hands the new rows to the predictor in one call:
+// the replies equal those of an engine that runs the model itself, and say who scored them.
+TEST_F(EngineTest, ABatchGoesToTheRowPredictorWhole) {
+  auto predictor = std::make_shared<CountingPredictor>();
+  EngineOptions with = Options();
+  with.predictor = predictor;
+  auto e = OpenOrDie(with);
+  EngineOptions local = Options();
+  local.data_dir = data_dir_ + "/local";
+  fs::create_directories(local.data_dir);
+  auto reference = OpenOrDie(local);
+  std::vector<Transaction> txs;
+  for (int i = 0; i < 5; ++i) {
+    txs.push_back(Tx("b" + std::to_string(i), "c3", "t" + std::to_string(i % 2), 10 + 40 * i,
+                     "2024-05-01T12:0" + std::to_string(i) + ":00Z"));
+  }
+  txs.push_back(Tx("b1", "c3"));  // a repeat inside the batch: a replay, not a row
+  const std::vector<ScoreOutcome> got = ScoreBatchNow(*e, txs);
+  const std::vector<ScoreOutcome> want = ScoreBatchNow(*reference, txs);
+  ASSERT_EQ(got.size(), 6u);
+  ASSERT_TRUE(got[0].status.ok()) << got[0].status.ToString();
+  EXPECT_EQ(predictor->calls, 1);
+  EXPECT_EQ(predictor->batch_rows, std::vector<size_t>{5});
+  EXPECT_GT(predictor->bytes, 0u);  // the model's bytes, for a predictor that sends them
+  for (size_t i = 0; i < 5; ++i) {
+    auto a = nlohmann::json::parse(*got[i].reply), b = nlohmann::json::parse(*want[i].reply);
+    a.erase("latency_us");
+    b.erase("latency_us");
+    EXPECT_EQ(a, b) << i;
+    EXPECT_EQ(got[i].scored_by, 7);
+    EXPECT_EQ(want[i].scored_by, -1);
+  }
+  EXPECT_TRUE(got[5].replay);
+  EXPECT_EQ(got[5].scored_by, -1);
+  // Single scores run the model here.
+  ASSERT_TRUE(ScoreNow(*e, Tx("single", "c3")).status.ok());
+  EXPECT_EQ(predictor->calls, 1);
+}
+
+// A predictor that fails (a worker rank lost) counts nothing of the batch: the retry is scored
+// as if the first try had never happened.
+TEST_F(EngineTest, AFailedRowPredictorCountsNothing) {
+  auto predictor = std::make_shared<CountingPredictor>();
+  predictor->fail = true;
+  EngineOptions o = Options();
+  o.predictor = predictor;
+  auto e = OpenOrDie(o);
+  const std::vector<float> before = Peek(*e, Tx("probe", "c4"));
+  const std::vector<Transaction> txs = {Tx("f1", "c4"), Tx("f2", "c4", "t2", 99)};
+  std::vector<ScoreOutcome> failed = ScoreBatchNow(*e, txs);
+  ASSERT_EQ(failed.size(), 2u);
+  EXPECT_EQ(failed[0].status.code(), StatusCode::kUnavailable);
+  EXPECT_NE(failed[0].status.message().find("rank 3 is gone"), std::string::npos)
+      << failed[0].status.message();
+  EXPECT_EQ(Peek(*e, Tx("probe", "c4")), before);
+  ASSERT_TRUE(e->Flush().ok());
+  EXPECT_EQ(e->committed(), 0);
+  EXPECT_FALSE(e->Find("f1")->has_value());
+
+  {
+    std::lock_guard<std::mutex> lock(predictor->mu);
+    predictor->fail = false;
+  }
+  std::vector<ScoreOutcome> retried = ScoreBatchNow(*e, txs);
+  ASSERT_TRUE(retried[0].status.ok()) << retried[0].status.ToString();
+  EXPECT_FALSE(retried[0].replay);
+  EXPECT_FALSE(retried[1].replay);
+  EXPECT_EQ(Feature(Peek(*e, Tx("probe", "c4")), "customer_nb_tx_1d"),
+            Feature(before, "customer_nb_tx_1d") + 2);
+  ASSERT_TRUE(e->Flush().ok());
+  EXPECT_EQ(e->committed(), 2);
+}
+
 // --record async: a reply whose record the full disk refused is forgotten, and it does not keep
 // the replies after it in memory (they are evicted once committed, as usual).
 TEST_F(EngineTest, AsyncRepliesLostToAFullDiskLeaveMemoryBounded) {

@@ -137,7 +137,11 @@ struct Processor::Shared {
     const int64_t now = NowUs();
     std::vector<std::string> records(messages.size());
     for (size_t i = 0; i < messages.size(); ++i) {
-      PredictionRecordSource src{messages[i].id, queue_name, options.rank, now};
+      // The rank that ran the model (the MPI processor's workers), else this processor's.
+      const int rank = tx_of[i] != SIZE_MAX && outcomes[tx_of[i]].scored_by >= 0
+                           ? outcomes[tx_of[i]].scored_by
+                           : options.rank;
+      PredictionRecordSource src{messages[i].id, queue_name, rank, now};
       records[i] = tx_of[i] == SIZE_MAX
                        ? RenderPredictionError(messages[i].content, errors[i], src)
                        : RenderPredictionRecord(*outcomes[tx_of[i]].reply, kept[tx_of[i]], src);
@@ -264,6 +268,9 @@ void Processor::Stop() {
 }
 
 void Processor::Wait() {
+  // Stop and Wait may be called from two threads at once (a signal's and the one waiting for
+  // the end): one joins, the other waits for it.
+  std::lock_guard lock(join_mu_);
   for (std::thread& t : workers_) {
     if (t.joinable()) t.join();
   }

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -38,7 +39,8 @@ struct ProcessorOptions {
   std::chrono::milliseconds lease{30000};  // the time a batch has to be processed
   // How long a pull waits for messages once every input queue was found empty.
   std::chrono::milliseconds idle_wait{200};
-  int rank = 0;  // "processor_rank" in the records
+  // "processor_rank" in the records, unless the engine's RowPredictor says which rank scored.
+  int rank = 0;
   // Stop once every input queue was found empty (after at least one message, or at once when
   // there was none): `vigil process --mock N`.
   bool exit_when_idle = false;
@@ -88,6 +90,7 @@ class Processor {
   struct Shared;
   Processor(std::shared_ptr<Shared> shared, std::vector<std::thread> workers);
   std::shared_ptr<Shared> shared_;
+  std::mutex join_mu_;
   std::vector<std::thread> workers_;
 };
 
