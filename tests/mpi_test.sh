@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# End-to-end: `vigil process --in/--out` over OpenMPI ranks (Debian's mpirun, really started):
-# the same bytes as `vigil score` whatever the number of ranks, work that follows the ranks'
-# speed, the fallbacks to one process, bad input, and a worker killed mid-job.
+# End-to-end: `vigil process` over OpenMPI ranks (Debian's mpirun, really started). With
+# --in/--out: the same bytes as `vigil score` whatever the number of ranks, work that follows the
+# ranks' speed, the fallbacks to one process, bad input, and a worker killed mid-job. Over a queue
+# service (a `vigil serve` it starts): the predictions of one process, processor_rank, a hot swap
+# reaching the workers, and a worker and then the master killed mid-job with nothing lost or
+# counted twice after a second run.
 # Usage: mpi_test.sh path/to/vigil
 set -uo pipefail
 VIGIL="$1"
@@ -178,7 +181,7 @@ wait "$job"
 check "and it left no output" bash -c "! ls '$WORK' | grep -q '^term.csv'"
 
 # --- queue sources over ranks: a queue service (vigil serve) that every run pulls from ----------
-mkdir -p "$WORK/qs" "$WORK/pa" "$WORK/pb" "$WORK/pc" "$WORK/pd" "$WORK/pe"
+mkdir -p "$WORK/qs" "$WORK/pa" "$WORK/pb" "$WORK/pc" "$WORK/pd"
 "$VIGIL" serve --model "$MODEL" --port 0 --address 127.0.0.1 --data-dir "$WORK/qs" \
   >"$WORK/qs.out" 2>"$WORK/qs.err" &
 QS=$!
@@ -279,29 +282,35 @@ check "SIGTERM to rank 0 stops the job cleanly (exit $?)" test $? -eq 0
 check "SIGTERM: rank 0 says what was done" \
   grep -q "stopping on SIGTERM with 80 transactions processed and acknowledged" "$WORK/pd.err"
 
-# A worker killed mid-job: nothing unacknowledged is lost; a second run finishes the rest
-# (redelivered when the leases end), and no transaction is counted twice.
-"${MPIRUN[@]}" -n 3 "$VIGIL" process "${QARGS[@]}" --transaction-queue INE --prediction-queue OUTE \
-  --data-dir "$WORK/pe" --mock 20000 --batch 20 --lease-seconds 2 >"$WORK/pe.out" 2>"$WORK/pe.err" &
-job=$!
-for _ in $(seq 600); do [ "$(depth OUTE)" -gt 200 ] 2>/dev/null && break; sleep 0.05; done
-victim="$(rank_pid "$WORK/pe.err" "runs the processor" "--model $MODEL --queue-url $QURL --transaction-queue INE" 2)"
-check "found rank 2 of the processor" test -n "$victim"
-[ -n "$victim" ] && kill -9 "$victim"
-wait "$job"
-code=$?
-check "a killed worker fails the job (exit $code)" test "$code" -ne 0
-left=$(depth INE)
-check "the job stopped with transactions left ($left)" test "${left:-0}" -gt 0
-sleep 3  # the leases of the batches in hand run out
-"$VIGIL" process "${QARGS[@]}" --transaction-queue INE --prediction-queue OUTE --data-dir "$WORK/pe" \
-  --mock 0 --batch 200 >"$WORK/pe2.out" 2>"$WORK/pe2.err" || fail "the second run exits 0"
-pull_all OUTE "$WORK/oute.jsonl"
-check "after the rerun every transaction has a record" \
-  test "$(jq -r .transaction_id "$WORK/oute.jsonl" | sort -u | wc -l)" -eq 20000
-check "the input queue is drained" test "$(depth INE)" = 0
-check "the store counted each transaction once" test "$(sqlite3 "$WORK/pe/vigil.db" \
-  "SELECT count(*) = 20000 AND count(DISTINCT transaction_id) = 20000 FROM transactions")" = 1
+# A rank killed mid-job (a worker, then the master): nothing unacknowledged is lost; a second run
+# finishes the rest (redelivered when the leases end), and no transaction is counted twice.
+kill_and_rerun() {  # kill_and_rerun RANK NAME
+  local in="IN$2" out="OUT$2" dir="$WORK/p$2" code left victim job
+  mkdir -p "$dir"
+  "${MPIRUN[@]}" -n 3 "$VIGIL" process "${QARGS[@]}" --transaction-queue "$in" --prediction-queue "$out" \
+    --data-dir "$dir" --mock 20000 --batch 20 --lease-seconds 2 >"$dir.out" 2>"$dir.err" &
+  job=$!
+  for _ in $(seq 600); do [ "$(depth "$out")" -gt 200 ] 2>/dev/null && break; sleep 0.05; done
+  victim="$(rank_pid "$dir.err" "runs the processor" "--model $MODEL --queue-url $QURL --transaction-queue $in" "$1")"
+  check "kill rank $1: found it" test -n "$victim"
+  [ -n "$victim" ] && kill -9 "$victim"
+  wait "$job"
+  code=$?
+  check "kill rank $1: the job fails (exit $code)" test "$code" -ne 0
+  left=$(depth "$in")
+  check "kill rank $1: the job stopped with transactions left ($left)" test "${left:-0}" -gt 0
+  sleep 3  # the leases of the batches in hand run out
+  "$VIGIL" process "${QARGS[@]}" --transaction-queue "$in" --prediction-queue "$out" --data-dir "$dir" \
+    --mock 0 --batch 200 >"$dir.2.out" 2>"$dir.2.err" || fail "kill rank $1: the second run exits 0"
+  pull_all "$out" "$dir.jsonl"
+  check "kill rank $1: after the rerun every transaction has a record" \
+    test "$(jq -r .transaction_id "$dir.jsonl" | sort -u | wc -l)" -eq 20000
+  check "kill rank $1: the input queue is drained" test "$(depth "$in")" = 0
+  check "kill rank $1: the store counted each transaction once" test "$(sqlite3 "$dir/vigil.db" \
+    "SELECT count(*) = 20000 AND count(DISTINCT transaction_id) = 20000 FROM transactions")" = 1
+}
+kill_and_rerun 2 E
+kill_and_rerun 0 F
 kill "$QS"
 wait "$QS" 2>/dev/null
 

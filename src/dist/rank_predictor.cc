@@ -135,7 +135,6 @@ struct RankPredictor::Job {
 RankPredictor::RankPredictor(Mpi& mpi, RankPredictorOptions options)
     : mpi_(mpi), options_(std::move(options)) {
   workers_.resize(static_cast<size_t>(mpi.size()));
-  for (int w = 0; w < mpi.size(); ++w) workers_[w].summary.rank = w;
   master_.rank = 0;
   master_.host = mpi.host();
   master_.kernel = "-";
@@ -194,8 +193,9 @@ void RankPredictor::FailAll(const Status& why) {
 Status RankPredictor::Dispatch() {
   for (;;) {
     // The worker holding the fewest batches, if it has room.
-    auto w = std::min_element(workers_.begin() + 1, workers_.end(),
-                              [](const Worker& a, const Worker& b) { return a.in_flight < b.in_flight; });
+    auto w = std::min_element(
+        workers_.begin() + 1, workers_.end(),
+        [](const Worker& a, const Worker& b) { return a.in_flight < b.in_flight; });
     if (w->in_flight >= kBatchesAhead) return Status::Ok();
     Job* job = nullptr;
     {
@@ -322,8 +322,8 @@ Status RunRankWorker(Mpi& mpi) {
   me.host = mpi.host();
   me.kernel = "-";
   std::unique_ptr<Scorer> scorer;
-  std::string version;       // of `scorer`, or of the model that failed to load
-  Status model_error;        // why the last model sent could not be loaded
+  std::string version;  // of `scorer`, or of the model that failed to load
+  Status model_error;   // why the last model sent could not be loaded
   int threads = 1;
   const size_t cols = Features(FeatureSet::kAll).size();
   std::vector<Prediction> predictions;

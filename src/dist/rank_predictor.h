@@ -60,7 +60,6 @@ class RankPredictor : public RowPredictor {
   struct Worker {
     int in_flight = 0;
     std::string version;  // of the model it has, or was sent
-    RankSummary summary;
   };
   void Answer(Job& job, Status status, int worker);
   void FailAll(const Status& why);
@@ -70,9 +69,9 @@ class RankPredictor : public RowPredictor {
   Mpi& mpi_;
   const RankPredictorOptions options_;
   std::mutex mu_;
-  std::condition_variable work_cv_;  // Serve's: a batch was queued, or Close
-  std::condition_variable done_cv_;  // Predict's: a batch was answered
-  std::deque<Job*> queued_;  // under mu_
+  std::condition_variable work_cv_;        // Serve's: a batch was queued, or Close
+  std::condition_variable done_cv_;        // Predict's: a batch was answered
+  std::deque<Job*> queued_;                // under mu_
   bool closed_ = false, failing_ = false;  // under mu_
   // Serve's own (its thread only).
   std::vector<Worker> workers_;

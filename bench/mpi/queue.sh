@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Throughput of the streaming processor over OpenMPI ranks (src/dist/rank_predictor.h), beside
+# the processor in one process in the same run: `vigil process --mock N` on the embedded queue
+# with --threads 1 and 2 (one process), and under mpirun -n 2 (a master and one worker) and -n 3
+# (a master and two workers). Each case pushes the same N simulated transactions to TQ1 first,
+# then processes them (pull, features, the model with three reasons, the record, PQ1, the ack);
+# the figure is the processor's own "Processing time", which starts after the pushes.
+# Usage: bench/mpi/queue.sh [repeats] [messages]   (from the repository root, after setup)
+# MODEL (default models/gbdt-200x6.model: 200 trees of depth 6, trained here when missing).
+# Prints one CSV line per run, then the medians and their ratios.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPEATS="${1:-3}"
+MESSAGES="${2:-20000}"
+VIGIL="${VIGIL:-./build/vigil}"
+DATA="${DATA:-data/transactions.csv}"
+MODEL="${MODEL:-models/gbdt-200x6.model}"
+OUT=bench/mpi/results
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+if [ ! -f "$MODEL" ]; then
+  [ -f "$DATA" ] || { echo "run scripts/setup.sh first (needs $DATA to train $MODEL)"; exit 1; }
+  echo "# training $MODEL (gbdt, 200 trees, depth 6)"
+  "$VIGIL" train --data "$DATA" --algo gbdt --param n_estimators=200 --param max_depth=6 --out "$MODEL" --quiet >/dev/null
+fi
+cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+avx512=$(grep -q avx512f /proc/cpuinfo && echo "AVX-512" || echo "no AVX-512")
+echo "# $cpu ($avx512), $(nproc) CPUs; load before: $(cut -d' ' -f1-3 /proc/loadavg); $MESSAGES messages; $(mpirun --version | head -1)"
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader)
+run_case() {  # run_case CASE DATA_DIR
+  local common=(--model "$MODEL" --data-dir "$2" --mock "$MESSAGES" --reasons 3 --batch 100)
+  case "$1" in
+    process-t1) "$VIGIL" process "${common[@]}" --threads 1 ;;
+    process-t2) "$VIGIL" process "${common[@]}" --threads 2 ;;
+    mpi-n2) "${MPIRUN[@]}" -n 2 "$VIGIL" process "${common[@]}" ;;
+    mpi-n3) "${MPIRUN[@]}" -n 3 "$VIGIL" process "${common[@]}" ;;
+  esac
+}
+CASES=(process-t1 process-t2 mpi-n2 mpi-n3)
+csv="$OUT/queue.csv"
+echo "case,run,messages,seconds,messages_per_s" | tee "$csv"
+for ((run = 1; run <= REPEATS; run++)); do
+  for c in "${CASES[@]}"; do
+    dir="$WORK/$c-$run"
+    mkdir -p "$dir"
+    run_case "$c" "$dir" >"$WORK/$c.out" 2>"$WORK/$c.err" || { echo "$c failed:"; tail "$WORK/$c.err"; exit 1; }
+    grep -q "detected out of $MESSAGES$" "$WORK/$c.out" || { echo "$c did not process $MESSAGES:"; cat "$WORK/$c.out"; exit 1; }
+    seconds=$(sed -n 's/^Processing time: \([0-9.]*\) seconds$/\1/p' "$WORK/$c.out")
+    echo "$c,$run,$MESSAGES,$seconds,$(awk -v n="$MESSAGES" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')" | tee -a "$csv"
+    rm -rf "$dir"
+  done
+done
+echo
+echo "# medians (messages/s) and ratios; load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+awk -F, 'NR > 1 { v[$1] = v[$1] " " $5 }
+  END {
+    n = split("process-t1 process-t2 mpi-n2 mpi-n3", cs, " ")
+    for (i = 1; i <= n; i++) {
+      k = split(v[cs[i]], xs, " "); asort(xs); m[cs[i]] = xs[int((k + 1) / 2)]
+      printf "%-11s %8d\n", cs[i], m[cs[i]]
+    }
+    printf "2 workers / 1 worker (mpi-n3 / mpi-n2): %.2f\n", m["mpi-n3"] / m["mpi-n2"]
+    printf "2 workers / one process, 2 threads (mpi-n3 / process-t2): %.2f\n", m["mpi-n3"] / m["process-t2"]
+  }' "$csv"
