@@ -53,13 +53,13 @@ for ((run = 1; run <= REPEATS; run++)); do
 done
 echo
 echo "# medians (messages/s) and ratios; load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-awk -F, 'NR > 1 { v[$1] = v[$1] " " $5 }
-  END {
-    n = split("process-t1 process-t2 mpi-n2 mpi-n3", cs, " ")
-    for (i = 1; i <= n; i++) {
-      k = split(v[cs[i]], xs, " "); asort(xs); m[cs[i]] = xs[int((k + 1) / 2)]
-      printf "%-11s %8d\n", cs[i], m[cs[i]]
-    }
-    printf "2 workers / 1 worker (mpi-n3 / mpi-n2): %.2f\n", m["mpi-n3"] / m["mpi-n2"]
-    printf "2 workers / one process, 2 threads (mpi-n3 / process-t2): %.2f\n", m["mpi-n3"] / m["process-t2"]
-  }' "$csv"
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+declare -A med
+for c in "${CASES[@]}"; do
+  med[$c]=$(awk -F, -v c="$c" 'NR > 1 && $1 == c { print $5 }' "$csv" | median)
+  printf '%-11s %8d\n' "$c" "${med[$c]}"
+done
+awk -v n3="${med[mpi-n3]}" -v n2="${med[mpi-n2]}" -v t2="${med[process-t2]}" 'BEGIN {
+  printf "2 workers / 1 worker (mpi-n3 / mpi-n2): %.2f\n", n3 / n2
+  printf "2 workers / one process, 2 threads (mpi-n3 / process-t2): %.2f\n", n3 / t2
+}'
