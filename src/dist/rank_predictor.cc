@@ -19,8 +19,7 @@ namespace {
 // batch, kSummary after kStop. (Their own numbers: a file job's tags are 1..8.)
 enum Tag : int { kModel = 21, kWork, kResult, kError, kStop, kSummary };
 
-constexpr uint32_t kMagic = 0x56475031;  // "VGP1": both ends speak this version
-constexpr int kBatchesAhead = 2;         // batches a worker holds: one it scores, one that waits
+constexpr int kBatchesAhead = 2;  // batches a worker holds: one it scores, one that waits
 
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) {
@@ -31,39 +30,6 @@ std::string RankName(int rank, const std::string& host) {
   std::string s = "rank " + std::to_string(rank);
   if (!host.empty()) s += " (" + host + ")";
   return s;
-}
-
-struct ModelMessage {
-  std::string version, kernel;
-  bool exact_reasons = false;
-  int threads = 1;
-  std::string model;  // the file's bytes
-};
-
-std::string EncodeModel(const ModelMessage& m) {
-  std::string out;
-  PutFixed(kMagic, &out);
-  PutString(m.version, &out);
-  PutString(m.kernel, &out);
-  out.push_back(static_cast<char>(m.exact_reasons));
-  PutVarint(static_cast<uint64_t>(m.threads), &out);
-  PutString(m.model, &out);
-  return out;
-}
-
-StatusOr<ModelMessage> DecodeModel(std::string_view bytes) {
-  ByteReader r(bytes);
-  ModelMessage m;
-  if (r.Fixed<uint32_t>() != kMagic) return InvalidArgument("rank 0 runs another version of Vigil");
-  r.String(&m.version);
-  r.String(&m.kernel);
-  m.exact_reasons = r.Byte() != 0;
-  m.threads = static_cast<int>(r.Varint());
-  r.String(&m.model);
-  if (!r.ok() || r.remaining() != 0 || m.threads < 1) {
-    return InvalidArgument("the model message from rank 0 is malformed");
-  }
-  return m;
 }
 
 // A batch: its id, the reasons asked for, the model version, then the feature rows.
@@ -207,8 +173,12 @@ Status RankPredictor::Dispatch() {
     const int rank = static_cast<int>(w - workers_.begin());
     const ModelInfo& info = job->model->info;
     if (w->version != info.version) {
-      ModelMessage mm{info.version, options_.kernel, options_.exact_reasons, options_.threads,
-                      job->model->bytes};
+      ModelMessage mm;
+      mm.version = info.version;
+      mm.kernel = options_.kernel;
+      mm.exact_reasons = options_.exact_reasons;
+      mm.threads = options_.threads;
+      mm.model = job->model->bytes;
       VIGIL_RETURN_IF_ERROR(mpi_.Send(rank, kModel, EncodeModel(mm)));
       w->version = info.version;
     }
@@ -332,11 +302,7 @@ Status RunRankWorker(Mpi& mpi) {
     VIGIL_ASSIGN_OR_RETURN(ModelMessage model, DecodeModel(m.bytes));
     version = model.version;
     scorer.reset();
-    VIGIL_ASSIGN_OR_RETURN(Kernel kernel, ParseKernel(model.kernel));
-    VIGIL_ASSIGN_OR_RETURN(ModelFile file, ParseModel(model.model, "the model from rank 0"));
-    VIGIL_ASSIGN_OR_RETURN(
-        scorer, Scorer::Create(std::move(file), kernel,
-                               model.exact_reasons ? ReasonsMethod::kExact : ReasonsMethod::kFast));
+    VIGIL_ASSIGN_OR_RETURN(scorer, BuildScorer(model));
     threads = model.threads;
     me.kernel = std::string(KernelName(scorer->forest().kernel()));
     return Status::Ok();

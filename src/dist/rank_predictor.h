@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "dist/mpi_runtime.h"
-#include "dist/score_job.h"
+#include "dist/wire.h"
 #include "vigil/engine.h"
 #include "vigil/status.h"
 

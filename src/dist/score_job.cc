@@ -22,7 +22,6 @@ namespace {
 // after kStop.
 enum Tag : int { kModel = 1, kReady, kWork, kResult, kStop, kSummary, kError, kQuit };
 
-constexpr uint32_t kMagic = 0x56474c31;  // "VGL1": both ends speak this version
 constexpr size_t kMaxModelBytes = size_t{512} << 20;
 constexpr int kBatchesAhead = 2;  // batches a worker holds: one it scores, one that waits
 
@@ -36,40 +35,6 @@ std::string RankName(const std::vector<RankSummary>& ranks, int rank) {
   if (rank < static_cast<int>(ranks.size()) && !ranks[rank].host.empty())
     s += " (" + ranks[rank].host + ")";
   return s;
-}
-
-struct ModelMessage {
-  std::string kernel;
-  bool explain = false, exact_reasons = false;
-  int top_reasons = 3, threads = 1;
-  std::string model;  // the file's bytes
-};
-
-std::string Encode(const ModelMessage& m) {
-  std::string out;
-  PutFixed(kMagic, &out);
-  PutString(m.kernel, &out);
-  out.push_back(static_cast<char>(m.explain));
-  out.push_back(static_cast<char>(m.exact_reasons));
-  PutVarint(static_cast<uint64_t>(m.top_reasons), &out);
-  PutVarint(static_cast<uint64_t>(m.threads), &out);
-  PutString(m.model, &out);
-  return out;
-}
-
-StatusOr<ModelMessage> DecodeModel(std::string_view bytes) {
-  ByteReader r(bytes);
-  ModelMessage m;
-  if (r.Fixed<uint32_t>() != kMagic) return InvalidArgument("rank 0 runs another version of Vigil");
-  r.String(&m.kernel);
-  m.explain = r.Byte() != 0;
-  m.exact_reasons = r.Byte() != 0;
-  m.top_reasons = static_cast<int>(r.Varint());
-  m.threads = static_cast<int>(r.Varint());
-  r.String(&m.model);
-  if (!r.ok() || r.remaining() != 0)
-    return InvalidArgument("the model message from rank 0 is malformed");
-  return m;
 }
 
 // A batch of work: its index, then each row's transaction id and features.
@@ -124,12 +89,7 @@ Status RunWorker(Mpi& mpi) {
   auto model = DecodeModel(first.bytes);
   if (!model.ok()) return fail(model.status());
   first.bytes.clear();
-  auto kernel = ParseKernel(model->kernel);
-  if (!kernel.ok()) return fail(kernel.status());
-  auto file = ParseModel(model->model, "the model from rank 0");
-  if (!file.ok()) return fail(file.status());
-  auto scorer = Scorer::Create(std::move(*file), *kernel,
-                               model->exact_reasons ? ReasonsMethod::kExact : ReasonsMethod::kFast);
+  auto scorer = BuildScorer(*model);
   if (!scorer.ok()) return fail(scorer.status());
   me.kernel = std::string(KernelName((*scorer)->forest().kernel()));
   VIGIL_RETURN_IF_ERROR(mpi.Send(0, kReady, EncodeSummary(me)));
@@ -222,9 +182,14 @@ class Master {
     VIGIL_ASSIGN_OR_RETURN(
         std::unique_ptr<Scorer> scorer,
         Scorer::Create(std::move(file), kernel == Kernel::kAuto ? Kernel::kScalar : kernel));
-    ModelMessage mm{o_.kernel,      o_.explain, o_.exact_reasons,
-                    o_.top_reasons, o_.threads, std::move(bytes)};
-    const std::string model_message = Encode(mm);
+    ModelMessage mm;
+    mm.kernel = o_.kernel;
+    mm.exact_reasons = o_.exact_reasons;
+    mm.explain = o_.explain;
+    mm.top_reasons = o_.top_reasons;
+    mm.threads = o_.threads;
+    mm.model = std::move(bytes);
+    const std::string model_message = EncodeModel(mm);
     for (int w = 1; w < mpi_.size(); ++w)
       VIGIL_RETURN_IF_ERROR(mpi_.Send(w, kModel, model_message));
 
@@ -357,30 +322,6 @@ class Master {
 };
 
 }  // namespace
-
-std::string EncodeSummary(const RankSummary& s) {
-  std::string out;
-  PutString(s.host, &out);
-  PutString(s.kernel, &out);
-  PutVarint(s.rows, &out);
-  PutVarint(s.batches, &out);
-  PutFixed(s.busy_seconds, &out);
-  PutFixed(s.idle_seconds, &out);
-  return out;
-}
-
-RankSummary DecodeSummary(int rank, std::string_view bytes) {
-  ByteReader r(bytes);
-  RankSummary s;
-  s.rank = rank;
-  r.String(&s.host);
-  r.String(&s.kernel);
-  s.rows = r.Varint();
-  s.batches = r.Varint();
-  s.busy_seconds = r.Fixed<double>();
-  s.idle_seconds = r.Fixed<double>();
-  return s;
-}
 
 StatusOr<ScoreJobResult> RunScoreJob(Mpi& mpi, const ScoreJobOptions& options) {
   if (options.batch_rows < 1) return InvalidArgument("a batch needs at least one row");

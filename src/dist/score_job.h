@@ -16,10 +16,10 @@
 #include <cstdint>
 #include <functional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "dist/mpi_runtime.h"
+#include "dist/wire.h"
 #include "vigil/status.h"
 
 namespace vigil::dist {
@@ -40,19 +40,6 @@ struct ScoreJobOptions {
   std::atomic<uint64_t>* rows_scored = nullptr;
   std::atomic<uint64_t>* rows_total = nullptr;  // the input's, once read
 };
-
-// What one rank did.
-struct RankSummary {
-  int rank = 0;
-  std::string host, kernel;  // kernel: "-" for the master
-  uint64_t rows = 0, batches = 0;
-  double busy_seconds = 0;  // the master: reading, features, writing; a worker: scoring
-  double idle_seconds = 0;  // waiting for a message
-};
-
-// A summary on the wire (every field but the rank, which the receiver knows).
-std::string EncodeSummary(const RankSummary& s);
-RankSummary DecodeSummary(int rank, std::string_view bytes);
 
 struct ScoreJobResult {
   uint64_t rows = 0, declined = 0, reviewed = 0;

@@ -391,6 +391,7 @@ TEST_F(EngineTest, ABatchGoesToTheRowPredictorWhole) {
   fs::create_directories(local.data_dir);
   auto reference = OpenOrDie(local);
   std::vector<Transaction> txs;
+  txs.reserve(6);
   for (int i = 0; i < 5; ++i) {
     txs.push_back(Tx("b" + std::to_string(i), "c3", "t" + std::to_string(i % 2), 10 + 40 * i,
                      "2024-05-01T12:0" + std::to_string(i) + ":00Z"));
