@@ -12,22 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPEATS="${1:-3}"
 MESSAGES="${2:-20000}"
-VIGIL="${VIGIL:-./build/vigil}"
-DATA="${DATA:-data/transactions.csv}"
-MODEL="${MODEL:-models/gbdt-200x6.model}"
-OUT=bench/mpi/results
-mkdir -p "$OUT"
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-if [ ! -f "$MODEL" ]; then
-  [ -f "$DATA" ] || { echo "run scripts/setup.sh first (needs $DATA to train $MODEL)"; exit 1; }
-  echo "# training $MODEL (gbdt, 200 trees, depth 6)"
-  "$VIGIL" train --data "$DATA" --algo gbdt --param n_estimators=200 --param max_depth=6 --out "$MODEL" --quiet >/dev/null
-fi
-cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-avx512=$(grep -q avx512f /proc/cpuinfo && echo "AVX-512" || echo "no AVX-512")
-echo "# $cpu ($avx512), $(nproc) CPUs; load before: $(cut -d' ' -f1-3 /proc/loadavg); $MESSAGES messages; $(mpirun --version | head -1)"
-MPIRUN=(mpirun --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader)
+source bench/mpi/lib.sh
+machine_line "$MESSAGES messages"
 run_case() {  # run_case CASE DATA_DIR
   local common=(--model "$MODEL" --data-dir "$2" --mock "$MESSAGES" --reasons 3 --batch 100)
   case "$1" in

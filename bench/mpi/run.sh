@@ -14,28 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPEATS="${1:-3}"
 ROWS="${2:-all}"
-VIGIL="${VIGIL:-./build/vigil}"
-DATA="${DATA:-data/transactions.csv}"
-MODEL="${MODEL:-models/gbdt-200x6.model}"
-OUT=bench/mpi/results
-mkdir -p "$OUT"
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-[ -f "$DATA" ] || { echo "run scripts/setup.sh first (needs $DATA)"; exit 1; }
-if [ ! -f "$MODEL" ]; then
-  echo "# training $MODEL (gbdt, 200 trees, depth 6)"
-  "$VIGIL" train --data "$DATA" --algo gbdt --param n_estimators=200 --param max_depth=6 --out "$MODEL" --quiet >/dev/null
-fi
+source bench/mpi/lib.sh
 input="$DATA"
 if [ "$ROWS" != all ]; then
   input="$WORK/in.csv"
   head -n "$((ROWS + 1))" "$DATA" >"$input"
 fi
 rows=$(($(wc -l <"$input") - 1))
-cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-avx512=$(grep -q avx512f /proc/cpuinfo && echo "AVX-512" || echo "no AVX-512")
-echo "# $cpu ($avx512), $(nproc) CPUs; load before: $(cut -d' ' -f1-3 /proc/loadavg); $rows transactions; $(mpirun --version | head -1)"
-MPIRUN=(mpirun --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader)
+machine_line "$rows transactions"
 COMMON=(--model "$MODEL" --in "$input" --explain --top-reasons 3 --quiet)
 run_case() {
   case "$1" in

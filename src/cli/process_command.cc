@@ -344,6 +344,9 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
   cmd->add_flag("--verbose", args->verbose, "One line per transaction, and the summary");
   AddKernelOption(*cmd, &args->kernel);
   cmd->callback([args, cmd, exit_code] {
+    // --threads has a default that depends on the mode (see its help) unless it was given.
+    const bool threads_given =
+        cmd->count("--threads") > 0 || std::getenv("VIGIL_PROCESS_THREADS") != nullptr;
     if (!args->file.in.empty() || !args->file.out.empty()) {
       if (args->file.in.empty() || args->file.out.empty()) {
         *exit_code = Fail("process", InvalidArgument("--in and --out go together"));
@@ -355,8 +358,6 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
         FileScoreArgs file = args->file;
         file.model = args->engine.model_path;
         file.kernel = args->kernel;
-        const bool threads_given =
-            cmd->count("--threads") > 0 || std::getenv("VIGIL_PROCESS_THREADS") != nullptr;
         file.threads = threads_given ? args->processor.threads : 0;
         *exit_code = ProcessFile(file, threads_given, args->rank_batch);
       }
@@ -375,7 +376,8 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
       auto started = dist::Mpi::Init();
       if (!started.ok()) {
         if (l.rank > 0) {
-          std::fprintf(stderr, "vigil process (rank %d): %s: rank 0 processes alone, this rank ends\n",
+          std::fprintf(stderr,
+                       "vigil process (rank %d): %s: rank 0 processes alone, this rank ends\n",
                        l.rank, started.status().message().c_str());
           *exit_code = 0;
           return;
@@ -418,8 +420,6 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
       }
     } stop_workers;
     if (mpi != nullptr) {
-      const bool threads_given =
-          cmd->count("--threads") > 0 || std::getenv("VIGIL_PROCESS_THREADS") != nullptr;
       dist::RankPredictorOptions ro;
       ro.kernel = args->kernel;
       ro.exact_reasons = eo.exact_reasons;
@@ -495,7 +495,9 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
       return;
     }
     if (!po.exit_when_idle) {
-      std::fprintf(stderr, "vigil process: processing %s into %s (Ctrl-C stops, SIGHUP reloads the model)\n",
+      std::fprintf(stderr,
+                   "vigil process: processing %s into %s (Ctrl-C stops, SIGHUP reloads the "
+                   "model)\n",
                    args->inputs.c_str(), po.output_queue.c_str());
     }
     const std::shared_ptr<Engine> shared_engine(std::move(*engine));

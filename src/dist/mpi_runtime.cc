@@ -134,7 +134,9 @@ StatusOr<std::optional<MpiMessage>> Mpi::TryReceive(int source) {
   }
   if (!found) return std::optional<MpiMessage>();
   MpiMessage m{from, tag, std::string(static_cast<size_t>(bytes), '\0')};
-  if (api_->recv(m.bytes.data(), bytes, from, tag, error, kErrorLen) != 0) return Unavailable(error);
+  if (api_->recv(m.bytes.data(), bytes, from, tag, error, kErrorLen) != 0) {
+    return Unavailable(error);
+  }
   return std::optional<MpiMessage>(std::move(m));
 }
 
