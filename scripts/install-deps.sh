@@ -11,6 +11,7 @@ PACKAGES=(
   clang-14 clang-tidy-14 libclang-rt-14-dev
   nats-server libnats-dev
   libopenmpi-dev openmpi-bin
+  libssl-dev libsodium-dev openssl
   jq curl wrk prometheus python3 python3-numpy python3-xgboost
 )
 

@@ -26,5 +26,6 @@ if [ "${VIGIL_NO_SERVE:-0}" = 1 ]; then exit 0; fi
 echo "== serve (Ctrl-C stops it; try the curl below from another terminal) =="
 port="${VIGIL_PORT:-8080}"
 echo "curl -s -XPOST http://127.0.0.1:$port/v1/score -H 'Content-Type: application/json' \\"
+echo "  -H \"Authorization: Bearer \$(cat data/admin.key)\" \\"
 echo "  -d '{\"transaction_id\":\"demo-1\",\"customer_id\":\"42\",\"terminal_id\":\"7\",\"amount\":950.0,\"timestamp\":\"2018-09-01T03:12:00Z\"}'"
 exec ./build/vigil serve --model models/gbdt.model --port "$port" --data-dir data

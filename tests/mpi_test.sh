@@ -193,6 +193,7 @@ for _ in $(seq 100); do
 done
 QURL="http://127.0.0.1:$QPORT"
 check "the queue service started" test -n "$QPORT"
+use_admin_key "$WORK/qs"
 # pull_all QUEUE FILE: takes every message of QUEUE, one JSON content a line.
 pull_all() {
   : >"$2"
@@ -281,6 +282,32 @@ wait "$job"
 check "SIGTERM to rank 0 stops the job cleanly (exit $?)" test $? -eq 0
 check "SIGTERM: rank 0 says what was done" \
   grep -q "stopping on SIGTERM with 80 transactions processed and acknowledged" "$WORK/pd.err"
+
+# A worker that cannot load the model (VIGIL_FAULT_REFUSE_MODELS stands for a host that cannot
+# run it) takes no batch: the other worker scores them all. When no worker can, the job stops
+# loudly, having acknowledged nothing.
+QG=("${QARGS[@]}" --transaction-queue ING --prediction-queue OUTG --data-dir "$WORK/pg" --mock 1000 --batch 50)
+mkdir -p "$WORK/pg" "$WORK/ph"
+"${MPIRUN[@]}" -n 2 "$VIGIL" process "${QG[@]}" : -n 1 env VIGIL_FAULT_REFUSE_MODELS=1 "$VIGIL" process "${QG[@]}" \
+  >"$WORK/pg.out" 2>"$WORK/pg.err" || fail "a worker that refuses the model: the job still exits 0: $(tail -3 "$WORK/pg.err")"
+pull_all OUTG "$WORK/outg.jsonl"
+check "a refusing worker: 1000 records, each transaction once" \
+  test "$(jq -r .transaction_id "$WORK/outg.jsonl" | sort -u | wc -l)" -eq 1000
+check "a refusing worker: rank 1 scored every one" test "$(jq -r .processor_rank "$WORK/outg.jsonl" | sort -u)" = 1
+check "a refusing worker: rank 2 scored no row in the table" test "$(rank_rows "$WORK/pg.out" 2)" = 0
+check "a refusing worker: the master logged it, with its reason" \
+  bash -c "grep 'cannot load the model' '$WORK/pg.err' | grep -q 'VIGIL_FAULT_REFUSE_MODELS'"
+QH=("${QARGS[@]}" --transaction-queue INH --prediction-queue OUTH --data-dir "$WORK/ph" --mock 300 --batch 50)
+"${MPIRUN[@]}" -n 1 "$VIGIL" process "${QH[@]}" : -n 2 env VIGIL_FAULT_REFUSE_MODELS=1 "$VIGIL" process "${QH[@]}" \
+  >"$WORK/ph.out" 2>"$WORK/ph.err"
+code=$?
+check "no worker can load the model: the job fails (exit $code)" test "$code" -ne 0
+check "no worker can load the model: it says so, naming both ranks" bash -c \
+  "grep 'no worker rank could load model version' '$WORK/ph.err' | grep 'rank 1' | grep -q 'rank 2'"
+check "no worker can load the model: nothing recorded on the prediction queue" test "$(depth OUTH)" = 0
+hstats="$(curl -s "$QURL/api/queues/INH" | jq -r '"\(.totals.acked) \(.depth + .in_flight)"')"
+check "no worker can load the model: nothing acknowledged, all 300 still queued or leased ($hstats)" \
+  test "$hstats" = "0 300"
 
 # A rank killed mid-job (a worker, then the master): nothing unacknowledged is lost; a second run
 # finishes the rest (redelivered when the leases end), and no transaction is counted twice.

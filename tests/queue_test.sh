@@ -47,7 +47,7 @@ start_server() {  # start_server extra-args...: sets SERVER and PORT
   PIDS+=("$SERVER")
   for _ in $(seq 100); do
     PORT=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$WORK/serve.out")
-    [ -n "$PORT" ] && return 0
+    [ -n "$PORT" ] && use_admin_key "$WORK/data" && return 0
     sleep 0.1
   done
   fail "server did not start: $(cat "$WORK/serve.err")"
@@ -58,7 +58,7 @@ URL() { echo "http://127.0.0.1:$PORT$1"; }
 post() {
   local path="$1" body="$2"; shift 2
   curl -s -o "$WORK/resp" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
-    -H 'Authorization: Bearer mock_token' "$@" --data-binary "$body" "$(URL "$path")"
+    "$@" --data-binary "$body" "$(URL "$path")"
 }
 resp() { jq -r "$1" "$WORK/resp"; }
 expect_status() {  # expect_status "description" WANT GOT
@@ -73,7 +73,7 @@ s=$(post /api/queues/TQ1/push '{"content": {"customer_id": "cust_001", "amount":
 expect_status "push" 201 "$s"
 ID1=$(resp .id)
 [ "$ID1" = "TQ1-1" ] && pass || fail "first id is '$ID1'"
-s=$(curl -s -o "$WORK/resp" -w '%{http_code}' -X POST -H 'Authorization: Bearer mock_token' "$(URL /api/queues/TQ1/pull)")
+s=$(curl -s -o "$WORK/resp" -w '%{http_code}' -X POST "$(URL /api/queues/TQ1/pull)")
 expect_status "plain pull without a body or Content-Type" 200 "$s"
 [ "$(resp .content.customer_id)" = "cust_001" ] && [ "$(resp .message_type)" = "transaction" ] \
   && [ "$(resp .attempt)" = 1 ] && [ "$(resp .id)" = "$ID1" ] && pass || fail "pulled message: $(cat "$WORK/resp")"
@@ -272,8 +272,10 @@ kill "$SERVER"; wait "$SERVER" 2>/dev/null
 # environment variables), with --mock and --verbose.
 start_server || exit 1
 mkdir -p "$WORK/proc"
+# A key of the processor role, as an operator would issue it.
+PROC_KEY="$("$VIGIL" keys create --role processor --name queue-test --data-dir "$WORK/data" 2>/dev/null)"
 QUEUE_SERVICE_URL="http://127.0.0.1:$PORT" TRANSACTION_QUEUE=TQ2 PREDICTION_QUEUE=OUT \
-  "$VIGIL" process --model "$WORK/a.model" --data-dir "$WORK/proc" --mock 50 --verbose --token mock_token \
+  "$VIGIL" process --model "$WORK/a.model" --data-dir "$WORK/proc" --mock 50 --verbose --token "$PROC_KEY" \
   >"$WORK/process.out" 2>"$WORK/process.err"
 rc=$?
 [ "$rc" = 0 ] && pass || fail "vigil process --mock exited $rc: $(tail -3 "$WORK/process.err")"

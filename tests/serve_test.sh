@@ -30,7 +30,7 @@ start_server() {  # start_server extra-args...: sets SERVER and PORT
   PIDS+=("$SERVER")
   for _ in $(seq 100); do
     PORT=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$WORK/serve.out")
-    [ -n "$PORT" ] && return 0
+    [ -n "$PORT" ] && use_admin_key "$WORK/data" && return 0
     sleep 0.1
   done
   fail "server did not start: $(cat "$WORK/serve.err")"
@@ -174,10 +174,11 @@ request = function()
   counter = counter + 1
   local body = string.format('{"transaction_id":"w%d-%d","customer_id":"c%d","terminal_id":"t%d","amount":%d.25,"timestamp":"2018-06-02T10:00:00Z"}',
     math.random(1, 1000000000), counter, counter % 97, counter % 13, counter % 300)
-  return wrk.format("POST", "/v1/score", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/v1/score", {["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer " .. os.getenv("ADMIN_KEY")}, body)
 end
 LUA
-wrk -t2 -c8 -d4s -s "$WORK/load.lua" "$(URL /)" >"$WORK/wrk.txt" 2>&1 &
+ADMIN_KEY="$ADMIN_KEY" wrk -t2 -c8 -d4s -s "$WORK/load.lua" "$(URL /)" >"$WORK/wrk.txt" 2>&1 &
 WRK=$!
 sleep 0.5
 check "reload to model b (by name)" test "$(post /v1/admin/reload '{"model":"b"}')" = 200

@@ -16,6 +16,7 @@ function init(args)
   mode = os.getenv("QUEUE_MODE") or "push"
   batch = tonumber(os.getenv("QUEUE_BATCH") or "1")
   queue = os.getenv("QUEUE_NAME") or "BENCH"
+  key = os.getenv("VIGIL_KEY")  -- the server's admin API key (bench/load/queue.sh)
   counter = 0
   messages = 0
   empty = 0
@@ -34,6 +35,7 @@ end
 
 request = function()
   local headers = {["Content-Type"] = "application/json"}
+  if key ~= nil and key ~= "" then headers["Authorization"] = "Bearer " .. key end
   if mode == "push" then
     local body
     if batch == 1 then

@@ -36,9 +36,15 @@ echo "# $cpu ($avx512), $(nproc) CPUs; load before: $(cut -d' ' -f1-3 /proc/load
 csv="$OUT/queue.csv"
 echo "backend,case,connections,run,messages_per_s,p50_ms,p99_ms,errors,non2xx" | tee "$csv"
 
+# wait_http [DATA_DIR]: waits for the server; with DATA_DIR, wrk and curl send its admin key.
 wait_http() {
+  export VIGIL_KEY=""
+  if [ -n "${1:-}" ]; then
+    for _ in $(seq 100); do [ -s "$1/admin.key" ] && break; sleep 0.1; done
+    VIGIL_KEY=$(cat "$1/admin.key")
+  fi
   for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$PORT/api/queues" && return 0
+    curl -s -o /dev/null -H "Authorization: Bearer $VIGIL_KEY" "http://127.0.0.1:$PORT/api/queues" && return 0
     curl -s -o /dev/null -X POST -H 'Content-Type: application/json' --data '{"content":1}' \
       "http://127.0.0.1:$PORT/api/queues/WARM/push" && return 0
     sleep 0.1
@@ -74,7 +80,7 @@ for run in $(seq "$REPEATS"); do
     "$VIGIL" serve --model "$MODEL" --port "$PORT" --address 127.0.0.1 --data-dir "$data" "${queue_args[@]}" \
       >/dev/null 2>"$WORK/serve.log" &
     server=$!
-    wait_http
+    wait_http "$data"
     for conns in 1 32; do load "$backend" push1 push 1 "$conns" "$run"; done
     for conns in 1 32; do load "$backend" push100 push 100 "$conns" "$run"; done
     for conns in 1 32; do load "$backend" pullack1 pullack 1 "$conns" "$run"; done

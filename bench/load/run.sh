@@ -7,7 +7,9 @@
 # shared VM, a run with high steal measured the neighbours as much as Vigil).
 # Usage: bench/load/run.sh [seconds per run] [repeats] [modes...]   (from the repository root,
 #        after setup; modes: sync async bare, default all three; also sync-full: --record sync
-#        --sync full, each reply after its record is fdatasynced)
+#        --sync full, each reply after its record is fdatasynced; sync-noauth: sync with
+#        --auth off, the peer that prices authentication: every other mode sends a scorer's API
+#        key)
 # Prints one CSV line per run, then a table of medians.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -40,12 +42,21 @@ for mode in "${MODES[@]}"; do
       else
         record=(--record "$mode")
         [ "$mode" = sync-full ] && record=(--record sync --sync full)
+        [ "$mode" = sync-noauth ] && record=(--record sync --auth off)
         "$VIGIL" serve --model "$MODEL" --port "$PORT" --address 127.0.0.1 --data-dir "$data" \
           "${record[@]}" >/dev/null 2>"$OUT/serve.log" &
       fi
       server=$!
+      # A scorer's key, as a payment service would hold (the server made the key store at its start).
+      export VIGIL_KEY=""
+      if [ "$mode" != bare ] && [ "$mode" != sync-noauth ]; then
+        for _ in $(seq 100); do [ -s "$data/admin.key" ] && break; sleep 0.1; done
+        # (a build from before API keys has no `keys` command, and takes any request)
+        VIGIL_KEY=$("$VIGIL" keys create --role scorer --name bench --data-dir "$data" 2>/dev/null) || true
+      fi
       for _ in $(seq 100); do
         code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+          -H "Authorization: Bearer $VIGIL_KEY" \
           --data '{"transaction_id":"warm","customer_id":"1","terminal_id":"1","amount":1,"timestamp":"2018-08-01T00:00:00Z"}' \
           "http://127.0.0.1:$PORT/v1/score" || true)
         [ "$code" = 200 ] && break

@@ -11,6 +11,9 @@ end
 function init(args)
   math.randomseed(tag * 7919 + os.time())
   nonce = math.random(1, 2000000000)
+  headers = {["Content-Type"] = "application/json"}
+  local key = os.getenv("VIGIL_KEY")  -- an API key (bench/load/run.sh); none with --auth off
+  if key ~= nil and key ~= "" then headers["Authorization"] = "Bearer " .. key end
 end
 
 request = function()
@@ -22,7 +25,7 @@ request = function()
     nonce, tag, counter, customer, (customer * 2 + math.random(0, 50)) % 10000,
     math.random(100, 20000) / 100, math.random(1, 28), math.random(0, 23), math.random(0, 59),
     math.random(0, 59))
-  return wrk.format("POST", "/v1/score", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/v1/score", headers, body)
 end
 
 done = function(summary, latency, requests)

@@ -68,6 +68,17 @@ StatusOr<std::map<std::string, std::string>> ParseParams(const std::vector<std::
   return out;
 }
 
+std::vector<std::string> SplitList(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    if (comma > start) out.push_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
 StatusOr<std::chrono::seconds> ParseDuration(std::string_view text) {
   if (text == "0") return std::chrono::seconds(0);
   const auto bad = [&text] {

@@ -53,6 +53,8 @@ void AddImportModelCommand(CLI::App& app, int* exit_code);
 void AddBenchCommand(CLI::App& app, int* exit_code);
 void AddServeCommand(CLI::App& app, int* exit_code);
 void AddProcessCommand(CLI::App& app, int* exit_code);
+void AddKeysCommand(CLI::App& app, int* exit_code);
+void AddAuditCommand(CLI::App& app, int* exit_code);
 
 // Scoring a transactions file into a predictions CSV: `vigil score`, and `vigil process --in`
 // in one process (and on rank 0 of an MPI job of one rank).
@@ -80,6 +82,9 @@ StatusOr<std::map<std::string, std::string>> ParseParams(const std::vector<std::
 
 // "90d", "12h", "30m", "45s" (a whole number and a unit), or "0": a duration in seconds.
 StatusOr<std::chrono::seconds> ParseDuration(std::string_view text);
+
+// Splits "TQ1,TQ2" into its items; empty items are dropped.
+std::vector<std::string> SplitList(const std::string& list);
 
 }  // namespace vigil::cli
 

@@ -21,6 +21,8 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   vigil::cli::AddBenchCommand(app, &exit_code);
   vigil::cli::AddServeCommand(app, &exit_code);
   vigil::cli::AddProcessCommand(app, &exit_code);
+  vigil::cli::AddKeysCommand(app, &exit_code);
+  vigil::cli::AddAuditCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -29,18 +29,6 @@
 namespace vigil::cli {
 namespace {
 
-// Splits "TQ1,TQ2" into names.
-std::vector<std::string> SplitNames(const std::string& list) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= list.size()) {
-    const size_t comma = std::min(list.find(',', start), list.size());
-    if (comma > start) out.push_back(list.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
-}
-
 // N simulated transactions in the reference's shape: customer_id "cust_001", a numeric
 // vendor_id, a status, and Python's utcnow().isoformat() timestamps (no zone).
 StatusOr<std::vector<std::string>> MockTransactions(int n) {
@@ -434,7 +422,7 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
                    mpi->size(), mpi->library_version().c_str(), mpi->host().c_str(),
                    mpi->size() - 1);
     }
-    po.input_queues = SplitNames(args->inputs);
+    po.input_queues = SplitList(args->inputs);
     po.lease = std::chrono::milliseconds(static_cast<int64_t>(args->lease_seconds * 1000));
     po.flush_before_ack = eo.record == RecordMode::kAsync;
     po.exit_when_idle = args->mock >= 0;

@@ -1,9 +1,11 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <pthread.h>
 
 #include "cli/cli_util.h"
+#include "core/file_util.h"
 #include "serve/scoring_service.h"
 
 namespace vigil::cli {
@@ -12,7 +14,11 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand("serve", "Serve real-time scoring over HTTP");
   struct Args {
     ServeOptions serve;
-    std::string record = "sync", sync = "normal", retain = "90d", kernel = "auto";
+    std::string record = "sync", sync = "normal", retain = "90d", kernel = "auto", auth = "on";
+    std::string jwt_algorithms, jwt_secret_file, jwt_public_keys, jwt_audiences;
+    std::vector<std::string> rate_limits, concurrency_limits;
+    std::string failure_limit = "0.5/30";
+    auth::JwtOptions jwt;
   };
   auto args = std::make_shared<Args>();
   ServeOptions& o = args->serve;
@@ -28,6 +34,46 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--address", o.address, "Address to listen on")->capture_default_str()->envname("VIGIL_ADDRESS");
   cmd->add_option("--data-dir", e.data_dir, "Folder of the embedded store (journal, index vigil.db, snapshots)")
       ->capture_default_str()->envname("VIGIL_DATA_DIR");
+  cmd->add_option("--auth", args->auth,
+                  "on: every route but /healthz and /readyz needs an API key (`vigil keys`; the "
+                  "first start writes an admin key to DATA_DIR/admin.key); off: no credentials, "
+                  "for local development only (listens on 127.0.0.1)")
+      ->capture_default_str()->envname("VIGIL_AUTH")->check(CLI::IsMember({"on", "off"}));
+  cmd->add_flag("--metrics-public", o.metrics_public,
+                "Serve /metrics without credentials (for a scraper that has none)")
+      ->envname("VIGIL_METRICS_PUBLIC");
+  cmd->add_option("--jwt-algorithms", args->jwt_algorithms,
+                  "Accept bearer JWTs signed with these (comma-separated: HS256, RS256, ES256); "
+                  "none by default")
+      ->envname("VIGIL_JWT_ALGORITHMS");
+  cmd->add_option("--jwt-secret-file", args->jwt_secret_file,
+                  "File holding the HS256 secret (at least 32 bytes)")
+      ->envname("VIGIL_JWT_SECRET_FILE");
+  cmd->add_option("--jwt-public-keys", args->jwt_public_keys,
+                  "PEM (public keys or certificates) or JWKS file of the RS256 / ES256 keys")
+      ->envname("VIGIL_JWT_PUBLIC_KEYS");
+  cmd->add_option("--jwt-issuer", args->jwt.issuer, "The `iss` a token must have")
+      ->envname("VIGIL_JWT_ISSUER");
+  cmd->add_option("--jwt-audience", args->jwt_audiences,
+                  "The `aud` a token must have one of (comma-separated)")
+      ->envname("VIGIL_JWT_AUDIENCE");
+  cmd->add_option("--jwt-role-claim", args->jwt.role_claim,
+                  "The claim (or dotted path) holding the token's roles")
+      ->capture_default_str()->envname("VIGIL_JWT_ROLE_CLAIM");
+  cmd->add_option("--jwt-leeway", args->jwt.leeway_seconds,
+                  "Clock skew allowed for exp, nbf and iat, in seconds")
+      ->capture_default_str()->envname("VIGIL_JWT_LEEWAY")->check(CLI::Range(0, 86400));
+  cmd->add_option("--rate-limit", args->rate_limits,
+                  "NAME=RATE[/BURST]: requests per second of a role's keys and tokens, or of one "
+                  "key (key_...); repeat for more (none by default)")
+      ->envname("VIGIL_RATE_LIMIT")->delimiter(',');
+  cmd->add_option("--concurrency-limit", args->concurrency_limits,
+                  "NAME=N: requests at once of a role's callers or of one key; repeat for more")
+      ->envname("VIGIL_CONCURRENCY_LIMIT")->delimiter(',');
+  cmd->add_option("--auth-failure-limit", args->failure_limit,
+                  "RATE[/BURST]: failed authentications per second from one address before its "
+                  "requests get 429 (0: no limit)")
+      ->capture_default_str()->envname("VIGIL_AUTH_FAILURE_LIMIT");
   cmd->add_option("--threads", o.threads, "HTTP I/O threads (0: one per core)")
       ->capture_default_str()->envname("VIGIL_THREADS");
   cmd->add_option("--record", args->record,
@@ -74,7 +120,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str()->envname("VIGIL_PROCESS_THREADS")->check(CLI::Range(1, 256));
   cmd->add_option("--process-batch", o.processor.batch, "Messages per pull of a processor worker")
       ->capture_default_str()->envname("VIGIL_PROCESS_BATCH")->check(CLI::Range(1, 1000));
-  cmd->callback([args, exit_code] {
+  cmd->callback([args, exit_code, cmd] {
     ServeOptions o = args->serve;
     o.engine.record = args->record == "async" ? RecordMode::kAsync : RecordMode::kSync;
     o.engine.durability =
@@ -95,6 +141,71 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       *exit_code = Fail("serve", InvalidArgument("--port must be 0..65535"));
       return;
     }
+    o.auth = args->auth == "on";
+    for (const std::string& spec : args->rate_limits) {
+      if (Status st = auth::AddRateLimit(spec, &o.limits); !st.ok()) {
+        *exit_code = Fail("serve", st.WithContext("--rate-limit " + spec));
+        return;
+      }
+    }
+    for (const std::string& spec : args->concurrency_limits) {
+      if (Status st = auth::AddConcurrencyLimit(spec, &o.limits); !st.ok()) {
+        *exit_code = Fail("serve", st.WithContext("--concurrency-limit " + spec));
+        return;
+      }
+    }
+    if (args->failure_limit == "0") {
+      o.limits.failures = {};
+    } else {
+      auto rate = auth::ParseRate(args->failure_limit);
+      if (!rate.ok()) {
+        *exit_code = Fail("serve", rate.status().WithContext("--auth-failure-limit"));
+        return;
+      }
+      o.limits.failures = *rate;
+    }
+    if (!args->jwt_algorithms.empty()) {
+      auth::JwtOptions jwt = args->jwt;
+      jwt.algorithms = SplitList(args->jwt_algorithms);
+      jwt.audiences = SplitList(args->jwt_audiences);
+      if (!args->jwt_secret_file.empty()) {
+        auto secret = ReadFile(args->jwt_secret_file, 4096);
+        if (!secret.ok()) {
+          *exit_code = Fail("serve", secret.status().WithContext("--jwt-secret-file"));
+          return;
+        }
+        while (!secret->empty() && (secret->back() == '\n' || secret->back() == '\r')) {
+          secret->pop_back();
+        }
+        jwt.hs256_secret = std::move(*secret);
+      }
+      if (!args->jwt_public_keys.empty()) {
+        auto keys = ReadFile(args->jwt_public_keys, 1 << 20);
+        if (!keys.ok()) {
+          *exit_code = Fail("serve", keys.status().WithContext("--jwt-public-keys"));
+          return;
+        }
+        jwt.public_keys = std::move(*keys);
+      }
+      o.jwt = std::move(jwt);
+    } else if (!args->jwt_secret_file.empty() || !args->jwt_public_keys.empty()) {
+      *exit_code = Fail("serve", InvalidArgument("--jwt-secret-file and --jwt-public-keys need "
+                                                 "--jwt-algorithms (the algorithms accepted)"));
+      return;
+    }
+    if (!o.auth) {
+      if (cmd->count("--address") > 0 && o.address != "127.0.0.1" && o.address != "::1" &&
+          o.address != "localhost") {
+        *exit_code = Fail("serve", InvalidArgument("--auth off listens on 127.0.0.1 only: "
+                                                   "drop --address, or turn authentication on"));
+        return;
+      }
+      o.address = "127.0.0.1";
+      std::fprintf(stderr,
+                   "vigil serve: WARNING: authentication is OFF (--auth off): anyone on this "
+                   "machine may call every route, admin routes included; listening on 127.0.0.1 "
+                   "only. Do not run it so in production.\n");
+    }
     // Signals go to one waiting thread, not to whichever thread runs: block them everywhere first.
     sigset_t signals;
     sigemptyset(&signals);
@@ -110,6 +221,14 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
     std::printf("vigil serve: listening on http://%s:%d (model %s)\n",
                 o.address == "0.0.0.0" ? "127.0.0.1" : o.address.c_str(), (*service)->port(),
                 o.engine.model_path.c_str());
+    if (!(*service)->first_admin_key().empty()) {
+      std::printf(
+          "vigil serve: first start: created an admin API key, shown this once and kept in %s "
+          "(readable by its owner only):\n  %s\nUse it as 'Authorization: Bearer <key>'; `vigil "
+          "keys create --role scorer --name NAME --data-dir %s` issues keys for services.\n",
+          (std::filesystem::path(o.engine.data_dir) / "admin.key").c_str(),
+          (*service)->first_admin_key().c_str(), o.engine.data_dir.c_str());
+    }
     std::fflush(stdout);
     while (true) {
       int sig = 0;

@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <thread>
 #include <utility>
 
 #include "core/coding.h"
+#include "core/log.h"
 #include "vigil/features.h"
 #include "vigil/scorer.h"
 
@@ -15,9 +17,10 @@ namespace vigil::dist {
 namespace {
 
 // Message tags. Master to worker: kModel (a model version's bytes) before the first batch of
-// that version, kWork per batch, kStop at the end. Worker to master: kResult or kError per
-// batch, kSummary after kStop. (Their own numbers: a file job's tags are 1..8.)
-enum Tag : int { kModel = 21, kWork, kResult, kError, kStop, kSummary };
+// that version, kWork per batch, kStop at the end. Worker to master: kRefused when it cannot load
+// a model it was sent, kResult or kError per batch, kSummary after kStop. (Their own numbers: a
+// file job's tags are 1..8.)
+enum Tag : int { kModel = 21, kWork, kResult, kError, kStop, kSummary, kRefused };
 
 constexpr int kBatchesAhead = 2;  // batches a worker holds: one it scores, one that waits
 
@@ -156,23 +159,39 @@ void RankPredictor::FailAll(const Status& why) {
   in_flight_.clear();
 }
 
+Status RankPredictor::CheckSomeWorkerCanScore(const std::string& version) const {
+  std::string why;
+  for (size_t w = 1; w < workers_.size(); ++w) {
+    if (workers_[w].refused != version) return Status::Ok();
+    why += (why.empty() ? "" : "; ") + workers_[w].why;
+  }
+  return Unavailable("no worker rank could load model version " + version + ": " + why);
+}
+
 Status RankPredictor::Dispatch() {
   for (;;) {
-    // The worker holding the fewest batches, if it has room.
-    auto w = std::min_element(
-        workers_.begin() + 1, workers_.end(),
-        [](const Worker& a, const Worker& b) { return a.in_flight < b.in_flight; });
-    if (w->in_flight >= kBatchesAhead) return Status::Ok();
     Job* job = nullptr;
     {
       std::lock_guard lock(mu_);
       if (queued_.empty() || failing_) return Status::Ok();
       job = queued_.front();
-      queued_.pop_front();
+    }
+    // The worker holding the fewest batches, of those that can load the model, if it has room.
+    const ModelInfo& info = job->model->info;
+    VIGIL_RETURN_IF_ERROR(CheckSomeWorkerCanScore(info.version));
+    auto w = workers_.end();
+    for (auto it = workers_.begin() + 1; it != workers_.end(); ++it) {
+      if (it->refused == info.version) continue;
+      if (w == workers_.end() || it->in_flight < w->in_flight) w = it;
+    }
+    if (w->in_flight >= kBatchesAhead) return Status::Ok();
+    {
+      std::lock_guard lock(mu_);
+      queued_.pop_front();  // still `job`: only this thread takes from the front
     }
     const int rank = static_cast<int>(w - workers_.begin());
-    const ModelInfo& info = job->model->info;
     if (w->version != info.version) {
+      w->refused.clear();
       ModelMessage mm;
       mm.version = info.version;
       mm.kernel = options_.kernel;
@@ -197,19 +216,42 @@ Status RankPredictor::Dispatch() {
   }
 }
 
-void RankPredictor::Collect(const MpiMessage& m) {
+Status RankPredictor::Collect(const MpiMessage& m) {
+  if (m.tag != kRefused && m.tag != kResult && m.tag != kError) return Status::Ok();
   ByteReader r(m.bytes);
+  Worker& worker = workers_[m.source];
+  if (m.tag == kRefused) {
+    std::string version, host, message;
+    r.String(&version);
+    r.String(&host);
+    r.String(&message);
+    if (version != worker.version) return Status::Ok();  // sent another since
+    worker.refused = version;
+    worker.why = RankName(m.source, host) + ": " + message;
+    Log(LogLevel::kError, "a worker rank cannot load the model; it takes no more of its batches",
+        {{"rank", m.source}, {"host", host}, {"version", version}, {"error", message}});
+    return CheckSomeWorkerCanScore(version);
+  }
   const uint64_t id = r.Fixed<uint64_t>();
   const auto it = in_flight_.find(id);
-  if (!r.ok() || it == in_flight_.end()) return;  // failed already (Close(true))
+  if (!r.ok() || it == in_flight_.end()) return Status::Ok();  // failed already (Close(true))
   Job& job = *it->second;
   in_flight_.erase(it);
-  --workers_[m.source].in_flight;
+  --worker.in_flight;
   if (m.tag == kError) {
+    if (worker.refused == job.model->info.version) {
+      // It never had the model: another worker scores the batch.
+      master_.rows -= job.rows;
+      --master_.batches;
+      std::lock_guard lock(mu_);
+      queued_.push_front(&job);
+      return Status::Ok();
+    }
     std::string host, message;
     r.String(&host);
     r.String(&message);
-    return Answer(job, Unavailable(RankName(m.source, host) + ": " + message), m.source);
+    Answer(job, Unavailable(RankName(m.source, host) + ": " + message), m.source);
+    return Status::Ok();
   }
   const uint32_t rows = r.Fixed<uint32_t>();
   bool ok = r.ok() && rows == job.rows;
@@ -218,10 +260,11 @@ void RankPredictor::Collect(const MpiMessage& m) {
     job.out[i].algorithm = job.model->scorer.model().algo;
   }
   if (!ok || r.remaining() != 0) {
-    return Answer(job, Internal("a malformed result from rank " + std::to_string(m.source)),
-                  m.source);
+    Answer(job, Internal("a malformed result from rank " + std::to_string(m.source)), m.source);
+    return Status::Ok();
   }
   Answer(job, Status::Ok(), m.source);
+  return Status::Ok();
 }
 
 StatusOr<std::vector<RankSummary>> RankPredictor::Serve() {
@@ -253,7 +296,10 @@ StatusOr<std::vector<RankSummary>> RankPredictor::Serve() {
     if (m->has_value()) {
       master_.idle_seconds += Since(idle_start);
       const Clock::time_point busy_start = Clock::now();
-      if ((*m)->tag == kResult || (*m)->tag == kError) Collect(**m);
+      if (Status st = Collect(**m); !st.ok()) {
+        FailAll(st);
+        return st;
+      }
       sleep = std::chrono::microseconds(0);
       master_.busy_seconds += Since(busy_start);
       idle_start = Clock::now();
@@ -298,10 +344,16 @@ Status RunRankWorker(Mpi& mpi) {
   const size_t cols = Features(FeatureSet::kAll).size();
   std::vector<Prediction> predictions;
   std::vector<float> features;
+  // Fault injection for tests (docs/distributed.md): a rank started with it set, under MPMD,
+  // stands for one whose host cannot run the model.
+  const char* refuse = std::getenv("VIGIL_FAULT_REFUSE_MODELS");
   auto load = [&](const MpiMessage& m) -> Status {
     VIGIL_ASSIGN_OR_RETURN(ModelMessage model, DecodeModel(m.bytes));
     version = model.version;
     scorer.reset();
+    if (refuse != nullptr && *refuse != '\0') {
+      return Internal("this rank refuses every model (VIGIL_FAULT_REFUSE_MODELS is set)");
+    }
     VIGIL_ASSIGN_OR_RETURN(scorer, BuildScorer(model));
     threads = model.threads;
     me.kernel = std::string(KernelName(scorer->forest().kernel()));
@@ -317,6 +369,13 @@ Status RunRankWorker(Mpi& mpi) {
     }
     if (m.tag == kModel) {
       model_error = load(m);
+      if (!model_error.ok()) {
+        std::string out;
+        PutString(version, &out);
+        PutString(me.host, &out);
+        PutString(model_error.message(), &out);
+        VIGIL_RETURN_IF_ERROR(mpi.Send(0, kRefused, std::move(out)));
+      }
       continue;
     }
     if (m.tag != kWork) continue;

@@ -41,7 +41,9 @@ class RankPredictor : public RowPredictor {
   RankPredictor(Mpi& mpi, RankPredictorOptions options);
 
   // Queues the batch for Serve and waits for a worker's predictions; Unavailable once Close(true)
-  // was called, or when a worker could not load the model (named with its rank).
+  // was called. A worker that cannot load the batch's model takes no more batches of that
+  // version (its batches go to another); when no worker can, every batch fails and Serve
+  // returns why.
   Status Predict(const PredictModel& model, std::span<const float> features, size_t rows,
                  int explain_top_k, std::span<Prediction> out, int* scored_by) override;
 
@@ -60,11 +62,15 @@ class RankPredictor : public RowPredictor {
   struct Worker {
     int in_flight = 0;
     std::string version;  // of the model it has, or was sent
+    std::string refused;  // == version when it could not load that model: it gets no batch
+    std::string why;      // it could not
   };
   void Answer(Job& job, Status status, int worker);
   void FailAll(const Status& why);
   Status Dispatch();
-  void Collect(const MpiMessage& m);
+  // Unavailable, naming every worker's reason, when none can score `version`; else Ok.
+  Status CheckSomeWorkerCanScore(const std::string& version) const;
+  Status Collect(const MpiMessage& m);
 
   Mpi& mpi_;
   const RankPredictorOptions options_;

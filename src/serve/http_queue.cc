@@ -91,6 +91,7 @@ class HttpQueue final : public Queue {
     }
     auto r = Call(http::verb::post, Path(queue, "/push"), body);
     if (!r.ok()) return done(r.status());
+    if (Status st = StatusOfReply(*r); !st.ok()) return done(st);
     auto j = nlohmann::json::parse(r->body, nullptr, false);
     std::vector<std::string> ids;
     if (j.is_object() && j.contains("ids") && j["ids"].is_array()) {

@@ -552,7 +552,7 @@ void Connection::OnParseError(beast::error_code ec) {
                                  std::to_string(core_->options.max_body_bytes) + " bytes"));
   } else if (ec == http::error::header_limit) {
     WriteError(ErrorResponse(
-        400, "invalid_argument",
+        431, "header_too_large",
         "request header exceeds the limit of " + std::to_string(kMaxHeaderBytes) + " bytes"));
   } else {
     // Beast's words ("bad version", ...) describe its parser, not the client's mistake: they go to

@@ -89,4 +89,19 @@ bool IsJsonContentType(std::string_view header_value) {
   return true;
 }
 
+std::string QueryParam(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    const size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) {
+      if (eq == std::string_view::npos) return "";
+      return PercentDecode(pair.substr(eq + 1)).value_or("");
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return "";
+}
+
 }  // namespace vigil

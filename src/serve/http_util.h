@@ -29,6 +29,10 @@ std::optional<std::string> PercentDecode(std::string_view segment);
 // "application/jsonp", "application/json-seq", "text/json", "application/*" and "".
 bool IsJsonContentType(std::string_view header_value);
 
+// The percent-decoded value of parameter `name` in a query string ("a=1&b=2"); "" when absent
+// or not decodable.
+std::string QueryParam(std::string_view query, std::string_view name);
+
 }  // namespace vigil
 
 #endif  // VIGIL_SERVE_HTTP_UTIL_H_

@@ -398,7 +398,8 @@ void AddQueueRoutes(Router& r, Queue& queue, const QueueRouteOptions& options) {
   if (queue.push_is_asynchronous()) {
     push = [routes](RouteRequest&& q, const Respond& p) { routes->Push(std::move(q), p); };
   }
-  r.Add({"POST", "/api/queues/{name}/push", Role::kScorer, Reach::kAnywhere, BodyKind::kJson,
+  // Scorers push transactions; processors push predictions (and, with --mock, transactions).
+  r.Add({"POST", "/api/queues/{name}/push", Role::kScorer | Role::kProcessor, Reach::kAnywhere, BodyKind::kJson,
          std::move(push)});
   r.Add({"POST", "/api/queues/{name}/pull", Role::kProcessor, Reach::kAnywhere, BodyKind::kOptionalJson,
          handler(&QueueRoutes::Pull)});

@@ -1,6 +1,7 @@
 #include "serve/router.h"
 
 #include "core/error_json.h"
+#include "core/log.h"
 #include "monitor/metrics.h"
 #include "serve/http_util.h"
 
@@ -33,17 +34,6 @@ bool IsLoopback(std::string_view address) {
 
 }  // namespace
 
-std::string_view RoleName(Role role) {
-  switch (role) {
-    case Role::kPublic: return "public";
-    case Role::kViewer: return "viewer";
-    case Role::kScorer: return "scorer";
-    case Role::kProcessor: return "processor";
-    case Role::kAnalyst: return "analyst";
-    case Role::kAdmin: return "admin";
-  }
-  return "admin";
-}
 
 std::string_view RouteRequest::Param(std::string_view name) const {
   for (const auto& [k, v] : params) {
@@ -156,6 +146,18 @@ void Router::Count(Series& series, int status, Clock::time_point start) {
   c->Add();
 }
 
+namespace {
+
+// The IETF draft's RateLimit-* fields (draft-ietf-httpapi-ratelimit-headers), on every reply to
+// a caller with a rate limit.
+void AddRateHeaders(const auth::RateDecision& d, HttpResponse* r) {
+  r->headers.emplace_back("RateLimit-Limit", std::to_string(static_cast<int64_t>(d.limit)));
+  r->headers.emplace_back("RateLimit-Remaining", std::to_string(d.remaining));
+  r->headers.emplace_back("RateLimit-Reset", std::to_string(d.reset_seconds));
+}
+
+}  // namespace
+
 void Router::Handle(HttpRequest&& http, std::function<void(HttpResponse&&)> respond) {
   const Clock::time_point start = Clock::now();
   RouteRequest req;
@@ -183,19 +185,97 @@ void Router::Handle(HttpRequest&& http, std::function<void(HttpResponse&&)> resp
     Count(series, r.status, start);
     respond(std::move(r));
   };
-  if (e->route.reach == Reach::kLoopback && !IsLoopback(http.remote)) {
+  if (auth_ == nullptr && e->route.reach == Reach::kLoopback && !IsLoopback(http.remote)) {
     return counted(ErrorResponse(PermissionDenied(
         "this route answers only on the server's own machine until authentication is "
         "configured")));
   }
-  const bool json_required = e->route.body == BodyKind::kJson ||
-                             (e->route.body == BodyKind::kOptionalJson && !http.body.empty());
+  if (auth_ == nullptr) {
+    req.principal = {"local", "", Role::kAdmin, "none"};
+  } else if (!e->route.roles.IsPublic()) {
+    const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               start.time_since_epoch()).count();
+    int64_t retry_after = 0;
+    if (limiter_ != nullptr && !limiter_->MayTry(http.remote, now_ns, &retry_after)) {
+      HttpResponse r = ErrorResponse(ResourceExhausted(
+          "too many failed authentications from this address: retry in " +
+          std::to_string(retry_after) + " s"));
+      r.headers.emplace_back("Retry-After", std::to_string(retry_after));
+      return counted(std::move(r));
+    }
+    const std::string_view credentials = http.Header("authorization");
+    auto who = credentials.empty()
+                   ? StatusOr<auth::Principal>(Unauthenticated(
+                         "credentials are required: send 'Authorization: Bearer <API key>'"))
+                   : auth_->Authenticate(credentials);
+    if (!who.ok()) {
+      if (limiter_ != nullptr) limiter_->Failed(http.remote, now_ns);
+      if (audit_ != nullptr) {
+        audit_->Record({"-", "auth.failed", e->route.method + " " + e->route.pattern, "denied",
+                        http.remote, who.status().message()});
+      }
+      Log(LogLevel::kWarn, "authentication failed",
+          {{"remote", http.remote}, {"route", e->route.pattern}, {"error", who.status().message()}});
+      HttpResponse r = ErrorResponse(who.status());
+      r.headers.emplace_back("WWW-Authenticate", credentials.empty()
+                                                     ? "Bearer realm=\"vigil\""
+                                                     : "Bearer realm=\"vigil\", error=\"invalid_token\"");
+      return counted(std::move(r));
+    }
+    if (!Admits(e->route.roles, who->roles)) {
+      const std::string what = e->route.method + " " + e->route.pattern + " (it needs " +
+                               e->route.roles.Names() + ")";
+      if (audit_ != nullptr) {
+        audit_->Record({who->id, "auth.denied", e->route.method + " " + e->route.pattern,
+                        "denied", http.remote,
+                        "role " + (who->roles.Empty() ? std::string("none") : who->roles.Names())});
+      }
+      return counted(ErrorResponse(PermissionDenied(
+          who->roles.Empty() ? "the credentials grant no Vigil role, so they may not call " + what
+                             : "the " + who->roles.Names() + " role may not call " + what)));
+    }
+    req.principal = std::move(*who);
+    if (limiter_ != nullptr) {
+      const auth::RateDecision d = limiter_->Admit(req.principal, now_ns);
+      int concurrency = 0;
+      if (!d.allowed) {
+        HttpResponse r = ErrorResponse(ResourceExhausted(d.why));
+        AddRateHeaders(d, &r);
+        r.headers.emplace_back("Retry-After", std::to_string(d.retry_after));
+        return counted(std::move(r));
+      }
+      if (!limiter_->Enter(req.principal, &concurrency)) {
+        HttpResponse r = ErrorResponse(ResourceExhausted(
+            std::to_string(concurrency) +
+            " requests of these credentials are in flight already, the most allowed at once"));
+        r.headers.emplace_back("Retry-After", "1");
+        return counted(std::move(r));
+      }
+      if (d.limited || concurrency > 0) {
+        auth::Principal caller = req.principal;
+        return Dispatch(*e, std::move(http), std::move(req),
+                        [this, d, concurrency, who = std::move(caller),
+                         inner = std::move(counted)](HttpResponse&& r) mutable {
+                          if (concurrency > 0) limiter_->Release(who);
+                          if (d.limited) AddRateHeaders(d, &r);
+                          inner(std::move(r));
+                        });
+      }
+    }
+  }
+  Dispatch(*e, std::move(http), std::move(req), std::move(counted));
+}
+
+template <typename Reply>
+void Router::Dispatch(const Entry& e, HttpRequest&& http, RouteRequest&& req, Reply&& reply) {
+  const bool json_required = e.route.body == BodyKind::kJson ||
+                             (e.route.body == BodyKind::kOptionalJson && !http.body.empty());
   if (json_required && !IsJsonContentType(http.Header("content-type"))) {
-    return counted(JsonResponse(
+    return reply(JsonResponse(
         415, ErrorJson("unsupported_media_type", "Content-Type must be application/json")));
   }
   req.http = std::move(http);
-  e->route.handler(std::move(req), std::move(counted));
+  e.route.handler(std::move(req), std::forward<Reply>(reply));
 }
 
 }  // namespace vigil

@@ -4,12 +4,13 @@
 //   match the path (literal segments and `{name}` parameters, percent-decoded; a malformed escape
 //   is a 400) -> 404 for no route, 405 with `Allow` for a known path and another method (HEAD is
 //   answered for every GET route, without a body) -> 403 for a loopback-only route reached from
-//   another machine -> 415 for a JSON route without a JSON Content-Type -> the handler -> the
+//   another machine -> 429 for an address that failed to authenticate too often -> 401 without
+//   valid credentials, 403 for a role the route does not admit (auth/role.h) -> 429 for a caller
+//   over its rate or concurrency limit -> 415 for a JSON route without a JSON Content-Type -> the handler -> the
 //   request counted and timed by route and status (vigil_http_requests_total,
 //   vigil_http_request_duration_seconds).
 // Errors become bodies in one place (core/error_json.h) and HTTP statuses in one place
-// (HttpStatusFor). The required role is recorded for the coming authentication (issue 12), which
-// will check it here.
+// (HttpStatusFor).
 #ifndef VIGIL_SERVE_ROUTER_H_
 #define VIGIL_SERVE_ROUTER_H_
 
@@ -23,6 +24,10 @@
 #include <utility>
 #include <vector>
 
+#include "auth/audit_log.h"
+#include "auth/authenticator.h"
+#include "auth/rate_limiter.h"
+#include "auth/role.h"
 #include "core/transaction_json.h"
 #include "serve/http_server.h"
 #include "vigil/status.h"
@@ -33,14 +38,10 @@ class Counter;
 class Histogram;
 class MetricsRegistry;
 
-// Who may call a route once authentication lands (issue 12).
-enum class Role { kPublic, kViewer, kScorer, kProcessor, kAnalyst, kAdmin };
-std::string_view RoleName(Role role);
-
 // Where a route may be reached from.
 enum class Reach {
   kAnywhere,
-  kLoopback,  // the server's own machine only (admin routes until authentication lands)
+  kLoopback,  // the server's own machine only while authentication is off
 };
 
 enum class BodyKind {
@@ -54,6 +55,9 @@ struct RouteRequest {
   HttpRequest http;
   std::vector<std::pair<std::string, std::string>> params;  // {name} -> decoded value
   std::chrono::steady_clock::time_point start;
+  // Who is calling (authenticated before the handler runs); with authentication off, a local
+  // admin.
+  auth::Principal principal;
 
   // The decoded value of path parameter `name`, or "" when the route has none of that name.
   std::string_view Param(std::string_view name) const;
@@ -66,7 +70,7 @@ using RouteHandler = std::function<void(RouteRequest&& request, Respond respond)
 struct Route {
   std::string method;   // "GET", "POST", "DELETE", ...
   std::string pattern;  // "/v1/transactions/{id}"; also the route's metrics label
-  Role role = Role::kPublic;
+  RoleSet roles = Role::kPublic;  // who may call it: auth/role.h's Admits
   Reach reach = Reach::kAnywhere;
   BodyKind body = BodyKind::kNone;
   RouteHandler handler;
@@ -87,6 +91,17 @@ class Router {
 
   // REQUIRES: no route with the same method and pattern was added; pattern starts with '/'.
   void Add(Route route);
+  // Every route that is not public then needs credentials whose role it admits (401 without
+  // valid ones, 403 for another role). Null (the default) turns authentication off: every
+  // caller is a local admin. Set before the first Handle; `auth` outlives the router.
+  void SetAuthenticator(const auth::Authenticator* auth) { auth_ = auth; }
+  // With authentication on: the rate and concurrency limits of each caller, and of failed
+  // authentications per source address (429 with Retry-After; the RateLimit-* headers on every
+  // reply to a limited caller). Set before the first Handle; `limiter` outlives the router.
+  void SetRateLimiter(const auth::RateLimiter* limiter) { limiter_ = limiter; }
+  // Failed authentications (401) and refused roles (403) go to `audit`. Set before the first
+  // Handle; `audit` outlives the router.
+  void SetAuditLog(auth::AuditLog* audit) { audit_ = audit; }
 
   // The table, in the order added (for docs and tests).
   std::vector<const Route*> routes() const;
@@ -102,8 +117,14 @@ class Router {
                      std::vector<std::pair<std::string, std::string>>* params, int* status,
                      std::string* allow) const;
   void Count(Series& series, int status, std::chrono::steady_clock::time_point start);
+  // The steps after authentication: the media type, then the handler, answering through `reply`.
+  template <typename Reply>
+  void Dispatch(const Entry& e, HttpRequest&& http, RouteRequest&& req, Reply&& reply);
 
   MetricsRegistry& metrics_;
+  const auth::Authenticator* auth_ = nullptr;
+  const auth::RateLimiter* limiter_ = nullptr;
+  auth::AuditLog* audit_ = nullptr;
   std::vector<std::unique_ptr<Entry>> entries_;
   std::unique_ptr<Series> unknown_;  // requests that matched no route
 };

@@ -1,6 +1,8 @@
 #include "serve/router.h"
 
 #include <gtest/gtest.h>
+
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "monitor/metrics.h"
@@ -16,10 +18,13 @@ class RouterTest : public ::testing::Test {
       nlohmann::json id = std::string(q.Param("id"));
       p(JsonResponse(200, body + id.dump() + "}"));
     };
-    router_.Add({"GET", "/v1/things/{id}", Role::kAnalyst, Reach::kAnywhere, BodyKind::kNone, echo});
-    router_.Add({"DELETE", "/v1/things/{id}", Role::kAdmin, Reach::kAnywhere, BodyKind::kNone, echo});
+    router_.Add(
+        {"GET", "/v1/things/{id}", Role::kAnalyst, Reach::kAnywhere, BodyKind::kNone, echo});
+    router_.Add(
+        {"DELETE", "/v1/things/{id}", Role::kAdmin, Reach::kAnywhere, BodyKind::kNone, echo});
     router_.Add({"POST", "/v1/things", Role::kScorer, Reach::kAnywhere, BodyKind::kJson, echo});
-    router_.Add({"POST", "/v1/admin/x", Role::kAdmin, Reach::kLoopback, BodyKind::kOptionalJson, echo});
+    router_.Add(
+        {"POST", "/v1/admin/x", Role::kAdmin, Reach::kLoopback, BodyKind::kOptionalJson, echo});
   }
 
   HttpResponse Call(const std::string& method, const std::string& path,
@@ -121,8 +126,54 @@ TEST_F(RouterTest, TheTableKeepsItsRoles) {
   auto routes = router_.routes();
   ASSERT_EQ(routes.size(), 4u);
   EXPECT_EQ(routes[0]->pattern, "/v1/things/{id}");
-  EXPECT_EQ(RoleName(routes[0]->role), "analyst");
+  EXPECT_TRUE(routes[0]->roles.Has(Role::kAnalyst));
+  EXPECT_FALSE(routes[0]->roles.Has(Role::kScorer));
+  EXPECT_EQ(routes[0]->roles.Names(), "analyst");
   EXPECT_EQ(routes[3]->reach, Reach::kLoopback);
+}
+
+// With an authenticator, a route needs a key of a role it admits; the handler sees who called.
+TEST_F(RouterTest, CredentialsAreCheckedBeforeTheHandler) {
+  const std::string dir = ::testing::TempDir() + "router_auth_" +
+                          std::to_string(::testing::UnitTest::GetInstance()->random_seed());
+  std::filesystem::remove_all(dir);
+  auto auth = auth::Authenticator::Open(dir);
+  ASSERT_TRUE(auth.ok()) << auth.status().ToString();
+  auto scorer = (*auth)->keys().Create(Role::kScorer, "s", 0, auth::NowSeconds());
+  auto analyst = (*auth)->keys().Create(Role::kAnalyst, "a", 0, auth::NowSeconds());
+  ASSERT_TRUE(scorer.ok() && analyst.ok());
+  router_.SetAuthenticator(auth->get());
+  auto call = [&](const std::string& method, const std::string& path, const std::string& key,
+                  const std::string& remote = "127.0.0.1") {
+    HttpRequest req;
+    req.method = method;
+    req.path = path;
+    req.remote = remote;
+    if (!key.empty()) req.headers.emplace_back("authorization", "Bearer " + key);
+    HttpResponse got;
+    router_.Handle(std::move(req), [&](HttpResponse&& r) { got = std::move(r); });
+    return got;
+  };
+  EXPECT_EQ(call("GET", "/v1/things/a", analyst->secret).status, 200);
+  HttpResponse none = call("GET", "/v1/things/a", "");
+  EXPECT_EQ(none.status, 401);
+  ASSERT_FALSE(none.headers.empty());
+  EXPECT_EQ(none.headers[0].first, "WWW-Authenticate");
+  HttpResponse wrong = call("GET", "/v1/things/a", scorer->secret);
+  EXPECT_EQ(wrong.status, 403);
+  EXPECT_NE(wrong.body.find("the scorer role may not call GET /v1/things/{id} (it needs analyst)"),
+            std::string::npos)
+      << wrong.body;
+  EXPECT_EQ(call("GET", "/v1/things/a", "vgk_notakey").status, 401);
+  // No route still answers 404 before any credentials are asked for.
+  EXPECT_EQ(call("GET", "/nowhere", "").status, 404);
+  // With authentication on, an admin key reaches an admin route from another machine.
+  auto admin = (*auth)->keys().Create(Role::kAdmin, "root", 0, auth::NowSeconds());
+  ASSERT_TRUE(admin.ok());
+  EXPECT_EQ(call("POST", "/v1/admin/x", admin->secret, "10.1.2.3").status, 200);
+  EXPECT_EQ(call("POST", "/v1/admin/x", analyst->secret, "10.1.2.3").status, 403);
+  router_.SetAuthenticator(nullptr);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

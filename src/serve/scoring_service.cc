@@ -14,6 +14,7 @@
 #include "engine/prediction_json.h"
 #include "monitor/metrics.h"
 #include "serve/http_server.h"
+#include "serve/key_routes.h"
 #include "serve/queue_routes.h"
 #include "serve/router.h"
 #include "serve/worker_pool.h"
@@ -64,11 +65,41 @@ std::string ModelJson(const ModelInfo& m) {
 
 }  // namespace
 
+namespace {
+
+std::string RoutesJson(const std::vector<const Route*>& routes) {
+  std::string b = "{\"routes\":[";
+  for (size_t i = 0; i < routes.size(); ++i) {
+    const Route& r = *routes[i];
+    b += i == 0 ? "{\"method\":" : ",{\"method\":";
+    AppendJsonString(&b, r.method);
+    b += ",\"pattern\":";
+    AppendJsonString(&b, r.pattern);
+    b += ",\"roles\":[";
+    bool first = true;
+    for (Role role : {Role::kPublic, Role::kViewer, Role::kScorer, Role::kProcessor,
+                      Role::kAnalyst, Role::kAdmin}) {
+      if (!r.roles.Has(role)) continue;
+      if (!first) b += ',';
+      first = false;
+      AppendJsonString(&b, RoleName(role));
+    }
+    b += "]}";
+  }
+  return b + "]}";
+}
+
+}  // namespace
+
 struct ScoringService::Impl {
   ServeOptions options;
   std::unique_ptr<Engine> engine;
   std::unique_ptr<Queue> queue;
   std::unique_ptr<Processor> processor;
+  std::unique_ptr<auth::Authenticator> auth;  // null when authentication is off
+  std::unique_ptr<auth::RateLimiter> limiter;  // with auth
+  std::unique_ptr<auth::AuditLog> audit;
+  std::string first_admin_key;
   std::unique_ptr<Router> router;
   std::unique_ptr<WorkerPool> admin;       // one thread: model reloads
   std::unique_ptr<WorkerPool> queue_pool;  // queue calls that wait on a server
@@ -150,8 +181,13 @@ struct ScoringService::Impl {
       name = j.value("model", "");
     }
     Engine* e = engine.get();
-    const bool posted = admin->Post([e, name, respond] {
+    auth::AuditLog* log = audit.get();
+    const std::string by = req.principal.id, from = req.http.remote;
+    const bool posted = admin->Post([e, log, name, by, from, respond] {
       auto info = e->Reload(name);
+      log->Record({by, "model.reload", info.ok() ? info->name + " " + info->version : name,
+                   info.ok() ? "ok" : "failed", from, info.ok() ? "" : info.status().message()});
+      (void)log->Flush();
       if (!info.ok()) return respond(ErrorResponse(info.status()));
       respond(JsonResponse(200, "{\"status\":\"reloaded\",\"model\":" + ModelJson(*info) + "}"));
     });
@@ -215,7 +251,7 @@ struct ScoringService::Impl {
            [](RouteRequest&&, const Respond& p) { p(JsonResponse(200, "{\"status\":\"ok\"}")); }});
     r.Add({"GET", "/readyz", Role::kPublic, Reach::kAnywhere, BodyKind::kNone,
            [this](RouteRequest&&, const Respond& p) { Ready(p); }});
-    r.Add({"GET", "/metrics", Role::kViewer, Reach::kAnywhere, BodyKind::kNone,
+    r.Add({"GET", "/metrics", options.metrics_public ? Role::kPublic : Role::kViewer, Reach::kAnywhere, BodyKind::kNone,
            [this](RouteRequest&&, const Respond& p) {
              HttpResponse m;
              m.content_type = "text/plain; version=0.0.4";
@@ -224,6 +260,10 @@ struct ScoringService::Impl {
            }});
     r.Add({"POST", "/v1/admin/reload", Role::kAdmin, Reach::kLoopback, BodyKind::kOptionalJson,
            [this](RouteRequest&& q, const Respond& p) { ReloadModel(std::move(q), p); }});
+    // The route table itself: who may call what (an admin is admitted everywhere, every caller
+    // on a viewer route).
+    r.Add({"GET", "/v1/admin/routes", Role::kAdmin, Reach::kLoopback, BodyKind::kNone,
+           [this](RouteRequest&&, const Respond& p) { p(JsonResponse(200, RoutesJson(router->routes()))); }});
   }
 };
 
@@ -249,6 +289,19 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
   qo.durability = options.engine.durability;
   VIGIL_ASSIGN_OR_RETURN(impl->queue, Queue::Open(qo));
   impl->router = std::make_unique<Router>(impl->engine->metrics());
+  impl->admin = std::make_unique<WorkerPool>(1);
+  VIGIL_ASSIGN_OR_RETURN(impl->audit, auth::AuditLog::Open(options.engine.data_dir));
+  if (options.auth) {
+    VIGIL_ASSIGN_OR_RETURN(impl->auth,
+                           auth::Authenticator::Open(options.engine.data_dir,
+                                                     options.jwt ? &*options.jwt : nullptr));
+    VIGIL_ASSIGN_OR_RETURN(impl->first_admin_key, impl->auth->EnsureAdminKey());
+    impl->router->SetAuthenticator(impl->auth.get());
+    impl->limiter = std::make_unique<auth::RateLimiter>(options.limits);
+    impl->router->SetRateLimiter(impl->limiter.get());
+    impl->router->SetAuditLog(impl->audit.get());
+    AddKeyRoutes(*impl->router, impl->auth->keys(), *impl->admin, *impl->audit);
+  }
   impl->AddRoutes();
   // A backend that waits on a server (NATS) is called from a pool, so that the two I/O threads
   // keep serving while up to 32 queue calls wait for their round trips.
@@ -270,7 +323,6 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
     VIGIL_ASSIGN_OR_RETURN(impl->processor, Processor::Start(*impl->engine, *impl->queue, po));
   }
   impl->AddQueueMetrics();
-  impl->admin = std::make_unique<WorkerPool>(1);
 
   HttpServerOptions ho;
   ho.address = options.address;
@@ -293,14 +345,22 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
        {"reasons", m.reasons_method},
        {"kernel", KernelName(m.kernel)},
        {"queue", raw->queue->backend()},
-       {"process", options.process}});
+       {"process", options.process},
+       {"auth", options.auth ? "api keys" : "off"}});
   return std::unique_ptr<ScoringService>(new ScoringService(std::move(impl)));
 }
 
 int ScoringService::port() const { return impl_->server->port(); }
 
+const std::string& ScoringService::first_admin_key() const { return impl_->first_admin_key; }
+
 StatusOr<ModelInfo> ScoringService::Reload(std::string_view model_name) {
-  return impl_->engine->Reload(model_name);
+  auto info = impl_->engine->Reload(model_name);
+  impl_->audit->Record({"signal", "model.reload",
+                        info.ok() ? info->name + " " + info->version : std::string(model_name),
+                        info.ok() ? "ok" : "failed", "local",
+                        info.ok() ? "" : info.status().message()});
+  return info;
 }
 
 std::vector<const Route*> ScoringService::routes() const { return impl_->router->routes(); }

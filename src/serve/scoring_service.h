@@ -6,9 +6,12 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "auth/jwt.h"
+#include "auth/rate_limiter.h"
 #include "process/processor.h"
 #include "vigil/engine.h"
 #include "vigil/queue.h"
@@ -31,6 +34,14 @@ struct ServeOptions {
   // `--process`: run the processor's workers in the server, from the queues above.
   bool process = false;
   ProcessorOptions processor;
+  // Credentials on every route but /healthz and /readyz (API keys in the data dir's auth.db).
+  // Off: every caller is an admin; `vigil serve` then listens on loopback only.
+  bool auth = true;
+  bool metrics_public = false;  // /metrics without credentials (for a scraper that has none)
+  // Bearer JWTs accepted besides the API keys (people, and an identity provider's tokens).
+  std::optional<auth::JwtOptions> jwt;
+  // Per-caller rate and concurrency limits, and failed authentications per address.
+  auth::RateLimitOptions limits;
 };
 
 // A ScoringService owns the engine, the queues, the processor (when asked for), the HTTP server
@@ -46,7 +57,10 @@ class ScoringService {
   static StatusOr<std::unique_ptr<ScoringService>> Start(const ServeOptions& options);
 
   int port() const;
-  // Engine::Reload: a model name in the models folder; empty reloads the current file.
+  // The admin key created on this start (no admin key was valid), to be shown once; else "".
+  const std::string& first_admin_key() const;
+  // Engine::Reload: a model name in the models folder; empty reloads the current file. (SIGHUP's:
+  // audited as the signal's.)
   StatusOr<ModelInfo> Reload(std::string_view model_name = "");
   // Graceful stop: stop accepting, finish in-flight requests, flush the store.
   void Stop();
