@@ -398,7 +398,36 @@ expect_error "a rate that is not a number" "REQUESTS_PER_SECOND" \
 start_server "$WORK/third.out" "${LIMIT[@]}" --metrics-public || exit 1
 check "--metrics-public: /metrics without credentials" test "$(call "" GET /metrics)" = 200
 check "--metrics-public: the rest still needs them" test "$(call "" GET /api/queues)" = 401
+check "no CORS by default: no Access-Control-Allow-Origin" bash -c \
+  "! curl -q -s -D - -o /dev/null -H 'Origin: https://ui.example' -H 'Authorization: Bearer $ADMIN' '$(URL /v1/admin/keys)' | grep -qi '^Access-Control-Allow-Origin'"
 stop_server
+
+# --- CORS: an allow-list of origins ---------------------------------------------------------------
+start_server "$WORK/cors.out" "${LIMIT[@]}" --cors-origins https://ui.example,http://localhost:3000 || exit 1
+preflight() {  # preflight ORIGIN PATH METHOD: the status; the headers in $WORK/headers
+  curl -q -s -D "$WORK/headers" -o "$WORK/resp" -w '%{http_code}' -X OPTIONS -H "Origin: $1" \
+    -H "Access-Control-Request-Method: $3" -H 'Access-Control-Request-Headers: authorization, content-type' "$(URL "$2")"
+}
+s=$(preflight https://ui.example /v1/score POST)
+check "a preflight from an allowed origin, without credentials: 204 ($s)" test "$s" = 204
+check "the preflight names the origin, the path's methods and the headers" bash -c \
+  "grep -qi '^Access-Control-Allow-Origin: https://ui.example' '$WORK/headers' && grep -qi '^Access-Control-Allow-Methods: .*POST' '$WORK/headers' && grep -qi '^Access-Control-Allow-Headers: .*Authorization' '$WORK/headers'"
+s=$(preflight https://evil.example /v1/score POST)
+check "a preflight from another origin: 403, no Access-Control-Allow-Origin ($s)" \
+  bash -c "[ '$s' = 403 ] && ! grep -qi '^Access-Control-Allow-Origin' '$WORK/headers'"
+check "a preflight of an unknown path: 404" test "$(preflight https://ui.example /nowhere GET)" = 404
+curl -q -s -D "$WORK/headers" -o /dev/null -H 'Origin: https://ui.example' -H "Authorization: Bearer $ADMIN" "$(URL /v1/admin/keys)"
+check "a call from an allowed origin carries Access-Control-Allow-Origin and exposes the limits' headers" bash -c \
+  "grep -qi '^Access-Control-Allow-Origin: https://ui.example' '$WORK/headers' && grep -qi '^Access-Control-Expose-Headers: .*RateLimit-Remaining' '$WORK/headers' && grep -qi '^Vary: Origin' '$WORK/headers'"
+curl -q -s -D "$WORK/headers" -o /dev/null -H 'Origin: https://evil.example' -H "Authorization: Bearer $ADMIN" "$(URL /v1/admin/keys)"
+check "a call from another origin carries none" bash -c "! grep -qi '^Access-Control-Allow-Origin' '$WORK/headers'"
+check "a preflight does not pass authentication: the call itself still needs credentials" \
+  test "$(curl -q -s -o /dev/null -w '%{http_code}' -H 'Origin: https://ui.example' "$(URL /v1/admin/keys)")" = 401
+stop_server
+expect_error "--cors-origins with a wildcard" "is not an origin" \
+  "$VIGIL" serve --model "$WORK/a.model" --port 0 --data-dir "$DATA" --cors-origins '*'
+expect_error "--cors-origins with a path" "is not an origin" \
+  "$VIGIL" serve --model "$WORK/a.model" --port 0 --data-dir "$DATA" --cors-origins https://ui.example/app
 expect_error "--auth off on a public address" "--auth off listens on 127.0.0.1 only" \
   "$VIGIL" serve --model "$WORK/a.model" --port 0 --address 0.0.0.0 --data-dir "$DATA" --auth off
 start_server "$WORK/off.out" --auth off || exit 1

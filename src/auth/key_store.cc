@@ -52,10 +52,8 @@ bool IsBase62(char c) {
 }
 
 std::string Sha256(std::string_view secret) {
-  std::string out(crypto_hash_sha256_BYTES, '\0');
-  crypto_hash_sha256(reinterpret_cast<unsigned char*>(out.data()),
-                     reinterpret_cast<const unsigned char*>(secret.data()), secret.size());
-  return out;
+  const Digest d = DigestOf(secret);
+  return std::string(reinterpret_cast<const char*>(d.data()), d.size());
 }
 
 bool ToDigest(std::string_view bytes, Digest* d) {

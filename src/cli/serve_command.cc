@@ -17,7 +17,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
     std::string record = "sync", sync = "normal", retain = "90d", kernel = "auto", auth = "on";
     std::string jwt_algorithms, jwt_secret_file, jwt_public_keys, jwt_audiences;
     std::vector<std::string> rate_limits, concurrency_limits;
-    std::string failure_limit = "0.5/30";
+    std::string failure_limit = "0.5/30", cors_origins;
     auth::JwtOptions jwt;
   };
   auto args = std::make_shared<Args>();
@@ -74,6 +74,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                   "RATE[/BURST]: failed authentications per second from one address before its "
                   "requests get 429 (0: no limit)")
       ->capture_default_str()->envname("VIGIL_AUTH_FAILURE_LIMIT");
+  cmd->add_option("--cors-origins", args->cors_origins,
+                  "Browser origins that may call the API, comma-separated "
+                  "(https://ui.example[:port]); none by default")
+      ->envname("VIGIL_CORS_ORIGINS");
   cmd->add_option("--threads", o.threads, "HTTP I/O threads (0: one per core)")
       ->capture_default_str()->envname("VIGIL_THREADS");
   cmd->add_option("--record", args->record,
@@ -142,6 +146,20 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       return;
     }
     o.auth = args->auth == "on";
+    for (const std::string& origin : SplitList(args->cors_origins)) {
+      const size_t scheme = origin.find("://");
+      const std::string_view rest =
+          scheme == std::string::npos ? "" : std::string_view(origin).substr(scheme + 3);
+      if (!(origin.starts_with("https://") || origin.starts_with("http://")) || rest.empty() ||
+          rest.find_first_of("/*?# ") != std::string_view::npos) {
+        *exit_code = Fail("serve", InvalidArgument("--cors-origins: '" + origin +
+                                                   "' is not an origin like https://ui.example "
+                                                   "(a scheme and a host, an optional port, no "
+                                                   "path, no wildcard)"));
+        return;
+      }
+      o.cors_origins.push_back(origin);
+    }
     for (const std::string& spec : args->rate_limits) {
       if (Status st = auth::AddRateLimit(spec, &o.limits); !st.ok()) {
         *exit_code = Fail("serve", st.WithContext("--rate-limit " + spec));

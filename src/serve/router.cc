@@ -1,5 +1,7 @@
 #include "serve/router.h"
 
+#include <algorithm>
+
 #include "core/error_json.h"
 #include "core/log.h"
 #include "monitor/metrics.h"
@@ -158,12 +160,49 @@ void AddRateHeaders(const auth::RateDecision& d, HttpResponse* r) {
 
 }  // namespace
 
+bool Router::CorsAllows(std::string_view origin) const {
+  return std::find(cors_origins_.begin(), cors_origins_.end(), origin) != cors_origins_.end();
+}
+
 void Router::Handle(HttpRequest&& http, std::function<void(HttpResponse&&)> respond) {
   const Clock::time_point start = Clock::now();
   RouteRequest req;
   req.start = start;
   int status = 0;
   std::string allow;
+  const std::string_view origin = cors_origins_.empty() ? "" : http.Header("origin");
+  const bool cors = !origin.empty() && CorsAllows(origin);
+  if (!origin.empty() && http.method == "OPTIONS" &&
+      !http.Header("access-control-request-method").empty()) {
+    // A browser's preflight, sent without credentials: the path's methods, if the origin may.
+    HttpResponse r;
+    Match("OPTIONS", http.path, &req.params, &status, &allow);
+    if (status != 405) {
+      r = ErrorResponse(NotFound("no route for " + http.path));
+    } else if (!cors) {
+      r = ErrorResponse(PermissionDenied("this origin may not call the API (--cors-origins)"));
+    } else {
+      r.status = 204;
+      r.content_type.clear();
+      r.headers = {{"Access-Control-Allow-Origin", std::string(origin)},
+                   {"Access-Control-Allow-Methods", allow},
+                   {"Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key"},
+                   {"Access-Control-Max-Age", "600"},
+                   {"Vary", "Origin"}};
+    }
+    Count(*unknown_, r.status, start);
+    return respond(std::move(r));
+  }
+  if (cors) {
+    // Every reply to an allowed origin says so, and shows the browser the limits' headers.
+    respond = [inner = std::move(respond), o = std::string(origin)](HttpResponse&& r) {
+      r.headers.emplace_back("Access-Control-Allow-Origin", o);
+      r.headers.emplace_back("Access-Control-Expose-Headers",
+                             "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After");
+      r.headers.emplace_back("Vary", "Origin");
+      inner(std::move(r));
+    };
+  }
   const Entry* e = Match(http.method, http.path, &req.params, &status, &allow);
   if (e == nullptr) {
     HttpResponse r;

@@ -102,6 +102,11 @@ class Router {
   // Failed authentications (401) and refused roles (403) go to `audit`. Set before the first
   // Handle; `audit` outlives the router.
   void SetAuditLog(auth::AuditLog* audit) { audit_ = audit; }
+  // Browsers on these origins ("https://ui.example", scheme://host[:port]) may call the API: their
+  // preflights (OPTIONS with Access-Control-Request-Method) are answered before authentication,
+  // and replies to them carry Access-Control-Allow-Origin. None by default: a browser on another
+  // origin is refused by its own same-origin rule. Set before the first Handle.
+  void SetCorsOrigins(std::vector<std::string> origins) { cors_origins_ = std::move(origins); }
 
   // The table, in the order added (for docs and tests).
   std::vector<const Route*> routes() const;
@@ -125,6 +130,9 @@ class Router {
   const auth::Authenticator* auth_ = nullptr;
   const auth::RateLimiter* limiter_ = nullptr;
   auth::AuditLog* audit_ = nullptr;
+  std::vector<std::string> cors_origins_;
+  // Whether `origin` is on the allow-list.
+  bool CorsAllows(std::string_view origin) const;
   std::vector<std::unique_ptr<Entry>> entries_;
   std::unique_ptr<Series> unknown_;  // requests that matched no route
 };

@@ -289,6 +289,7 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
   qo.durability = options.engine.durability;
   VIGIL_ASSIGN_OR_RETURN(impl->queue, Queue::Open(qo));
   impl->router = std::make_unique<Router>(impl->engine->metrics());
+  impl->router->SetCorsOrigins(options.cors_origins);
   impl->admin = std::make_unique<WorkerPool>(1);
   VIGIL_ASSIGN_OR_RETURN(impl->audit, auth::AuditLog::Open(options.engine.data_dir));
   if (options.auth) {

@@ -42,6 +42,8 @@ struct ServeOptions {
   std::optional<auth::JwtOptions> jwt;
   // Per-caller rate and concurrency limits, and failed authentications per address.
   auth::RateLimitOptions limits;
+  // Browser origins allowed to call the API (CORS), exactly as a browser sends them.
+  std::vector<std::string> cors_origins;
 };
 
 // A ScoringService owns the engine, the queues, the processor (when asked for), the HTTP server
