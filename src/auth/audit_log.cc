@@ -52,11 +52,39 @@ int64_t NowMicros() {
       .count();
 }
 
+// The first `max` bytes of `v` as valid UTF-8: cut at a character's boundary, and each byte
+// that starts no valid character replaced by U+FFFD, so that every entry parses as JSON (a
+// name given on the command line may hold any bytes).
+std::string Utf8Prefix(std::string_view v, size_t max) {
+  std::string out;
+  size_t i = 0;
+  while (i < v.size()) {
+    const auto c = static_cast<unsigned char>(v[i]);
+    const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    bool ok = n > 0 && i + n <= v.size();
+    for (size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(v[i + k]) >> 6) == 2;
+    if (ok && n == 2) ok = c >= 0xC2;  // no overlong forms
+    if (ok && n == 3) {
+      const auto c1 = static_cast<unsigned char>(v[i + 1]);
+      ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);  // overlong, surrogates
+    }
+    if (ok && n == 4) {
+      const auto c1 = static_cast<unsigned char>(v[i + 1]);
+      ok = c <= 0xF4 && !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
+    }
+    const std::string_view piece = ok ? v.substr(i, n) : std::string_view("\xEF\xBF\xBD");
+    if (out.size() + piece.size() > max) break;
+    out += piece;
+    i += ok ? n : 1;
+  }
+  return out;
+}
+
 void Field(std::string* b, const char* key, std::string_view v) {
   *b += ",\"";
   *b += key;
   *b += "\":";
-  AppendJsonString(b, v.substr(0, kMaxField));
+  AppendJsonString(b, Utf8Prefix(v, kMaxField));
 }
 
 // The body of an entry, without its hash: {"seq", "ts", fields..., "prev"}.
@@ -115,6 +143,31 @@ StatusOr<Tail> ReadTail(int fd) {
   return t;
 }
 
+struct Anchor {
+  bool present = false;
+  uint64_t seq = 0;
+  std::string hash;
+};
+
+Anchor ReadAnchor(const std::string& dir) {
+  Anchor a;
+  std::ifstream in((std::filesystem::path(dir) / "audit.anchor").string());
+  a.present = static_cast<bool>(in >> a.seq >> a.hash);
+  return a;
+}
+
+// Appending to a log whose end no longer matches its anchor would anchor the damage: refused.
+// (An anchor behind the end is a crash between the two writes, and fine.)
+Status CheckAnchor(const std::string& dir, const Tail& tail) {
+  const Anchor a = ReadAnchor(dir);
+  const bool broken =
+      a.present ? a.seq > tail.seq || (a.seq == tail.seq && a.hash != tail.hash) : tail.seq > 0;
+  if (!broken) return Status::Ok();
+  return Internal(
+      "the audit log does not match its anchor (entries removed or altered): nothing more is "
+      "appended until an operator has looked (`vigil audit verify`)");
+}
+
 }  // namespace
 
 AuditLog::AuditLog(std::string dir)
@@ -146,7 +199,8 @@ StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& data_dir) 
 void AuditLog::Record(AuditEvent event) {
   {
     std::lock_guard lock(mu_);
-    if (queue_.size() >= kMaxQueued && event.action == "auth.failed") {
+    if (queue_.size() >= kMaxQueued &&
+        (event.action == "auth.failed" || event.action == "auth.denied")) {
       ++dropped_;
       return;
     }
@@ -193,14 +247,15 @@ Status AuditLog::Append(const std::vector<AuditEvent>& events, uint64_t dropped)
   }
   auto tail = ReadTail(fd);
   Status st = tail.status();
+  if (st.ok()) st = CheckAnchor(dir_, *tail);
   std::string text;
   if (st.ok()) {
     std::vector<AuditEvent> all = events;
     if (dropped > 0) {
       all.push_back({"-", "auth.failed", "-", "denied", "-",
                      std::to_string(dropped) +
-                         " failed authentications not recorded one by one (the log's queue "
-                         "was full)"});
+                         " failed authentications and refused calls not recorded one by one "
+                         "(the log's queue was full)"});
     }
     const int64_t ts = NowMicros();
     for (const AuditEvent& e : all) {
@@ -218,7 +273,8 @@ Status AuditLog::Append(const std::vector<AuditEvent>& events, uint64_t dropped)
     const std::string anchor = (std::filesystem::path(dir_) / "audit.anchor").string();
     const std::string tmp = anchor + ".tmp";
     const std::string line = std::to_string(tail->seq) + " " + tail->hash + "\n";
-    const int afd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ::unlink(tmp.c_str());
+    const int afd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (afd < 0 || ::write(afd, line.data(), line.size()) != static_cast<ssize_t>(line.size()) ||
         ::fdatasync(afd) != 0 || ::rename(tmp.c_str(), anchor.c_str()) != 0) {
       st = Errno("anchor");
@@ -236,7 +292,10 @@ StatusOr<std::vector<std::string>> AuditLog::Read(uint64_t after, size_t limit) 
   std::vector<std::string> out;
   std::string line;
   while (out.size() < limit && std::getline(in, line)) {
-    // "{"seq":N,..." : the number is at a fixed place.
+    // "{"seq":N,..." : the number is at a fixed place. A line still being written (no hash
+    // yet) is left for the next read.
+    std::string body, hash;
+    if (!line.starts_with("{\"seq\":") || !SplitLine(line, &body, &hash)) continue;
     const uint64_t seq = std::strtoull(line.c_str() + 7, nullptr, 10);
     if (seq > after) out.push_back(line);
   }
@@ -248,7 +307,8 @@ StatusOr<AuditVerification> AuditLog::Verify(const std::string& data_dir) {
   std::ifstream in(path);
   if (!in) return NotFound("no audit log in the data dir");
   AuditVerification v;
-  std::string prev = kGenesis, line, body, hash;
+  const Anchor anchor = ReadAnchor(data_dir);
+  std::string prev = kGenesis, line, body, hash, hash_at_anchor;
   uint64_t expected = 1;
   auto broken = [&](const std::string& why) {
     v.intact = false;
@@ -269,21 +329,22 @@ StatusOr<AuditVerification> AuditLog::Verify(const std::string& data_dir) {
     if (j["prev"].get<std::string>() != prev) return broken("does not follow the entry before it");
     if (ChainHash(prev, body) != hash) return broken("altered (its hash does not match)");
     prev = hash;
+    if (seq == anchor.seq) hash_at_anchor = hash;
     ++v.entries;
     ++expected;
   }
-  std::ifstream anchor_in((std::filesystem::path(data_dir) / "audit.anchor").string());
-  uint64_t anchor_seq = 0;
-  std::string anchor_hash;
-  if (anchor_in >> anchor_seq >> anchor_hash) {
-    if (anchor_seq > v.entries) {
+  if (!anchor.present) {
+    if (v.entries > 0) {
       v.intact = false;
-      v.problem = "entries " + std::to_string(v.entries + 1) + " to " + std::to_string(anchor_seq) +
-                  " are missing from the end";
-    } else if (anchor_seq > 0 && anchor_seq == v.entries && anchor_hash != prev) {
-      v.intact = false;
-      v.problem = "the last entry differs from the one anchored";
+      v.problem = "the anchor (audit.anchor) is missing";
     }
+  } else if (anchor.seq > v.entries) {
+    v.intact = false;
+    v.problem = "entries " + std::to_string(v.entries + 1) + " to " + std::to_string(anchor.seq) +
+                " are missing from the end";
+  } else if (anchor.seq > 0 && hash_at_anchor != anchor.hash) {
+    v.intact = false;
+    v.problem = "entry " + std::to_string(anchor.seq) + " differs from the one anchored";
   }
   return v;
 }

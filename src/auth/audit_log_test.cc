@@ -127,5 +127,50 @@ TEST_F(AuditLogTest, FieldsAreCutAndTheFileIsTheOwnersOnly) {
   EXPECT_TRUE(Verify().intact);
 }
 
+// Entries cut from the end and then appended to would be anchored anew: the log refuses.
+TEST_F(AuditLogTest, NothingIsAppendedToALogThatNoLongerMatchesItsAnchor) {
+  Write(3);
+  auto lines = Lines();
+  lines.pop_back();
+  Rewrite(lines);
+  auto log = AuditLog::Open(dir_);
+  ASSERT_TRUE(log.ok());
+  (*log)->Record({"a", "auth.failed", "GET /x", "denied", "1.2.3.4", ""});
+  Status st = (*log)->Flush();
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("does not match its anchor"), std::string::npos) << st.message();
+  EXPECT_EQ(Lines().size(), 2u);
+  AuditVerification v = Verify();
+  EXPECT_FALSE(v.intact);
+  EXPECT_NE(v.problem.find("missing from the end"), std::string::npos) << v.problem;
+}
+
+TEST_F(AuditLogTest, AMissingAnchorIsABreak) {
+  Write(2);
+  std::filesystem::remove(dir_ + "/audit.anchor");
+  AuditVerification v = Verify();
+  EXPECT_FALSE(v.intact);
+  EXPECT_NE(v.problem.find("anchor"), std::string::npos) << v.problem;
+}
+
+// A name from the command line may hold any bytes; the entry must still be JSON, and the chain
+// must go on.
+TEST_F(AuditLogTest, FieldsThatAreNotUtf8OrAreCutMidCharacterStayValid) {
+  auto log = AuditLog::Open(dir_);
+  ASSERT_TRUE(log.ok());
+  std::string euros;
+  for (int i = 0; i < 300; ++i) euros += "\xE2\x82\xAC";  // 900 bytes of U+20AC
+  (*log)->Record({"cli:root", "key.create", "\xFF\xFEname\xC0\xAF", "ok", "local", euros});
+  (*log)->Record({"cli:root", "key.revoke", "key_x", "ok", "local", ""});
+  ASSERT_TRUE((*log)->Flush().ok());
+  const auto lines = Lines();
+  ASSERT_EQ(lines.size(), 2u);
+  auto j = nlohmann::json::parse(lines[0], nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << lines[0];
+  EXPECT_EQ(j["target"], "\xEF\xBF\xBD\xEF\xBF\xBDname\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(j["detail"].get<std::string>().size() % 3, 0u);  // whole characters only
+  EXPECT_TRUE(Verify().intact);
+}
+
 }  // namespace
 }  // namespace vigil::auth

@@ -116,7 +116,7 @@ StatusOr<Principal> Authenticator::Authenticate(std::string_view authorization) 
       !last_miss_refresh_ms_.compare_exchange_strong(last, now_ms, std::memory_order_relaxed)) {
     return who;
   }
-  if (!keys_->Refresh().ok()) return who;  // the refresher logs it
+  if (!keys_->TryReload().ok()) return who;  // busy, or failing: the refresher logs that
   return keys_->Authenticate(credentials, now);
 }
 
@@ -130,7 +130,9 @@ StatusOr<Principal> Authenticator::VerifyToken(std::string_view token, int64_t n
   }
   VIGIL_ASSIGN_OR_RETURN(JwtClaims claims, jwt_->Verify(token, now));
   Principal p;
-  p.id = claims.subject.empty() ? "jwt" : claims.subject;
+  // "jwt:" + the subject: never a key's id nor another actor's name ("cli:...", "signal"), so a
+  // token cannot take a key's limits or pass for it in the audit log.
+  p.id = "jwt:" + (claims.subject.empty() ? std::string("-") : claims.subject);
   p.method = "jwt";
   for (const std::string& name : claims.roles) {
     if (auto role = ParseRole(name); role.ok()) p.roles = p.roles | *role;
@@ -147,11 +149,21 @@ StatusOr<Principal> Authenticator::VerifyToken(std::string_view token, int64_t n
 StatusOr<std::string> Authenticator::EnsureAdminKey() {
   const int64_t now = NowSeconds();
   if (keys_->HasActiveAdmin(now)) return std::string();
+  if (!keys_->Empty()) {
+    // Only a new store gets a key by itself: once an operator has revoked every admin key (or
+    // they expired), minting one silently would undo that. `vigil keys` on the host makes one.
+    Log(LogLevel::kWarn,
+        "no admin API key is valid: `vigil keys create --role admin --name NAME` on this host "
+        "makes one");
+    return std::string();
+  }
   VIGIL_ASSIGN_OR_RETURN(KeyStore::Issued issued,
                          keys_->Create(Role::kAdmin, "admin (first start)", 0, now));
   const std::string path = (std::filesystem::path(data_dir_) / "admin.key").string();
   const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  // A fresh file of our own: not one planted (or a link) that someone else holds open.
+  ::unlink(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   bool ok = fd >= 0 && ::fchmod(fd, 0600) == 0;
   const std::string text = issued.secret + "\n";
   ok = ok && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&

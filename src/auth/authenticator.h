@@ -33,8 +33,8 @@ class Authenticator {
   // role, or the roles a token's role claim names that are Vigil's (others are ignored; a token
   // may grant none, which admits it nowhere). Unauthenticated,
   // saying why without quoting the credentials. Thread-safe. No I/O for a known key; a key not
-  // known yet checks whether the store changed (at most every 100 ms), so that a key `vigil keys`
-  // has just made works at once.
+  // known yet checks whether the store changed (at most every 100 ms, never waiting for a lock,
+  // never writing), so that a key `vigil keys` has just made works at once.
   StatusOr<Principal> Authenticate(std::string_view authorization) const;
 
   // On a first start: when no admin key is valid, creates one and writes its secret to

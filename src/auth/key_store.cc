@@ -186,7 +186,7 @@ StatusOr<std::unique_ptr<KeyStore>> KeyStore::Open(const std::string& data_dir) 
   std::filesystem::create_directories(data_dir, ec);
   const std::string path = (std::filesystem::path(data_dir) / "auth.db").string();
   // Made (or kept) owner-only before SQLite opens it; its journal files take the same mode.
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) {
     return Unavailable("cannot open the key store in the data dir: " +
                        std::string(std::strerror(errno)));
@@ -283,6 +283,15 @@ Status KeyStore::FlushLastUse() {
 Status KeyStore::Refresh() {
   std::lock_guard lock(mu_);
   VIGIL_RETURN_IF_ERROR(FlushLastUse());
+  Stmt version(db_->db, "PRAGMA data_version");
+  if (version.Step() != SQLITE_ROW) return version.error();
+  if (version.Int(0) == db_->data_version) return Status::Ok();
+  return Reload();
+}
+
+Status KeyStore::TryReload() {
+  std::unique_lock lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return Unavailable("the key store is busy");
   Stmt version(db_->db, "PRAGMA data_version");
   if (version.Step() != SQLITE_ROW) return version.error();
   if (version.Int(0) == db_->data_version) return Status::Ok();
@@ -422,6 +431,8 @@ StatusOr<Principal> KeyStore::Authenticate(std::string_view secret, int64_t now)
 bool KeyStore::Knows(std::string_view secret) const {
   return Acquire().by_hash.contains(DigestOf(secret));
 }
+
+bool KeyStore::Empty() const { return Current()->entries.empty(); }
 
 bool KeyStore::HasActiveAdmin(int64_t now) const {
   const auto snap = Current();

@@ -84,12 +84,17 @@ class KeyStore {
   StatusOr<Principal> Authenticate(std::string_view secret, int64_t now) const;
   // Whether `secret` names a key in memory, valid or not.
   bool Knows(std::string_view secret) const;
+  // Whether the store holds no key at all, valid or not.
+  bool Empty() const;
   // Whether an admin key is valid at `now`.
   bool HasActiveAdmin(int64_t now) const;
 
   // Reloads when another process changed the file, and writes the last-use times seen since the
   // last call. Any thread; cheap when nothing changed.
   Status Refresh();
+  // The request path's: reloads when the file changed, unless another call holds the store
+  // (then Unavailable at once); never writes. With WAL, reading waits on no writer.
+  Status TryReload();
 
  private:
   struct Db;

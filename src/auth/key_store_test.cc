@@ -193,6 +193,13 @@ TEST(AuthenticatorTest, TheBearerSchemeAndAFirstAdminKey) {
   auto fresh = (*other)->Create(Role::kScorer, "new", 0, NowSeconds());
   ASSERT_TRUE(fresh.ok());
   EXPECT_TRUE((*auth)->Authenticate("Bearer " + fresh->secret).ok());
+  // With every admin key revoked, a restart mints no new one: the operator decided.
+  auto list = (*other)->List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_TRUE((*other)->Revoke((*list)[0].id, NowSeconds()).ok());
+  ASSERT_TRUE((*auth)->keys().Refresh().ok());
+  EXPECT_EQ(*(*auth)->EnsureAdminKey(), "");
+  EXPECT_FALSE((*auth)->keys().HasActiveAdmin(NowSeconds()));
   auth->reset();
   std::filesystem::remove_all(dir);
 }

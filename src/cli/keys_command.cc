@@ -1,5 +1,6 @@
 // `vigil keys create|list|revoke|roll --data-dir D`: the API keys of a data dir's `vigil serve`
 // (auth/key_store.h). A running server picks the change up within a second.
+#include <pwd.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -20,8 +21,9 @@ std::string When(int64_t t) { return t == 0 ? "-" : FormatRfc3339(t); }
 
 // A key event from the command line, in the data dir's audit log before the command ends.
 void Audit(const std::string& data_dir, auth::AuditEvent event) {
-  const char* user = std::getenv("USER");
-  event.actor = "cli:" + std::string(user != nullptr ? user : std::to_string(::getuid()));
+  // The account's name from the system, not from $USER, which the caller sets.
+  const passwd* pw = ::getpwuid(::getuid());
+  event.actor = "cli:" + (pw != nullptr ? std::string(pw->pw_name) : std::to_string(::getuid()));
   event.source = "local";
   auto log = auth::AuditLog::Open(data_dir);
   Status st = log.status();

@@ -1,8 +1,10 @@
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <pthread.h>
+#include <unistd.h>
 
 #include "cli/cli_util.h"
 #include "core/file_util.h"
@@ -186,6 +188,16 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       auth::JwtOptions jwt = args->jwt;
       jwt.algorithms = SplitList(args->jwt_algorithms);
       jwt.audiences = SplitList(args->jwt_audiences);
+      // An identity provider's keys sign tokens for many applications: without an issuer and an
+      // audience, a token minted for another one would be taken here (RFC 8725 §3.9).
+      const bool asymmetric = std::any_of(jwt.algorithms.begin(), jwt.algorithms.end(),
+                                          [](const std::string& a) { return a != "HS256"; });
+      if (asymmetric && (jwt.issuer.empty() || jwt.audiences.empty())) {
+        *exit_code = Fail("serve", InvalidArgument("RS256 and ES256 tokens need --jwt-issuer and "
+                                                   "--jwt-audience: tokens an identity provider "
+                                                   "signs for other applications must not pass"));
+        return;
+      }
       if (!args->jwt_secret_file.empty()) {
         auto secret = ReadFile(args->jwt_secret_file, 4096);
         if (!secret.ok()) {
@@ -239,7 +251,14 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
     std::printf("vigil serve: listening on http://%s:%d (model %s)\n",
                 o.address == "0.0.0.0" ? "127.0.0.1" : o.address.c_str(), (*service)->port(),
                 o.engine.model_path.c_str());
-    if (!(*service)->first_admin_key().empty()) {
+    if (!(*service)->first_admin_key().empty() && ::isatty(STDOUT_FILENO) == 0) {
+      // Not a terminal: a journal or a log driver would keep the secret. The file has it.
+      std::printf("vigil serve: first start: created an admin API key in %s (readable by its owner "
+                  "only); `vigil keys create --role scorer --name NAME --data-dir %s` issues keys "
+                  "for services.\n",
+                  (std::filesystem::path(o.engine.data_dir) / "admin.key").c_str(),
+                  o.engine.data_dir.c_str());
+    } else if (!(*service)->first_admin_key().empty()) {
       std::printf(
           "vigil serve: first start: created an admin API key, shown this once and kept in %s "
           "(readable by its owner only):\n  %s\nUse it as 'Authorization: Bearer <key>'; `vigil "

@@ -100,6 +100,9 @@ void AddKeyRoutes(Router& router, auth::KeyStore& keys, WorkerPool& pool, auth::
                   problems.push_back({"name", "is required: a string naming the key's user"});
                 } else {
                   name = j["name"].get<std::string>();
+                  if (name.empty() || name.size() > 200) {
+                    problems.push_back({"name", "must have 1 to 200 characters"});
+                  }
                 }
                 int64_t expires_at = 0;
                 if (j.contains("expires_at") && !j["expires_at"].is_null()) {

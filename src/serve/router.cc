@@ -193,12 +193,15 @@ void Router::Handle(HttpRequest&& http, std::function<void(HttpResponse&&)> resp
     Count(*unknown_, r.status, start);
     return respond(std::move(r));
   }
-  if (cors) {
-    // Every reply to an allowed origin says so, and shows the browser the limits' headers.
-    respond = [inner = std::move(respond), o = std::string(origin)](HttpResponse&& r) {
-      r.headers.emplace_back("Access-Control-Allow-Origin", o);
-      r.headers.emplace_back("Access-Control-Expose-Headers",
-                             "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After");
+  if (!cors_origins_.empty()) {
+    // Every reply to an allowed origin says so, and shows the browser the limits' headers; every
+    // reply varies by origin, so that a cache never gives one origin's to another.
+    respond = [inner = std::move(respond), o = cors ? std::string(origin) : ""](HttpResponse&& r) {
+      if (!o.empty()) {
+        r.headers.emplace_back("Access-Control-Allow-Origin", o);
+        r.headers.emplace_back("Access-Control-Expose-Headers",
+                               "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After");
+      }
       r.headers.emplace_back("Vary", "Origin");
       inner(std::move(r));
     };
@@ -234,20 +237,22 @@ void Router::Handle(HttpRequest&& http, std::function<void(HttpResponse&&)> resp
   } else if (!e->route.roles.IsPublic()) {
     const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                start.time_since_epoch()).count();
-    int64_t retry_after = 0;
-    if (limiter_ != nullptr && !limiter_->MayTry(http.remote, now_ns, &retry_after)) {
-      HttpResponse r = ErrorResponse(ResourceExhausted(
-          "too many failed authentications from this address: retry in " +
-          std::to_string(retry_after) + " s"));
-      r.headers.emplace_back("Retry-After", std::to_string(retry_after));
-      return counted(std::move(r));
-    }
     const std::string_view credentials = http.Header("authorization");
     auto who = credentials.empty()
                    ? StatusOr<auth::Principal>(Unauthenticated(
                          "credentials are required: send 'Authorization: Bearer <API key>'"))
                    : auth_->Authenticate(credentials);
     if (!who.ok()) {
+      // Valid credentials are never held up by others' failures from the same address (a NAT, a
+      // load balancer); failed ones are, once that address has failed too often.
+      int64_t retry_after = 0;
+      if (limiter_ != nullptr && !limiter_->MayTry(http.remote, now_ns, &retry_after)) {
+        HttpResponse r = ErrorResponse(ResourceExhausted(
+            "too many failed authentications from this address: retry in " +
+            std::to_string(retry_after) + " s"));
+        r.headers.emplace_back("Retry-After", std::to_string(retry_after));
+        return counted(std::move(r));
+      }
       if (limiter_ != nullptr) limiter_->Failed(http.remote, now_ns);
       if (audit_ != nullptr) {
         audit_->Record({"-", "auth.failed", e->route.method + " " + e->route.pattern, "denied",
@@ -261,6 +266,17 @@ void Router::Handle(HttpRequest&& http, std::function<void(HttpResponse&&)> resp
                                                      : "Bearer realm=\"vigil\", error=\"invalid_token\"");
       return counted(std::move(r));
     }
+    // The rate limit counts every call of the caller's, refused ones included.
+    auth::RateDecision d;
+    if (limiter_ != nullptr) {
+      d = limiter_->Admit(*who, now_ns);
+      if (!d.allowed) {
+        HttpResponse r = ErrorResponse(ResourceExhausted(d.why));
+        AddRateHeaders(d, &r);
+        r.headers.emplace_back("Retry-After", std::to_string(d.retry_after));
+        return counted(std::move(r));
+      }
+    }
     if (!Admits(e->route.roles, who->roles)) {
       const std::string what = e->route.method + " " + e->route.pattern + " (it needs " +
                                e->route.roles.Names() + ")";
@@ -269,20 +285,15 @@ void Router::Handle(HttpRequest&& http, std::function<void(HttpResponse&&)> resp
                         "denied", http.remote,
                         "role " + (who->roles.Empty() ? std::string("none") : who->roles.Names())});
       }
-      return counted(ErrorResponse(PermissionDenied(
+      HttpResponse r = ErrorResponse(PermissionDenied(
           who->roles.Empty() ? "the credentials grant no Vigil role, so they may not call " + what
-                             : "the " + who->roles.Names() + " role may not call " + what)));
+                             : "the " + who->roles.Names() + " role may not call " + what));
+      if (d.limited) AddRateHeaders(d, &r);
+      return counted(std::move(r));
     }
     req.principal = std::move(*who);
     if (limiter_ != nullptr) {
-      const auth::RateDecision d = limiter_->Admit(req.principal, now_ns);
       int concurrency = 0;
-      if (!d.allowed) {
-        HttpResponse r = ErrorResponse(ResourceExhausted(d.why));
-        AddRateHeaders(d, &r);
-        r.headers.emplace_back("Retry-After", std::to_string(d.retry_after));
-        return counted(std::move(r));
-      }
       if (!limiter_->Enter(req.principal, &concurrency)) {
         HttpResponse r = ErrorResponse(ResourceExhausted(
             std::to_string(concurrency) +
@@ -291,11 +302,18 @@ void Router::Handle(HttpRequest&& http, std::function<void(HttpResponse&&)> resp
         return counted(std::move(r));
       }
       if (d.limited || concurrency > 0) {
-        auth::Principal caller = req.principal;
+        // The slot is given back when the reply goes, or when the reply is dropped unsent (a
+        // handler that failed): the guard goes with the last copy of the callback.
+        std::shared_ptr<void> slot;
+        if (concurrency > 0) {
+          slot = std::shared_ptr<void>(nullptr, [this, who = req.principal](void*) {
+            limiter_->Release(who);
+          });
+        }
         return Dispatch(*e, std::move(http), std::move(req),
-                        [this, d, concurrency, who = std::move(caller),
+                        [d, slot = std::move(slot),
                          inner = std::move(counted)](HttpResponse&& r) mutable {
-                          if (concurrency > 0) limiter_->Release(who);
+                          slot.reset();
                           if (d.limited) AddRateHeaders(d, &r);
                           inner(std::move(r));
                         });
