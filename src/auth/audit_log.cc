@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "core/background_thread.h"
+#include "core/file_util.h"
 #include "core/json_text.h"
 #include "vigil/time.h"
 
@@ -271,15 +272,8 @@ Status AuditLog::Append(const std::vector<AuditEvent>& events, uint64_t dropped)
   if (st.ok()) {
     // The anchor: the last entry, so that entries cut from the end are missed.
     const std::string anchor = (std::filesystem::path(dir_) / "audit.anchor").string();
-    const std::string tmp = anchor + ".tmp";
     const std::string line = std::to_string(tail->seq) + " " + tail->hash + "\n";
-    ::unlink(tmp.c_str());
-    const int afd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (afd < 0 || ::write(afd, line.data(), line.size()) != static_cast<ssize_t>(line.size()) ||
-        ::fdatasync(afd) != 0 || ::rename(tmp.c_str(), anchor.c_str()) != 0) {
-      st = Errno("anchor");
-    }
-    if (afd >= 0) ::close(afd);
+    st = WriteFileAtomically(anchor, line, AtomicFile::Access::kOwnerOnly);
   }
   ::flock(fd, LOCK_UN);
   ::close(fd);

@@ -1,20 +1,15 @@
 #include "auth/authenticator.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <unordered_map>
 #include <utility>
 
 #include "auth/digest.h"
 #include "core/background_thread.h"
+#include "core/file_util.h"
 #include "core/log.h"
 
 namespace vigil::auth {
@@ -160,21 +155,10 @@ StatusOr<std::string> Authenticator::EnsureAdminKey() {
   VIGIL_ASSIGN_OR_RETURN(KeyStore::Issued issued,
                          keys_->Create(Role::kAdmin, "admin (first start)", 0, now));
   const std::string path = (std::filesystem::path(data_dir_) / "admin.key").string();
-  const std::string tmp = path + ".tmp";
-  // A fresh file of our own: not one planted (or a link) that someone else holds open.
-  ::unlink(tmp.c_str());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  bool ok = fd >= 0 && ::fchmod(fd, 0600) == 0;
-  const std::string text = issued.secret + "\n";
-  ok = ok && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-       ::fsync(fd) == 0;
-  const int saved = errno;
-  if (fd >= 0) ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
+  if (Status st = WriteFileAtomically(path, issued.secret + "\n", AtomicFile::Access::kOwnerOnly);
+      !st.ok()) {
     (void)keys_->Revoke(issued.record.id, now);
-    return Unavailable("cannot write the admin key file in the data dir: " +
-                       std::string(std::strerror(ok ? errno : saved)));
+    return Unavailable("cannot write the admin key file in the data dir: " + st.message());
   }
   Log(LogLevel::kWarn, "created the first admin API key",
       {{"id", issued.record.id}, {"file", path}});

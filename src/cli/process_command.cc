@@ -161,6 +161,17 @@ int ProcessFile(const FileScoreArgs& file, bool threads_given, size_t batch_rows
     };
   }
   auto result = dist::RunScoreJob(m, o);
+  if (!result.ok() && m.rank() == 0) {
+    // A worker that died can reach the master as an MPI error before the launcher's SIGTERM
+    // does: the same account of what was done either way.
+    std::fprintf(stderr,
+                 "vigil process: error: %s; stopped with %llu of %llu transactions scored; "
+                 "nothing was written to %s\n",
+                 result.status().message().c_str(),
+                 static_cast<unsigned long long>(rows_scored.load()),
+                 static_cast<unsigned long long>(rows_total.load()), file.out.c_str());
+    return 1;
+  }
   if (!result.ok()) return Fail("process", result.status());
   if (m.rank() != 0) return 0;
   scoring.Done();

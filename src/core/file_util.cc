@@ -19,12 +19,24 @@ AtomicFile::~AtomicFile() {
   if (!committed_ && !tmp_path_.empty()) ::unlink(tmp_path_.c_str());
 }
 
-StatusOr<std::unique_ptr<AtomicFile>> AtomicFile::Create(const std::string& path) {
+StatusOr<std::unique_ptr<AtomicFile>> AtomicFile::Create(const std::string& path, Access access) {
   if (path.empty()) return InvalidArgument("output path is empty");
   auto f = std::make_unique<AtomicFile>();
   f->path_ = path;
   f->tmp_path_ = path + ".tmp." + std::to_string(::getpid());
-  f->file_ = std::fopen(f->tmp_path_.c_str(), "wb");
+  if (access == Access::kShared) {
+    f->file_ = std::fopen(f->tmp_path_.c_str(), "wb");
+  } else {
+    ::unlink(f->tmp_path_.c_str());
+    const int fd =
+        ::open(f->tmp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    // fchmod: the mode stands whatever the umask.
+    if (fd >= 0 && (::fchmod(fd, 0600) != 0 || (f->file_ = ::fdopen(fd, "wb")) == nullptr)) {
+      const int err = errno;
+      ::close(fd);
+      errno = err;
+    }
+  }
   if (f->file_ == nullptr) {
     int err = errno;
     f->tmp_path_.clear();
@@ -61,7 +73,8 @@ StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
-    if (err == ENOENT || err == ENOTDIR) return NotFound("cannot open '" + path + "': it does not exist");
+    if (err == ENOENT || err == ENOTDIR)
+      return NotFound("cannot open '" + path + "': it does not exist");
     if (err == EACCES || err == EPERM) return PermissionDenied("cannot open '" + path + "'");
     return Unavailable("cannot open '" + path + "': " + std::strerror(err));
   }
@@ -70,7 +83,8 @@ StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes) {
     ~Closer() { ::close(fd); }
   } closer{fd};
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return Unavailable("cannot stat '" + path + "': " + std::strerror(errno));
+  if (::fstat(fd, &st) != 0)
+    return Unavailable("cannot stat '" + path + "': " + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) return InvalidArgument("'" + path + "' is not a regular file");
   if (static_cast<uint64_t>(st.st_size) > max_bytes) {
     return ResourceExhausted("'" + path + "' is " + std::to_string(st.st_size) +
@@ -106,8 +120,9 @@ StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   return out;
 }
 
-Status WriteFileAtomically(const std::string& path, const std::string& content) {
-  VIGIL_ASSIGN_OR_RETURN(auto file, AtomicFile::Create(path));
+Status WriteFileAtomically(const std::string& path, const std::string& content,
+                           AtomicFile::Access access) {
+  VIGIL_ASSIGN_OR_RETURN(auto file, AtomicFile::Create(path, access));
   file->Write(content);
   return file->Commit();
 }

@@ -22,8 +22,13 @@ class AtomicFile {
   AtomicFile& operator=(const AtomicFile&) = delete;
   ~AtomicFile();
 
+  // Who may read the file: kShared as the umask allows; kOwnerOnly (secrets) mode 0600, the
+  // temporary file made afresh (never one planted beside it, nor a link).
+  enum class Access { kShared, kOwnerOnly };
+
   // Creates the temporary file; fails with a clear message if the folder is not writable.
-  static StatusOr<std::unique_ptr<AtomicFile>> Create(const std::string& path);
+  static StatusOr<std::unique_ptr<AtomicFile>> Create(const std::string& path,
+                                                      Access access = Access::kShared);
 
   // Buffered writes. Errors are sticky and reported by Commit().
   void Write(const char* data, size_t n);
@@ -49,7 +54,8 @@ class AtomicFile {
 // refused beyond. NotFound when it does not exist, PermissionDenied when it cannot be opened.
 StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes = SIZE_MAX);
 // Writes a whole file atomically.
-Status WriteFileAtomically(const std::string& path, const std::string& content);
+Status WriteFileAtomically(const std::string& path, const std::string& content,
+                           AtomicFile::Access access = AtomicFile::Access::kShared);
 
 }  // namespace vigil
 

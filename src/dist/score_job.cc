@@ -158,8 +158,14 @@ class Master {
     Status st = RunInner();
     if (!st.ok()) {
       if (Status quit = Quit(); !quit.ok()) {
-        std::fprintf(stderr, "vigil process: error: %s; ending every rank: %s\n",
-                     st.message().c_str(), quit.message().c_str());
+        std::fprintf(
+            stderr,
+            "vigil process: error: %s; ending every rank (%s); stopped with %llu of "
+            "%llu transactions scored; nothing was written to %s\n",
+            st.message().c_str(), quit.message().c_str(),
+            static_cast<unsigned long long>(o_.rows_scored != nullptr ? o_.rows_scored->load() : 0),
+            static_cast<unsigned long long>(o_.rows_total != nullptr ? o_.rows_total->load() : 0),
+            o_.out_path.c_str());
         mpi_.Abort(1);
       }
       return st;

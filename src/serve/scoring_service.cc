@@ -77,13 +77,14 @@ std::string RoutesJson(const std::vector<const Route*>& routes) {
     AppendJsonString(&b, r.pattern);
     b += ",\"roles\":[";
     bool first = true;
-    for (Role role : {Role::kPublic, Role::kViewer, Role::kScorer, Role::kProcessor,
-                      Role::kAnalyst, Role::kAdmin}) {
-      if (!r.roles.Has(role)) continue;
+    auto name = [&](Role role) {
+      if (!r.roles.Has(role)) return;
       if (!first) b += ',';
       first = false;
       AppendJsonString(&b, RoleName(role));
-    }
+    };
+    name(Role::kPublic);
+    for (Role role : kCallerRoles) name(role);
     b += "]}";
   }
   return b + "]}";
