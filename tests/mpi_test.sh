@@ -180,6 +180,9 @@ done
 check "SIGTERM ends the rank scoring alone" test -n "$ended"
 wait "$job"
 check "and it left no output" bash -c "! ls '$WORK' | grep -q '^term.csv'"
+check "and it said how far it got" grep -qE \
+  "vigil process: stopped by SIGTERM with [0-9]+ of [0-9]+ transactions scored; nothing was written to $WORK/term.csv" \
+  "$WORK/term.err"
 
 # --- queue sources over ranks: a queue service (vigil serve) that every run pulls from ----------
 mkdir -p "$WORK/qs" "$WORK/pa" "$WORK/pb" "$WORK/pc" "$WORK/pd"
@@ -325,8 +328,9 @@ kill_and_rerun() {  # kill_and_rerun RANK NAME
   wait "$job"
   code=$?
   check "kill rank $1: the job fails (exit $code)" test "$code" -ne 0
-  left=$(depth "$in")
-  check "kill rank $1: the job stopped with transactions left ($left)" test "${left:-0}" -gt 0
+  # Not acknowledged: still queued, or leased by the dead job until its leases end.
+  left=$(curl -s "$QURL/api/queues/$in" | jq -r '20000 - .totals.acked')
+  check "kill rank $1: the job stopped with transactions unacknowledged ($left)" test "${left:-0}" -gt 0
   sleep 3  # the leases of the batches in hand run out
   "$VIGIL" process "${QARGS[@]}" --transaction-queue "$in" --prediction-queue "$out" --data-dir "$dir" \
     --mock 0 --batch 200 >"$dir.2.out" 2>"$dir.2.err" || fail "kill rank $1: the second run exits 0"

@@ -50,6 +50,20 @@ check "a default-depth gbdt's reasons are exact TreeSHAP either way" cmp -s "$WO
   --quiet >/dev/null || fail "score rf --explain"
 "$VIGIL" score --model "$WORK/rf.model" --in "$WORK/tx.csv" --out "$WORK/rf_exact.csv" --explain \
   --exact-reasons --quiet >/dev/null || fail "score rf --explain --exact-reasons"
+# Ctrl-C in the middle of a run (exact reasons take seconds here): no output, not even the
+# temporary file, and a line saying how far it got.
+"$VIGIL" score --model "$WORK/rf.model" --in "$WORK/tx.csv" --out "$WORK/int.csv" --explain \
+  --exact-reasons --quiet >/dev/null 2>"$WORK/int.err" &
+job=$!
+for _ in $(seq 600); do compgen -G "$WORK/int.csv.tmp.*" >/dev/null && break; sleep 0.05; done
+kill -INT "$job"
+wait "$job"
+code=$?
+check "Ctrl-C stops score with 130 (exit $code)" test "$code" -eq 130
+check "Ctrl-C: no output and no temporary file" bash -c "! compgen -G '$WORK/int.csv*'"
+check "Ctrl-C: it says how far it got" grep -qE \
+  "^vigil score: stopped by SIGINT with [0-9]+ of [0-9]+ transactions scored; nothing was written to $WORK/int.csv$" \
+  "$WORK/int.err"
 check "deep forest: same scores with either reasons method" bash -c \
   "diff <(cut -d, -f1-4 '$WORK/rf_fast.csv') <(cut -d, -f1-4 '$WORK/rf_exact.csv')"
 check "deep forest: the methods' reasons differ somewhere (path attributions are not SHAP)" \

@@ -1,9 +1,15 @@
 #include "cli/cli_util.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
+#include <thread>
+#include <utility>
+
+#include "core/file_util.h"
 
 namespace vigil::cli {
 
@@ -14,6 +20,31 @@ void AddKernelOption(CLI::App& cmd, std::string* kernel) {
                  "lacks fails the load); every kernel gives the same scores")
       ->capture_default_str()
       ->envname("VIGIL_KERNEL");
+}
+
+sigset_t BlockTerminationSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+void WatchForTermination(sigset_t signals, std::string command, std::string out,
+                         std::shared_ptr<FileJobProgress> job, std::string note) {
+  std::thread([signals, command = std::move(command), out = std::move(out), job = std::move(job),
+               note = std::move(note)] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (job->committed.load()) std::_Exit(128 + sig);
+    if (const std::string temp = job->TempPath(); !temp.empty()) ::unlink(temp.c_str());
+    std::fprintf(stderr, "vigil %s: stopped by %s%s with %s\n", command.c_str(),
+                 sig == SIGINT ? "SIGINT" : "SIGTERM",
+                 note.empty() ? "" : (" (" + note + ")").c_str(), job->StoppedAccount(out).c_str());
+    std::fflush(stderr);
+    std::_Exit(128 + sig);
+  }).detach();
 }
 
 int Fail(const std::string& command, const Status& status) {

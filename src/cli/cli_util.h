@@ -2,14 +2,21 @@
 #ifndef VIGIL_CLI_CLI_UTIL_H_
 #define VIGIL_CLI_CLI_UTIL_H_
 
+#include <signal.h>
+
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "vigil/status.h"
+
+namespace vigil {
+struct FileJobProgress;
+}
 
 namespace CLI {
 class App;
@@ -72,6 +79,17 @@ Status CheckFileScoreArgs(const FileScoreArgs& args);
 // Scores args.in into args.out (written whole or not at all) and prints the summary line;
 // returns the exit code.
 int ScoreFile(const std::string& command, const FileScoreArgs& args);
+
+// A job that writes one file, ended by SIGINT or SIGTERM, leaves no temporary file and says how
+// far it got. BlockTerminationSignals() blocks both in the calling thread, and so in every thread
+// it starts from then on (call it before any); WatchForTermination() takes them on a detached
+// thread of its own: it removes job's temporary file, prints "vigil COMMAND: stopped by SIGTERM
+// (NOTE) with D of T transactions scored; nothing was written to OUT" and exits 128 + the
+// signal's number; once job->committed it exits at once, silently. `job` must outlive the
+// process (the thread is never joined): pass a shared one.
+sigset_t BlockTerminationSignals();
+void WatchForTermination(sigset_t signals, std::string command, std::string out,
+                         std::shared_ptr<FileJobProgress> job, std::string note = "");
 
 // Adds `--kernel NAME` (also the environment's VIGIL_KERNEL, "auto" by default) to `cmd`:
 // parse the name with ParseKernel (vigil/forest.h) when the command runs.

@@ -63,25 +63,6 @@ StatusOr<std::vector<std::string>> MockTransactions(int n) {
   return out;
 }
 
-// Rank 0's last word when the launcher ends the job (it sends SIGTERM to every rank when one
-// dies): what was scored, and that nothing was written. Runs on its own thread; the signals are
-// blocked in every other.
-void WatchForTermination(sigset_t signals, const std::string& out,
-                         std::atomic<const std::string*>* temp_path,
-                         std::atomic<uint64_t>* rows_scored, std::atomic<uint64_t>* rows_total) {
-  int sig = 0;
-  sigwait(&signals, &sig);
-  if (const std::string* temp = temp_path->load(); temp != nullptr) ::unlink(temp->c_str());
-  std::fprintf(
-      stderr,
-      "vigil process: stopped by %s (a launcher sends it to every rank when one fails: see its "
-      "message) with %llu of %llu transactions scored; nothing was written to %s\n",
-      sig == SIGINT ? "SIGINT" : "SIGTERM", static_cast<unsigned long long>(rows_scored->load()),
-      static_cast<unsigned long long>(rows_total->load()), out.c_str());
-  std::fflush(stderr);
-  std::_Exit(128 + sig);
-}
-
 void PrintRankTable(const std::vector<dist::RankSummary>& ranks) {
   std::printf("%-5s %-16s %-7s %-7s %10s %8s %9s %9s\n", "rank", "host", "role", "kernel", "rows",
               "batches", "busy s", "idle s");
@@ -102,19 +83,15 @@ int ProcessFile(const FileScoreArgs& file, bool threads_given, size_t batch_rows
         stderr, "vigil process: not started by an MPI launcher (mpirun): scoring in one process\n");
     return ScoreFile("process", file);
   }
-  // Rank 0 answers SIGINT and SIGTERM on a thread of its own (below); the other ranks, and a
-  // rank that scores alone, keep the default and end at once. Blocked before MPI starts its
-  // threads, which inherit the mask, so that only this thread (or that one) takes them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Rank 0 answers SIGINT and SIGTERM on a thread of its own (WatchForTermination: here, or in
+  // ScoreFile when it scores alone); the other ranks keep the default and end at once. Blocked
+  // before MPI starts its threads, which inherit the mask, so that only that thread takes them.
+  const sigset_t signals = BlockTerminationSignals();
   auto unblock = [&signals] { pthread_sigmask(SIG_UNBLOCK, &signals, nullptr); };
   auto mpi = dist::Mpi::Init();
   if (!mpi.ok()) {
-    unblock();
     if (launcher.rank > 0) {
+      unblock();
       std::fprintf(stderr, "vigil process (rank %d): %s: rank 0 scores alone, this rank ends\n",
                    launcher.rank, mpi.status().message().c_str());
       return 0;
@@ -124,7 +101,7 @@ int ProcessFile(const FileScoreArgs& file, bool threads_given, size_t batch_rows
     return ScoreFile("process", file);
   }
   dist::Mpi& m = **mpi;
-  if (m.rank() != 0 || m.size() == 1) unblock();
+  if (m.rank() != 0) unblock();  // rank 0 takes them, scoring alone (ScoreFile) or as the master
   if (m.size() == 1) {
     std::fprintf(stderr,
                  "vigil process: one MPI rank: scoring in it alone (workers need -n 2 or more)\n");
@@ -140,18 +117,15 @@ int ProcessFile(const FileScoreArgs& file, bool threads_given, size_t batch_rows
   o.top_reasons = file.top_reasons;
   o.threads = threads_given ? file.threads : 1;
   o.batch_rows = batch_rows;
-  std::atomic<const std::string*> temp_path{nullptr};
-  std::atomic<uint64_t> rows_scored{0}, rows_total{0};
+  auto job = std::make_shared<FileJobProgress>();
   Progress features("process: features", file.quiet || m.rank() != 0);
   Progress scoring("process: score", file.quiet || m.rank() != 0);
   if (m.rank() == 0) {
     std::fprintf(stderr, "vigil process: %d ranks (%s): rank 0 on %s is the master, %d score\n",
                  m.size(), m.library_version().c_str(), m.host().c_str(), m.size() - 1);
-    std::thread(WatchForTermination, signals, file.out, &temp_path, &rows_scored, &rows_total)
-        .detach();
-    o.temp_path = &temp_path;
-    o.rows_scored = &rows_scored;
-    o.rows_total = &rows_total;
+    WatchForTermination(signals, "process", file.out, job,
+                        "a launcher sends it to every rank when one fails: see its message");
+    o.job = job.get();
     o.progress = [&](const char* phase, double f) {
       if (std::strcmp(phase, "features") == 0) {
         f < 1.0 ? features.Update(f) : features.Done();
@@ -164,12 +138,8 @@ int ProcessFile(const FileScoreArgs& file, bool threads_given, size_t batch_rows
   if (!result.ok() && m.rank() == 0) {
     // A worker that died can reach the master as an MPI error before the launcher's SIGTERM
     // does: the same account of what was done either way.
-    std::fprintf(stderr,
-                 "vigil process: error: %s; stopped with %llu of %llu transactions scored; "
-                 "nothing was written to %s\n",
-                 result.status().message().c_str(),
-                 static_cast<unsigned long long>(rows_scored.load()),
-                 static_cast<unsigned long long>(rows_total.load()), file.out.c_str());
+    std::fprintf(stderr, "vigil process: error: %s; stopped with %s\n",
+                 result.status().message().c_str(), job->StoppedAccount(file.out).c_str());
     return 1;
   }
   if (!result.ok()) return Fail("process", result.status());

@@ -1,5 +1,6 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <memory>
 
 #include "cli/cli_util.h"
 #include "core/file_util.h"
@@ -28,6 +29,9 @@ Status CheckFileScoreArgs(const FileScoreArgs& args) {
 int ScoreFile(const std::string& command, const FileScoreArgs& args) {
   auto fail = [&](const Status& s) { return Fail(command, s); };
   if (Status st = CheckFileScoreArgs(args); !st.ok()) return fail(st);
+  // Before any thread starts: Ctrl-C or a kill leaves no temporary file behind.
+  auto job = std::make_shared<FileJobProgress>();
+  WatchForTermination(BlockTerminationSignals(), command, args.out, job);
   auto kernel = ParseKernel(args.kernel);
   if (!kernel.ok()) return fail(kernel.status().WithContext("--kernel / VIGIL_KERNEL"));
   auto scorer = Scorer::Load(args.model, *kernel,
@@ -35,8 +39,10 @@ int ScoreFile(const std::string& command, const FileScoreArgs& args) {
   if (!scorer.ok()) return fail(scorer.status());
   auto data = ReadTransactionsCsv(args.in);
   if (!data.ok()) return fail(data.status());
+  job->rows_total.store(data->size());
   auto out = AtomicFile::Create(args.out);
   if (!out.ok()) return fail(out.status());
+  job->SetTempPath((*out)->temp_path());
 
   AtomicFile& f = **out;
   f.Write(PredictionCsvHeader(args.explain));
@@ -46,7 +52,10 @@ int ScoreFile(const std::string& command, const FileScoreArgs& args) {
   BatchScoreOptions bo;
   bo.explain_top_k = args.explain ? args.top_reasons : 0;
   bo.threads = args.threads;
-  bo.progress = progress.Callback();
+  bo.progress = [&](double fraction) {
+    job->rows_done.store(static_cast<uint64_t>(fraction * static_cast<double>(data->size())));
+    progress.Update(fraction);
+  };
   Status scored = ScoreDataset(**scorer, *data, bo, [&](size_t row, const Prediction& p) {
     line.clear();
     AppendPredictionCsvRow(&line, data->transaction_id[row], p, args.explain);
@@ -56,7 +65,11 @@ int ScoreFile(const std::string& command, const FileScoreArgs& args) {
   });
   if (!scored.ok()) return fail(scored);
   progress.Done();
-  if (Status st = f.Commit(); !st.ok()) return fail(st);
+  job->rows_done.store(data->size());
+  Status committed = f.Commit();
+  job->committed.store(committed.ok());
+  job->SetTempPath("");
+  if (!committed.ok()) return fail(committed);
   std::printf("%zu transactions scored with %s: %zu declined, %zu to review; written to %s\n",
               data->size(), args.model.c_str(), declined, reviewed, args.out.c_str());
   return 0;

@@ -10,7 +10,9 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <sstream>
+#include <utility>
 
 namespace vigil {
 
@@ -118,6 +120,21 @@ StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   }
   out.resize(got);
   return out;
+}
+
+void FileJobProgress::SetTempPath(std::string path) {
+  std::lock_guard<std::mutex> lock(mu_);
+  temp_path_ = std::move(path);
+}
+
+std::string FileJobProgress::TempPath() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return temp_path_;
+}
+
+std::string FileJobProgress::StoppedAccount(const std::string& out) const {
+  return std::to_string(rows_done.load()) + " of " + std::to_string(rows_total.load()) +
+         " transactions scored; nothing was written to " + out;
 }
 
 Status WriteFileAtomically(const std::string& path, const std::string& content,

@@ -2,9 +2,11 @@
 #ifndef VIGIL_CORE_FILE_UTIL_H_
 #define VIGIL_CORE_FILE_UTIL_H_
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -45,6 +47,23 @@ class AtomicFile {
   std::string tmp_path_;
   std::FILE* file_ = nullptr;
   bool committed_ = false;
+};
+
+// How far a job that writes one file through an AtomicFile has got, read by another thread (the
+// one that takes a terminating signal) to remove the temporary file and say what was done.
+struct FileJobProgress {
+  // The temporary file while it exists ("" before and after). Thread-safe.
+  void SetTempPath(std::string path);
+  std::string TempPath() const;
+  std::atomic<uint64_t> rows_done{0};
+  std::atomic<uint64_t> rows_total{0};  // the input's, once read
+  std::atomic<bool> committed{false};   // the output is in place: a signal now has nothing to undo
+  // "D of T transactions scored; nothing was written to OUT": a stopped job's account.
+  std::string StoppedAccount(const std::string& out) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::string temp_path_;
 };
 
 // Reads a whole regular file into a string. Refuses, without reading a byte, anything that is

@@ -88,5 +88,16 @@ TEST_F(FileUtilTest, ReadFileRefusesFoldersAndFilesAboveTheLimit) {
   EXPECT_EQ(ReadFile(Path("missing")).status().code(), StatusCode::kNotFound);
 }
 
+TEST(FileJobProgressTest, SaysHowFarTheJobGotAndHoldsItsTemporaryFile) {
+  FileJobProgress job;
+  job.rows_total.store(20);
+  job.rows_done.store(7);
+  EXPECT_EQ(job.StoppedAccount("p.csv"),
+            "7 of 20 transactions scored; nothing was written to p.csv");
+  EXPECT_EQ(job.TempPath(), "");
+  job.SetTempPath("p.csv.tmp.1");
+  EXPECT_EQ(job.TempPath(), "p.csv.tmp.1");
+}
+
 }  // namespace
 }  // namespace vigil

@@ -158,14 +158,10 @@ class Master {
     Status st = RunInner();
     if (!st.ok()) {
       if (Status quit = Quit(); !quit.ok()) {
-        std::fprintf(
-            stderr,
-            "vigil process: error: %s; ending every rank (%s); stopped with %llu of "
-            "%llu transactions scored; nothing was written to %s\n",
-            st.message().c_str(), quit.message().c_str(),
-            static_cast<unsigned long long>(o_.rows_scored != nullptr ? o_.rows_scored->load() : 0),
-            static_cast<unsigned long long>(o_.rows_total != nullptr ? o_.rows_total->load() : 0),
-            o_.out_path.c_str());
+        FileJobProgress none;
+        std::fprintf(stderr, "vigil process: error: %s; ending every rank (%s); stopped with %s\n",
+                     st.message().c_str(), quit.message().c_str(),
+                     (o_.job != nullptr ? *o_.job : none).StoppedAccount(o_.out_path).c_str());
         mpi_.Abort(1);
       }
       return st;
@@ -200,9 +196,9 @@ class Master {
       VIGIL_RETURN_IF_ERROR(mpi_.Send(w, kModel, model_message));
 
     VIGIL_ASSIGN_OR_RETURN(Dataset data, ReadTransactionsCsv(o_.in_path));
-    if (o_.rows_total != nullptr) o_.rows_total->store(data.size());
+    if (o_.job != nullptr) o_.job->rows_total.store(data.size());
     VIGIL_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFile> out, AtomicFile::Create(o_.out_path));
-    if (o_.temp_path != nullptr) o_.temp_path->store(&out->temp_path());
+    if (o_.job != nullptr) o_.job->SetTempPath(out->temp_path());
     const FeatureMatrix m =
         ComputeFeatures(data, scorer->engine_set(), scorer->engine_options(), [&](double f) {
           if (o_.progress) o_.progress("features", f);
@@ -267,8 +263,7 @@ class Master {
            it = done.erase(it)) {
         out->Write(it->second);
         ++next_write;
-        if (o_.rows_scored != nullptr)
-          o_.rows_scored->store(std::min<uint64_t>(n, next_write * batch));
+        if (o_.job != nullptr) o_.job->rows_done.store(std::min<uint64_t>(n, next_write * batch));
       }
       if (o_.progress) o_.progress("score", static_cast<double>(rows_) / static_cast<double>(n));
       ranks_[0].busy_seconds += Since(t);
@@ -280,7 +275,10 @@ class Master {
     }
     t = Clock::now();
     VIGIL_RETURN_IF_ERROR(out->Commit());
-    if (o_.temp_path != nullptr) o_.temp_path->store(nullptr);
+    if (o_.job != nullptr) {
+      o_.job->committed.store(true);
+      o_.job->SetTempPath("");
+    }
     ranks_[0].busy_seconds += Since(t);
     ranks_[0].rows = rows_;
     ranks_[0].batches = batches;

@@ -12,12 +12,12 @@
 #ifndef VIGIL_DIST_SCORE_JOB_H_
 #define VIGIL_DIST_SCORE_JOB_H_
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "core/file_util.h"
 #include "dist/mpi_runtime.h"
 #include "dist/wire.h"
 #include "vigil/status.h"
@@ -34,11 +34,9 @@ struct ScoreJobOptions {
   size_t batch_rows = 1024;  // rows a batch. REQUIRES: >= 1
   // Rank 0: called now and then with the phase ("features", "score") and its fraction done.
   std::function<void(const char* phase, double fraction)> progress;
-  // Rank 0: the output's temporary file, set once it exists, and the rows written to it (for a
-  // signal handler's last word).
-  std::atomic<const std::string*>* temp_path = nullptr;
-  std::atomic<uint64_t>* rows_scored = nullptr;
-  std::atomic<uint64_t>* rows_total = nullptr;  // the input's, once read
+  // Rank 0: where the output stands (its temporary file, the rows written to it), for a signal
+  // handler's last word.
+  FileJobProgress* job = nullptr;
 };
 
 struct ScoreJobResult {
