@@ -9,7 +9,8 @@
 #        after setup; modes: sync async bare, default all three; also sync-full: --record sync
 #        --sync full, each reply after its record is fdatasynced; sync-noauth: sync with
 #        --auth off, the peer that prices authentication: every other mode sends a scorer's API
-#        key)
+#        key; sync-tls: sync over HTTPS, TLS 1.3 with a P-256 certificate made here, the peer of
+#        sync that prices TLS once the connections are open)
 # Prints one CSV line per run, then a table of medians.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -43,10 +44,19 @@ for mode in "${MODES[@]}"; do
         record=(--record "$mode")
         [ "$mode" = sync-full ] && record=(--record sync --sync full)
         [ "$mode" = sync-noauth ] && record=(--record sync --auth off)
+        if [ "$mode" = sync-tls ]; then
+          [ -f "$OUT/tls-key.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+            -nodes -days 30 -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1" \
+            -keyout "$OUT/tls-key.pem" -out "$OUT/tls-cert.pem" 2>/dev/null
+          chmod 600 "$OUT/tls-key.pem"
+          record=(--record sync --tls-cert "$OUT/tls-cert.pem" --tls-key "$OUT/tls-key.pem")
+        fi
         "$VIGIL" serve --model "$MODEL" --port "$PORT" --address 127.0.0.1 --data-dir "$data" \
           "${record[@]}" >/dev/null 2>"$OUT/serve.log" &
       fi
       server=$!
+      scheme=http
+      [ "$mode" = sync-tls ] && scheme=https
       # A scorer's key, as a payment service would hold (the server made the key store at its start).
       export VIGIL_KEY=""
       if [ "$mode" != bare ] && [ "$mode" != sync-noauth ]; then
@@ -55,17 +65,17 @@ for mode in "${MODES[@]}"; do
         VIGIL_KEY=$("$VIGIL" keys create --role scorer --name bench --data-dir "$data" 2>/dev/null) || true
       fi
       for _ in $(seq 100); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+        code=$(curl -s -k -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
           -H "Authorization: Bearer $VIGIL_KEY" \
           --data '{"transaction_id":"warm","customer_id":"1","terminal_id":"1","amount":1,"timestamp":"2018-08-01T00:00:00Z"}' \
-          "http://127.0.0.1:$PORT/v1/score" || true)
+          "$scheme://127.0.0.1:$PORT/v1/score" || true)
         [ "$code" = 200 ] && break
         sleep 0.1
       done
       cpu0=$(cpu_ticks "$server")
       read -r steal0 total0 <<<"$(steal_total)"
       line=$(wrk -t"$((conns < 2 ? 1 : 2))" -c"$conns" -d"${SECONDS_PER_RUN}s" --latency -s bench/load/score.lua \
-        "http://127.0.0.1:$PORT" | grep '^RESULT')
+        "$scheme://127.0.0.1:$PORT" | grep '^RESULT')
       cpu1=$(cpu_ticks "$server")
       read -r steal1 total1 <<<"$(steal_total)"
       steal_pct=$(( (steal1 - steal0) * 100 / (total1 > total0 ? total1 - total0 : 1) ))

@@ -80,6 +80,16 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                   "Browser origins that may call the API, comma-separated "
                   "(https://ui.example[:port]); none by default")
       ->envname("VIGIL_CORS_ORIGINS");
+  auto* tls_cert = cmd->add_option("--tls-cert", o.tls_cert_file,
+                                   "HTTPS: the server's certificate chain (PEM, its own first); "
+                                   "TLS 1.2 and 1.3 only")
+                       ->envname("VIGIL_TLS_CERT");
+  auto* tls_key = cmd->add_option("--tls-key", o.tls_key_file,
+                                  "HTTPS: the certificate's private key (PEM, unencrypted, "
+                                  "readable by the server's user only)")
+                      ->envname("VIGIL_TLS_KEY");
+  tls_cert->needs(tls_key);
+  tls_key->needs(tls_cert);
   cmd->add_option("--threads", o.threads, "HTTP I/O threads (0: one per core)")
       ->capture_default_str()->envname("VIGIL_THREADS");
   cmd->add_option("--record", args->record,
@@ -248,7 +258,8 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       *exit_code = Fail("serve", service.status());
       return;
     }
-    std::printf("vigil serve: listening on http://%s:%d (model %s)\n",
+    std::printf("vigil serve: listening on %s://%s:%d (model %s)\n",
+                o.tls_cert_file.empty() ? "http" : "https",
                 o.address == "0.0.0.0" ? "127.0.0.1" : o.address.c_str(), (*service)->port(),
                 o.engine.model_path.c_str());
     if (!(*service)->first_admin_key().empty() && ::isatty(STDOUT_FILENO) == 0) {

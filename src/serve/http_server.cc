@@ -2,8 +2,8 @@
 // - ServerCore: the io_context, the acceptor (on its own strand) and the registry of live
 //   connections. Shared: every Connection holds a reference, so the io_context outlives any
 //   connection that a late `respond` keeps alive after the server object is gone.
-// - Connection: one socket and its strand; reads a request, hands it to the handler, writes the
-//   response, then reads the next one. Its state is touched only on its strand, except
+// - Connection: one socket and its strand (and, with TLS, the TLS stream over it); reads a
+//   request, hands it to the handler, writes the response, then reads the next one. Its state is touched only on its strand, except
 //   pending_seq_/pending_self_, which pass to whichever thread calls `respond`.
 // - HttpServer: the public face; owns the I/O threads and runs Stop().
 //
@@ -12,8 +12,10 @@
 // returns; nothing is left in the queue to form a cycle (handler -> connection -> core -> queue).
 #include "serve/http_server.h"
 
-#include "core/error_json.h"
-#include "core/log.h"
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -22,22 +24,27 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
-#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <cassert>
 #include <cstdint>
 #include <exception>
 #include <future>
 #include <list>
 #include <optional>
+
+#include "core/error_json.h"
+#include "core/log.h"
 
 namespace vigil {
 
@@ -56,6 +63,8 @@ using Strand = net::strand<net::io_context::executor_type>;
 // allocations per request).
 using Socket = net::basic_stream_socket<tcp, Strand>;
 using Stream = beast::basic_stream<tcp, Strand>;
+// TLS over the connection's Stream (a reference: the timeouts and close stay the Stream's).
+using TlsStream = beast::ssl_stream<Stream&>;
 
 constexpr size_t kMaxHeaderBytes = 16 * 1024;
 constexpr size_t kReadChunk = 16 * 1024;
@@ -152,6 +161,67 @@ bool HasNoBody(int status) {
   return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
+// The server's TLS context: TLS 1.2 and 1.3 only (Mozilla's "intermediate" profile), in TLS 1.2
+// forward-secret AEAD suites only, no renegotiation, no compression. InvalidArgument naming the
+// file and why when the certificate or key does not load or they do not match. With `warn`, logs
+// a warning when others than its owner may read the key.
+StatusOr<std::unique_ptr<net::ssl::context>> LoadTls(const std::string& cert_file,
+                                                     const std::string& key_file, bool warn) {
+  if (cert_file.empty() != key_file.empty()) {
+    return InvalidArgument("http server: TLS needs both a certificate and its private key");
+  }
+  auto ctx = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
+  ctx->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                   net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                   net::ssl::context::no_tlsv1_1 | net::ssl::context::no_compression);
+  SSL_CTX* native = ctx->native_handle();
+  SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
+  SSL_CTX_set_options(native, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_cipher_list(native,
+                          "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                          "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                          "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305");
+  // An encrypted key would make OpenSSL prompt on the terminal: refuse it instead.
+  ctx->set_password_callback([](size_t, net::ssl::context::password_purpose) { return ""; });
+  auto why = [](const beast::error_code& ec) {
+    const unsigned long e = ERR_get_error();  // NOLINT(google-runtime-int): OpenSSL's type
+    ERR_clear_error();
+    return e != 0 ? std::string(ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "")
+                  : ec.message();
+  };
+  beast::error_code ec;
+  ERR_clear_error();
+  ctx->use_certificate_chain_file(cert_file, ec);
+  if (ec) {
+    return InvalidArgument("cannot load the TLS certificate " + cert_file +
+                           " (a PEM certificate chain, the server's first): " + why(ec));
+  }
+  ctx->use_private_key_file(key_file, net::ssl::context::pem, ec);
+  // Asio's SSL errors are OpenSSL's packed error codes.
+  const auto code = static_cast<unsigned long>(ec.value());  // NOLINT(google-runtime-int)
+  if (ec && ec.category() == net::error::get_ssl_category() && ERR_GET_LIB(code) == ERR_LIB_X509 &&
+      ERR_GET_REASON(code) == X509_R_KEY_VALUES_MISMATCH) {
+    ERR_clear_error();
+    return InvalidArgument("the TLS private key " + key_file +
+                           " does not belong to the certificate " + cert_file);
+  }
+  if (ec) {
+    return InvalidArgument("cannot load the TLS private key " + key_file +
+                           " (an unencrypted PEM key): " + why(ec));
+  }
+  if (SSL_CTX_check_private_key(native) != 1) {
+    ERR_clear_error();
+    return InvalidArgument("the TLS private key " + key_file +
+                           " does not belong to the certificate " + cert_file);
+  }
+  struct stat st {};
+  if (warn && ::stat(key_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+    Log(LogLevel::kWarn, "tls: the private key can be read by others than its owner",
+        {{"file", key_file}, {"fix", "chmod 600"}});
+  }
+  return ctx;
+}
+
 }  // namespace
 
 std::string_view HttpRequest::Header(std::string_view lower_name) const {
@@ -204,6 +274,7 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
 
   const HttpServerOptions options;
   const HttpHandler handler;
+  std::unique_ptr<net::ssl::context> tls;  // set before Accept(), when the server speaks TLS
   net::io_context ioc;  // declared first of the Asio objects: destroyed last
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;  // Stop() resets
   std::atomic<size_t> in_flight{0};
@@ -243,7 +314,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const Strand& strand() const { return strand_; }
 
   void Start() {
-    net::dispatch(strand_, [self = shared_from_this()] { self->StartRequest(); });
+    net::dispatch(strand_, [self = shared_from_this()] {
+      if (self->core_->tls) {
+        self->ReadClientHello();
+      } else {
+        self->StartRequest();
+      }
+    });
   }
 
   // On strand_: Stop() has begun. A connection still receiving its request (idle, or with part of
@@ -269,6 +346,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool registered_ = false;
 
  private:
+  // TLS: the first bytes say whether the client speaks TLS; then the handshake.
+  void ReadClientHello();
+  void Handshake();
+  void OnHandshake(beast::error_code ec, size_t used);
   void StartRequest();
   void ReadMore();
   void OnRead(beast::error_code ec, size_t n);
@@ -283,10 +364,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void LingerClose();
   void Linger();
   void Close() { stream_.close(); }
+  // Calls fn(stream) with the stream requests and responses go through: the TLS one once the
+  // handshake has begun, else the TCP one.
+  template <typename Fn>
+  void WithStream(Fn&& fn) {
+    if (tls_) {
+      fn(*tls_);
+    } else {
+      fn(stream_);
+    }
+  }
 
   std::shared_ptr<ServerCore> core_;  // first: destroyed after the socket
   Strand strand_;
   Stream stream_;
+  std::optional<TlsStream> tls_;  // over stream_: declared after it, destroyed before
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
@@ -444,6 +536,55 @@ bool ServerCore::PostIfOpen(const Strand& strand, Fn&& fn) {
 
 // --- Connection: reading ------------------------------------------------------------------------
 
+void Connection::ReadClientHello() {
+  deadline_ = Clock::now() + std::chrono::milliseconds(core_->options.header_timeout_ms);
+  stream_.expires_at(deadline_);
+  stream_.async_read_some(
+      buffer_.prepare(kReadChunk), [self = shared_from_this()](beast::error_code ec, size_t n) {
+        if (ec) {
+          self->Close();
+          return;
+        }
+        self->buffer_.commit(n);
+        // A TLS connection starts with a handshake record (content type 22); anything else is most
+        // likely plain HTTP sent to the HTTPS port: say so, in plain HTTP, and close.
+        const auto* first = static_cast<const unsigned char*>(self->buffer_.data().data());
+        if (first[0] != 0x16) {
+          self->parser_.emplace();
+          self->WriteError(ErrorResponse(400, "invalid_argument",
+                                         "this port speaks HTTPS: send the request with https://"));
+          return;
+        }
+        self->Handshake();
+      });
+}
+
+void Connection::Handshake() {
+  tls_.emplace(stream_, *core_->tls);
+  stream_.expires_at(deadline_);
+  tls_->async_handshake(net::ssl::stream_base::server, buffer_.data(),
+                        [self = shared_from_this()](beast::error_code ec, size_t used) {
+                          self->OnHandshake(ec, used);
+                        });
+}
+
+void Connection::OnHandshake(beast::error_code ec, size_t used) {
+  if (ec) {
+    // Scanners and clients that distrust the certificate end here every day: not a warning.
+    Log(LogLevel::kDebug, "tls: handshake failed", {{"error", ec.message()}, {"remote", remote_}});
+    Close();
+    return;
+  }
+  buffer_.consume(used);
+  // A client sends nothing between its hello and the server's answer: whatever else was read
+  // with the hello is not ours to parse.
+  if (buffer_.size() > 0) {
+    Close();
+    return;
+  }
+  StartRequest();
+}
+
 void Connection::StartRequest() {
   parser_.emplace();
   parser_->header_limit(kMaxHeaderBytes);
@@ -472,9 +613,11 @@ void Connection::ReadMore() {
   } else {
     stream_.expires_at(deadline_);
   }
-  stream_.async_read_some(
-      buffer_.prepare(kReadChunk),
-      [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnRead(ec, n); });
+  WithStream([this](auto& stream) {
+    stream.async_read_some(
+        buffer_.prepare(kReadChunk),
+        [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnRead(ec, n); });
+  });
 }
 
 void Connection::OnRead(beast::error_code ec, size_t n) {
@@ -526,14 +669,16 @@ void Connection::SendContinue() {
   static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
   continue_sent_ = true;
   stream_.expires_at(deadline_);
-  net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
-                   [self = shared_from_this()](beast::error_code ec, size_t) {
-                     if (ec) {
-                       self->Close();
-                       return;
-                     }
-                     self->ReadMore();
-                   });
+  WithStream([this](auto& stream) {
+    net::async_write(stream, net::buffer(kContinue.data(), kContinue.size()),
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (ec) {
+                         self->Close();
+                         return;
+                       }
+                       self->ReadMore();
+                     });
+  });
 }
 
 bool Connection::CheckHeader() {
@@ -677,8 +822,10 @@ void Connection::Write(HttpResponse&& response) {
     res_.prepare_payload();
   }
   stream_.expires_after(std::chrono::milliseconds(core_->options.header_timeout_ms));
-  http::async_write(stream_, res_, [self = shared_from_this()](beast::error_code ec, size_t) {
-    self->OnWrite(ec);
+  WithStream([this](auto& stream) {
+    http::async_write(stream, res_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->OnWrite(ec);
+    });
   });
 }
 
@@ -699,15 +846,21 @@ void Connection::OnWrite(beast::error_code ec) {
 }
 
 void Connection::LingerClose() {
+  deadline_ =
+      Clock::now() + std::min<Clock::duration>(
+                         kMaxLinger, std::chrono::milliseconds(core_->options.header_timeout_ms));
+  if (tls_) {
+    // close_notify, then the client's (or its EOF, or the deadline): TLS's own orderly close.
+    stream_.expires_at(deadline_);
+    tls_->async_shutdown([self = shared_from_this()](beast::error_code) { self->Close(); });
+    return;
+  }
   beast::error_code ec;
   stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
   if (ec) {
     Close();
     return;
   }
-  deadline_ =
-      Clock::now() + std::min<Clock::duration>(
-                         kMaxLinger, std::chrono::milliseconds(core_->options.header_timeout_ms));
   buffer_.clear();
   Linger();
 }
@@ -731,9 +884,7 @@ void Connection::Linger() {
 HttpServer::HttpServer(Key, std::shared_ptr<http_internal::ServerCore> core, int port)
     : core_(std::move(core)), port_(port) {}
 
-StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
-                                                        HttpHandler handler) {
-  if (!handler) return InvalidArgument("http server: no handler");
+Status HttpServer::CheckOptions(const HttpServerOptions& options) {
   if (options.port < 0 || options.port > 65535) {
     return InvalidArgument("http server: port " + std::to_string(options.port) +
                            " is not in 0..65535");
@@ -746,14 +897,30 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions&
     return InvalidArgument("http server: max_connections must be > 0");
   }
   beast::error_code ec;
-  const net::ip::address address = net::ip::make_address(options.address, ec);
+  (void)net::ip::make_address(options.address, ec);
   if (ec) {
     return InvalidArgument("http server: '" + options.address + "' is not an IP address");
   }
+  if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
+    VIGIL_RETURN_IF_ERROR(
+        LoadTls(options.tls_cert_file, options.tls_key_file, /*warn=*/false).status());
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
+                                                        HttpHandler handler) {
+  if (!handler) return InvalidArgument("http server: no handler");
+  VIGIL_RETURN_IF_ERROR(CheckOptions(options));
+  const net::ip::address address = net::ip::make_address(options.address);
   int threads = options.threads;
   if (threads == 0) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 
   auto core = std::make_shared<http_internal::ServerCore>(options, std::move(handler), threads);
+  if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
+    VIGIL_ASSIGN_OR_RETURN(core->tls,
+                           LoadTls(options.tls_cert_file, options.tls_key_file, /*warn=*/true));
+  }
   VIGIL_RETURN_IF_ERROR(
       core->Listen(tcp::endpoint(address, static_cast<unsigned short>(options.port))));
   const int port = core->LocalPort();

@@ -25,6 +25,8 @@
 //   - 413 "payload_too_large", and close: a body over max_body_bytes (the handler is not called).
 //   - 500 "internal", message "internal error": a handler that throws; the exception's text is
 //     logged with the request line. The connection stays open: the request was well framed.
+// - With TLS (tls_cert_file, tls_key_file): the handshake, too, must end within
+//   header_timeout_ms; a connection closed by the server sends TLS's close_notify first.
 // - A request not received within header_timeout_ms of its first byte, or a keep-alive connection
 //   idle for idle_timeout_ms, is closed without a response.
 // - Stop() closes at once every connection still receiving a request (see Stop()).
@@ -90,6 +92,11 @@ struct HttpServerOptions {
                                     // byte has arrived; also bounds writing one response
   int idle_timeout_ms = 60000;      // a keep-alive connection waiting for its next request
   size_t max_connections = 10000;   // connections beyond this are closed as soon as accepted
+  // HTTPS when both are set: a PEM certificate chain (the server's certificate first) and its
+  // unencrypted PEM private key. TLS 1.2 and 1.3 only; in TLS 1.2, forward-secret AEAD cipher
+  // suites only; no renegotiation. A plain HTTP request to the port gets a 400 that says to use
+  // https, then the connection closes.
+  std::string tls_cert_file, tls_key_file;
 };
 
 namespace http_internal {
@@ -103,10 +110,14 @@ class ServerCore;
 class HttpServer {
  public:
   // Binds, listens and starts the I/O threads. Errors: InvalidArgument for bad options or an
-  // address that is not an IP literal; Unavailable when the port is taken ("port 8080 is in use")
+  // address that is not an IP literal, or a certificate or key that does not load (naming the
+  // file and why); Unavailable when the port is taken ("port 8080 is in use")
   // or the address cannot be bound; PermissionDenied for a privileged port.
   static StatusOr<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options,
                                                      HttpHandler handler);
+  // Start()'s checks of `options` (the certificate and key loaded too) without binding: for a
+  // caller that must not change anything (create files, open stores) before a start that fails.
+  static Status CheckOptions(const HttpServerOptions& options);
 
   // Stop() with its default drain, then joins the I/O threads.
   ~HttpServer();  // NOLINT(bugprone-exception-escape): Stop throws only on a broken std::mutex

@@ -907,5 +907,24 @@ TEST(HttpServerTest, RejectsBadOptions) {
   EXPECT_EQ(HttpServer::Start(options, nullptr).status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST(HttpServerTest, TlsNeedsBothFilesAndNamesTheOneThatDoesNotLoad) {
+  HttpServerOptions options;
+  options.address = "127.0.0.1";
+  options.port = 0;
+  options.tls_cert_file = "/nonexistent/cert.pem";
+  auto half = HttpServer::Start(options, Echo);
+  ASSERT_FALSE(half.ok());
+  EXPECT_EQ(half.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(half.status().message().find("both a certificate and its private key"),
+            std::string::npos)
+      << half.status().message();
+  options.tls_key_file = "/nonexistent/key.pem";
+  auto missing = HttpServer::Start(options, Echo);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(missing.status().message().find("/nonexistent/cert.pem"), std::string::npos)
+      << missing.status().message();
+}
+
 }  // namespace
 }  // namespace vigil

@@ -273,6 +273,16 @@ ScoringService::ScoringService(std::unique_ptr<Impl> impl) : impl_(std::move(imp
 ScoringService::~ScoringService() { Stop(); }
 
 StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptions& options) {
+  HttpServerOptions ho;
+  ho.address = options.address;
+  ho.port = options.port;
+  ho.threads = options.threads;
+  ho.max_body_bytes = options.max_body_bytes;
+  ho.tls_cert_file = options.tls_cert_file;
+  ho.tls_key_file = options.tls_key_file;
+  // A start that fails changes nothing: a bad certificate is found before any store is opened
+  // or any key created.
+  VIGIL_RETURN_IF_ERROR(HttpServer::CheckOptions(ho));
   auto impl = std::make_unique<Impl>();
   Impl* raw = impl.get();
   impl->options = options;
@@ -326,11 +336,6 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
   }
   impl->AddQueueMetrics();
 
-  HttpServerOptions ho;
-  ho.address = options.address;
-  ho.port = options.port;
-  ho.threads = options.threads;
-  ho.max_body_bytes = options.max_body_bytes;
   VIGIL_ASSIGN_OR_RETURN(impl->server,
                          HttpServer::Start(ho, [raw](HttpRequest&& req,
                                                      std::function<void(HttpResponse&&)> respond) {
@@ -341,6 +346,7 @@ StatusOr<std::unique_ptr<ScoringService>> ScoringService::Start(const ServeOptio
   Log(LogLevel::kInfo, "listening",
       {{"address", options.address},
        {"port", raw->server->port()},
+       {"scheme", options.tls_cert_file.empty() ? "http" : "https"},
        {"model", m.name},
        {"version", m.version},
        {"record", options.engine.record == RecordMode::kSync ? "sync" : "async"},

@@ -44,6 +44,8 @@ struct ServeOptions {
   auth::RateLimitOptions limits;
   // Browser origins allowed to call the API (CORS), exactly as a browser sends them.
   std::vector<std::string> cors_origins;
+  // HTTPS: a PEM certificate chain and its private key (HttpServerOptions); both or neither.
+  std::string tls_cert_file, tls_key_file;
 };
 
 // A ScoringService owns the engine, the queues, the processor (when asked for), the HTTP server
