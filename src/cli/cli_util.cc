@@ -22,11 +22,12 @@ void AddKernelOption(CLI::App& cmd, std::string* kernel) {
       ->envname("VIGIL_KERNEL");
 }
 
-sigset_t BlockTerminationSignals() {
+sigset_t BlockTerminationSignals(bool and_hangup) {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  if (and_hangup) sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   return signals;
 }

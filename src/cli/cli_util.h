@@ -80,14 +80,15 @@ Status CheckFileScoreArgs(const FileScoreArgs& args);
 // returns the exit code.
 int ScoreFile(const std::string& command, const FileScoreArgs& args);
 
-// A job that writes one file, ended by SIGINT or SIGTERM, leaves no temporary file and says how
-// far it got. BlockTerminationSignals() blocks both in the calling thread, and so in every thread
-// it starts from then on (call it before any); WatchForTermination() takes them on a detached
-// thread of its own: it removes job's temporary file, prints "vigil COMMAND: stopped by SIGTERM
-// (NOTE) with D of T transactions scored; nothing was written to OUT" and exits 128 + the
-// signal's number; once job->committed it exits at once, silently. `job` must outlive the
-// process (the thread is never joined): pass a shared one.
-sigset_t BlockTerminationSignals();
+// Signals taken by one waiting thread, not by whichever thread runs. BlockTerminationSignals()
+// blocks SIGINT and SIGTERM (and SIGHUP, a reload, when asked) in the calling thread, and so in
+// every thread it starts from then on: call it before any. For a job that writes one file,
+// WatchForTermination() then takes them on a detached thread of its own: it removes job's
+// temporary file, prints "vigil COMMAND: stopped by SIGTERM (NOTE) with D of T transactions
+// scored; nothing was written to OUT" and exits 128 + the signal's number; once job->committed
+// it exits at once, silently. `job` must outlive the process (the thread is never joined): pass
+// a shared one.
+sigset_t BlockTerminationSignals(bool and_hangup = false);
 void WatchForTermination(sigset_t signals, std::string command, std::string out,
                          std::shared_ptr<FileJobProgress> job, std::string note = "");
 

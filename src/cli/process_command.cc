@@ -334,12 +334,8 @@ void AddProcessCommand(CLI::App& app, int* exit_code) {
     }
     // Under a launcher: rank 0 runs the processor and the workers run the model
     // (dist/rank_predictor.h); without MPI, or alone, one process, saying so.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // before MPI starts its threads
+    // Before MPI starts its threads.
+    const sigset_t signals = BlockTerminationSignals(/*and_hangup=*/true);
     std::unique_ptr<dist::Mpi> mpi;
     if (const dist::Launcher l = dist::DetectLauncher(); l.present && l.size != 1) {
       auto started = dist::Mpi::Init();

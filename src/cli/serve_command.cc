@@ -247,12 +247,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                    "only. Do not run it so in production.\n");
     }
     // Signals go to one waiting thread, not to whichever thread runs: block them everywhere first.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    const sigset_t signals = BlockTerminationSignals(/*and_hangup=*/true);
     auto service = ScoringService::Start(o);
     if (!service.ok()) {
       *exit_code = Fail("serve", service.status());
